@@ -1,0 +1,47 @@
+// Benchmark harness shared by every `tensorzip bench <op>`: timing with warm-up and repeats (min
+// and median), error against a reference, result rows printed as a table or JSON lines.
+#pragma once
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tz::bench {
+
+struct Timing { double ms_min = 0, ms_median = 0; int reps = 0; };
+// Runs fn(rep) `warmup` times untimed, then up to `repeats` times, stopping early once
+// `budget_s` seconds are spent (at least `min_reps` timed runs).
+Timing time_it(const std::function<void(int rep)>& fn, int warmup, int repeats, double budget_s, int min_reps = 3);
+
+// max_i |y_i - ref_i| / max_i |ref_i|: error relative to the output's scale, robust to outputs
+// that happen to be near zero.
+double max_rel_err(const float* y, const float* ref, size_t n);
+
+struct Row {
+  std::string op, impl, baseline, dtype, shape, cache = "hot";
+  int threads = 1;
+  Timing t;
+  double flops = 0, bytes = 0;       // per run
+  double baseline_ms = 0;            // baseline's median, same run; 0 = this row is the baseline
+  double max_rel_err = 0;
+  std::optional<double> roofline_gbps;  // DRAM read bandwidth measured in this run, for this thread count
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+};
+
+class Reporter {
+ public:
+  explicit Reporter(bool json) : json_(json) {}
+  void add(const Row& r);  // prints immediately (one JSON object per line, or a table row)
+  bool json() const { return json_; }
+
+ private:
+  bool json_;
+  bool header_done_ = false;
+};
+
+// A distinct copy of some operand per slot, totalling at least `min_bytes`, so cycling through
+// them streams from DRAM ("cold"); with cold == false there is one copy ("hot").
+int copies_for(size_t bytes_per_copy, bool cold, size_t min_bytes = size_t(1) << 30);
+
+}  // namespace tz::bench

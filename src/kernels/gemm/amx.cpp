@@ -1,0 +1,103 @@
+// AMX bf16 GEMM: 32 x 32 output blocks as four 16 x 16 f32 tiles (tmm0-3), two X tiles (tmm4-5,
+// 16 rows x 32 k) and two W tiles (tmm6-7) in the VNNI pair layout AMX needs:
+// B[k/2][col][2] = W[col][k]. Each task packs its own 32-row slab of W (the packing is the kernel's
+// contract, done in L2-sized pieces by the thread that uses it) and streams every X block past it.
+// X is copied once into a zero-padded buffer so edge tiles need no special code.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm/gemm.h"
+
+namespace tz::kernels {
+namespace {
+
+constexpr int64_t kTile = 16;   // tile rows / f32 columns
+constexpr int64_t kKStep = 32;  // bf16 values per tile row (64 bytes)
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+void load_tile_config() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+// Packs W rows [r0, r0+32) (zero beyond m) into 2 x kb tiles of 16 (k pairs) x 32 bf16.
+void pack_w_slab(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, int64_t r0, int64_t kb,
+                 uint16_t* out) {
+  // out layout: [half (2)][kblock][pair row 16][col 16][2]
+  std::memset(out, 0, size_t(2 * kb * kTile * kKStep) * sizeof(uint16_t));
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t c = 0; c < kTile; ++c) {
+      const int64_t row = r0 + h * kTile + c;
+      if (row >= m) break;
+      const uint16_t* src = w + row * ldw;
+      uint16_t* dst = out + h * kb * kTile * kKStep + c * 2;
+      for (int64_t p2 = 0; p2 < (k + 1) / 2; ++p2) {
+        uint16_t* d = dst + ((p2 >> 4) * kTile + (p2 & 15)) * kKStep;  // tile p2/16, pair row p2%16
+        d[0] = src[2 * p2];
+        d[1] = 2 * p2 + 1 < k ? src[2 * p2 + 1] : uint16_t(0);
+      }
+    }
+}
+
+}  // namespace
+
+void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args& a) {
+  // Tiles need 16 rows of X to pay off; below that the AVX-512-BF16 dot kernel wins.
+  if (a.n < kTile) return gemm_bf16_bf16_f32_4x4__avx512bf16(a);
+  const int64_t np = (a.n + 31) / 32 * 32, kb = (a.k + kKStep - 1) / kKStep, kp = kb * kKStep;
+  std::vector<uint16_t> xp(size_t(np * kp), 0);
+  for (int64_t i = 0; i < a.n; ++i) std::memcpy(&xp[size_t(i * kp)], a.x + i * a.ldx, size_t(a.k) * 2);
+
+  gemm_parallel_m(a.m, 32, a.n, a.k, [&](int64_t m0, int64_t m1) {
+    load_tile_config();  // tile state is per thread
+    std::vector<uint16_t> wp(static_cast<size_t>(2 * kb * kTile * kKStep));
+    alignas(64) float out[4][kTile * kTile];
+    for (int64_t r0 = m0; r0 < m1; r0 += 32) {
+      pack_w_slab(a.w, a.ldw, a.m, a.k, r0, kb, wp.data());
+      const uint16_t* b0 = wp.data();
+      const uint16_t* b1 = wp.data() + kb * kTile * kKStep;
+      for (int64_t i0 = 0; i0 < a.n; i0 += 32) {
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        const uint16_t* x0 = &xp[size_t(i0 * kp)];
+        const uint16_t* x1 = x0 + kTile * kp;
+        for (int64_t b = 0; b < kb; ++b) {
+          _tile_loadd(4, x0 + b * kKStep, kp * 2);
+          _tile_loadd(5, x1 + b * kKStep, kp * 2);
+          _tile_loadd(6, b0 + b * kTile * kKStep, 64);
+          _tile_loadd(7, b1 + b * kTile * kKStep, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+        _tile_stored(0, out[0], 64);
+        _tile_stored(1, out[1], 64);
+        _tile_stored(2, out[2], 64);
+        _tile_stored(3, out[3], 64);
+        for (int t = 0; t < 4; ++t) {
+          const int64_t ri = i0 + (t / 2) * kTile, cj = r0 + (t % 2) * kTile;
+          const int64_t rows = std::min(kTile, a.n - ri), cols = std::min(kTile, std::min(m1, a.m) - cj);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c) a.y[(ri + r) * a.ldy + cj + c] = out[t][r * kTile + c];
+        }
+      }
+    }
+    _tile_release();
+  });
+}
+
+}  // namespace tz::kernels

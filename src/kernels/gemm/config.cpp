@@ -1,0 +1,105 @@
+// Dispatch table of the dense GEMM family and the public entry points (argument checks live here,
+// once, not in each variant).
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "core/dispatch.h"
+#include "kernels/gemm/gemm.h"
+#include "tensorzip/error.h"
+#include "tensorzip/gemm.h"
+
+namespace tz {
+namespace detail {
+using namespace kernels;
+
+KernelOp& gemm_f32_op() {
+  static KernelOp op("gemm_f32", {
+      {"gemm_f32_f32_f32__openblas", Isa::Scalar, 0, to_any(gemm_f32_f32_f32__openblas), openblas_kernels_fit_cap},
+      {"gemm_f32_f32_f32_4x3__avx2", Isa::Avx2, 0, to_any(gemm_f32_f32_f32_4x3__avx2)},
+      {"gemm_f32_f32_f32__ref", Isa::Scalar, 0, to_any(gemm_f32_f32_f32__ref)},
+  });
+  return op;
+}
+
+KernelOp& gemm_bf16_op() {
+  static KernelOp op("gemm_bf16", {
+      {"gemm_bf16_bf16_f32_32x32__amx", Isa::Amx, kAmxBf16 | kAvx512Bf16, to_any(gemm_bf16_bf16_f32_32x32__amx)},
+      {"gemm_bf16_bf16_f32_4x4__avx512bf16", Isa::Avx512, kAvx512Bf16, to_any(gemm_bf16_bf16_f32_4x4__avx512bf16)},
+      {"gemm_bf16_bf16_f32_4x3__avx2", Isa::Avx2, 0, to_any(gemm_bf16_bf16_f32_4x3__avx2)},
+      {"gemm_bf16_bf16_f32__ref", Isa::Scalar, 0, to_any(gemm_bf16_bf16_f32__ref)},
+  });
+  return op;
+}
+
+}  // namespace detail
+
+namespace {
+
+void check_args(const char* op, int64_t n, int64_t m, int64_t k, const void* x, int64_t ldx,
+                const void* w, int64_t ldw, const void* y, int64_t ldy) {
+  const std::string p = std::string(op) + ": ";
+  require(n >= 0 && m >= 0 && k >= 0, p + "negative dimension");
+  require(n <= std::numeric_limits<int32_t>::max() && m <= std::numeric_limits<int32_t>::max() &&
+              k <= std::numeric_limits<int32_t>::max(), p + "dimension exceeds 2^31-1");
+  require(ldx >= k && ldw >= k && ldy >= m, p + "leading dimension smaller than the row length");
+  require((n == 0 || k == 0 || x) && (m == 0 || k == 0 || w) && (n == 0 || m == 0 || y), p + "null pointer");
+}
+
+}  // namespace
+
+void gemm_f32(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,
+              int64_t ldw, float* y, int64_t ldy) {
+  check_args("gemm_f32", n, m, k, x, ldx, w, ldw, y, ldy);
+  if (n == 0 || m == 0) return;
+  detail::gemm_f32_op().get<kernels::GemmF32Fn>()({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, const uint16_t* w,
+               int64_t ldw, float* y, int64_t ldy) {
+  check_args("gemm_bf16", n, m, k, x, ldx, w, ldw, y, ldy);
+  if (n == 0 || m == 0) return;
+  detail::gemm_bf16_op().get<kernels::GemmBf16Fn>()({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+void gemm_f32_ref(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,
+                  int64_t ldw, float* y, int64_t ldy) {
+  check_args("gemm_f32_ref", n, m, k, x, ldx, w, ldw, y, ldy);
+  kernels::gemm_f32_f32_f32__ref({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+void gemm_bf16_ref(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx,
+                   const uint16_t* w, int64_t ldw, float* y, int64_t ldy) {
+  check_args("gemm_bf16_ref", n, m, k, x, ldx, w, ldw, y, ldy);
+  kernels::gemm_bf16_bf16_f32__ref({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+void gemm_f32_openblas(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx,
+                       const float* w, int64_t ldw, float* y, int64_t ldy) {
+  check_args("gemm_f32_openblas", n, m, k, x, ldx, w, ldw, y, ldy);
+  kernels::gemm_f32_f32_f32__openblas({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+Tensor linear(const Tensor& x, const Tensor& w) {
+  require(x.ndim() == 2 && w.ndim() == 2, "linear: x and w must be 2-D, got " +
+                                              shape_to_string(x.shape()) + " and " + shape_to_string(w.shape()));
+  require(x.dtype() == w.dtype(), std::string("linear: dtype mismatch ") + dtype_name(x.dtype()) +
+                                      " vs " + dtype_name(w.dtype()));
+  require(x.dim(1) == w.dim(1), "linear: inner dimensions differ: x " + shape_to_string(x.shape()) +
+                                    ", w " + shape_to_string(w.shape()));
+  require(x.is_contiguous() && w.is_contiguous(), "linear: operands must be contiguous");
+  const int64_t n = x.dim(0), k = x.dim(1), m = w.dim(0);
+  Tensor y = Tensor::empty(DType::F32, {n, m});
+  if (k == 0) {
+    std::memset(y.raw(), 0, y.nbytes());
+    return y;
+  }
+  switch (x.dtype()) {
+    case DType::F32: gemm_f32(n, m, k, x.data<float>(), k, w.data<float>(), k, y.data<float>(), m); break;
+    case DType::BF16: gemm_bf16(n, m, k, x.data<uint16_t>(), k, w.data<uint16_t>(), k, y.data<float>(), m); break;
+    default: throw Error(std::string("linear: unsupported dtype ") + dtype_name(x.dtype()) + " (F32 or BF16)");
+  }
+  return y;
+}
+
+}  // namespace tz

@@ -1,0 +1,28 @@
+// Variants of the dense GEMM family: Y[n,m] = X[n,k] · W[m,k]ᵀ (see include/tensorzip/gemm.h).
+// Each variant takes the whole problem; native ones split it over the pool with gemm_parallel_m.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace tz::kernels {
+
+struct GemmF32Args { int64_t n, m, k; const float* x; int64_t ldx; const float* w; int64_t ldw; float* y; int64_t ldy; };
+struct GemmBf16Args { int64_t n, m, k; const uint16_t* x; int64_t ldx; const uint16_t* w; int64_t ldw; float* y; int64_t ldy; };
+using GemmF32Fn = void (*)(const GemmF32Args&);
+using GemmBf16Fn = void (*)(const GemmBf16Args&);
+
+void gemm_f32_f32_f32__ref(const GemmF32Args&);
+void gemm_f32_f32_f32_4x3__avx2(const GemmF32Args&);
+void gemm_f32_f32_f32__openblas(const GemmF32Args&);
+bool openblas_kernels_fit_cap();   // OpenBLAS's own core type is allowed under the ISA cap
+
+void gemm_bf16_bf16_f32__ref(const GemmBf16Args&);
+void gemm_bf16_bf16_f32_4x3__avx2(const GemmBf16Args&);
+void gemm_bf16_bf16_f32_4x4__avx512bf16(const GemmBf16Args&);
+void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args&);
+
+// Runs tile(m0, m1) over [0, m) in chunks aligned to `align` rows, on the thread pool.
+void gemm_parallel_m(int64_t m, int64_t align, int64_t n, int64_t k,
+                     const std::function<void(int64_t m0, int64_t m1)>& tile);
+
+}  // namespace tz::kernels

@@ -1,0 +1,119 @@
+// The tensorzip binary as a user runs it: exit codes, messages, JSON shapes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tests/test_util.h"
+
+namespace tz {
+
+using nlohmann::json;
+
+TEST(Cli, HelpAndVersion) {
+  auto r = test::run_cli("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("inspect"), std::string::npos);
+  EXPECT_NE(r.out.find("bench"), std::string::npos);
+  EXPECT_EQ(test::run_cli("bench gemm --help").code, 0);
+  EXPECT_EQ(test::run_cli("--version").code, 0);
+  EXPECT_NE(test::run_cli("no-such-command").code, 0);
+}
+
+TEST(Cli, InfoJsonAndIsaCap) {
+  auto r = test::run_cli("info --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_TRUE(j.contains("cpu"));
+  EXPECT_TRUE(j["kernels"].is_array());
+  auto s = test::run_cli("info --json", "TENSORZIP_ISA=scalar");
+  ASSERT_EQ(s.code, 0) << s.err;
+  const json js = json::parse(s.out);
+  EXPECT_EQ(js["active_isa"], "scalar");
+  for (const auto& op : js["kernels"]) EXPECT_NE(op["chosen"].get<std::string>().find("__ref"), std::string::npos) << op;
+  auto bad = test::run_cli("info", "TENSORZIP_ISA=avx9000");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("TENSORZIP_ISA"), std::string::npos);
+}
+
+TEST(Cli, InspectRealModels) {
+  TZ_REQUIRE_MODELS();
+  const std::string d = test::models_dir();
+  auto r = test::run_cli("inspect --json " + d + "/stories260K/stories260K.bin");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["format"], "llama2.c v0");
+  EXPECT_EQ(j["tensors"].size(), 13u);
+  EXPECT_EQ(j["tensors"][2]["name"], "wq");
+  EXPECT_EQ(j["tensors"][2]["shape"], json::parse("[5,64,64]"));
+  r = test::run_cli("inspect --json " + d + "/gguf-vocab/ggml-vocab-llama-spm.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["metadata"].size(), 22u);
+  EXPECT_EQ(j["metadata"][0]["key"], "general.architecture");
+  EXPECT_EQ(j["metadata"][0]["type"], "string");
+  r = test::run_cli("inspect " + d + "/gguf-vocab/ggml-vocab-gpt-2.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("tokenizer.ggml.merges"), std::string::npos);
+  EXPECT_NE(r.out.find("array[string; 50000]"), std::string::npos);
+}
+
+TEST(Cli, InspectCorruptFilesFailsWithOneLine) {
+  const std::string dir = test::temp_dir();
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> files = {
+      {"empty.bin", {}},
+      {"trunc.gguf", [] { auto b = test::sample_gguf(); b.resize(b.size() / 2); return b; }()},
+      {"trunc.safetensors", [] { auto b = test::sample_safetensors(); b.resize(b.size() - 3); return b; }()},
+      {"trunc.bin", [] { auto b = test::sample_llama2c(0, true); b.resize(100); return b; }()},
+  };
+  if (!test::models_dir().empty()) {
+    auto b = test::read_file(test::models_dir() + "/stories260K/stories260K.bin");
+    b.resize(b.size() - 1);
+    files.push_back({"stories-trunc.bin", b});
+    auto g = test::read_file(test::models_dir() + "/gguf-vocab/ggml-vocab-llama-spm.gguf");
+    g.resize(g.size() / 3);
+    files.push_back({"spm-trunc.gguf", g});
+  }
+  for (const auto& [name, bytes] : files) {
+    const std::string path = dir + "/" + name;
+    test::write_file(path, bytes);
+    const auto r = test::run_cli("inspect " + path);
+    EXPECT_EQ(r.code, 1) << name;
+    EXPECT_NE(r.err.find(path), std::string::npos) << name << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.out, "") << name;
+  }
+  EXPECT_EQ(test::run_cli("inspect " + dir + "/missing.gguf").code, 1);
+}
+
+TEST(Cli, BenchGemmJsonKeys) {
+  auto r = test::run_cli("bench gemm --m 67 --k 129 --n 1,5 --dtype f32,bf16 --threads 1,2 --repeats 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);
+    for (const char* k : {"op", "impl", "baseline", "shape", "threads", "ms_min", "ms_median", "gflops", "gbps",
+                          "ratio_to_baseline", "max_rel_err", "cache", "roofline_frac"})
+      EXPECT_TRUE(j.contains(k)) << k << " missing in " << line;
+    EXPECT_LE(j["ms_min"].get<double>(), j["ms_median"].get<double>());
+    EXPECT_LT(j["max_rel_err"].get<double>(), 1e-5) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 2 * 2 * 3);  // (ref + 2 thread counts) x n x dtype
+  EXPECT_NE(test::run_cli("bench gemm --dtype f64").code, 0);
+}
+
+TEST(Cli, BenchColdCarriesRoofline) {
+  auto r = test::run_cli("bench gemm --m 64 --k 64 --n 1 --dtype f32 --cold --no-ref --repeats 3 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(j["cache"], "cold");
+  EXPECT_TRUE(j["roofline_frac"].is_number()) << r.out;
+  EXPECT_GT(j["copies"].get<int>(), 1);
+}
+
+}  // namespace tz

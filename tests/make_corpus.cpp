@@ -1,0 +1,38 @@
+// Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
+// variants, into <dir>/{safetensors,gguf,llama2c}/. Run by ctest before the fuzz targets.
+#include <filesystem>
+#include <iostream>
+#include <random>
+
+#include "tests/test_util.h"
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: tz_make_corpus DIR\n";
+    return 2;
+  }
+  namespace fs = std::filesystem;
+  const fs::path root = argv[1];
+  std::mt19937 rng(2024);
+  const auto emit = [&](const std::string& kind, const std::vector<uint8_t>& valid) {
+    const fs::path d = root / kind;
+    fs::create_directories(d);
+    tz::test::write_file((d / "valid").string(), valid);
+    tz::test::write_file((d / "empty").string(), {});
+    for (int i = 1; i <= 4; ++i) {
+      std::vector<uint8_t> t(valid.begin(), valid.begin() + long(valid.size() * size_t(i) / 5));
+      tz::test::write_file((d / ("trunc" + std::to_string(i))).string(), t);
+    }
+    for (int i = 0; i < 4; ++i) {
+      auto f = valid;
+      f[rng() % std::min<size_t>(f.size(), 256)] ^= uint8_t(1u << (rng() % 8));
+      tz::test::write_file((d / ("flip" + std::to_string(i))).string(), f);
+    }
+  };
+  emit("safetensors", tz::test::sample_safetensors());
+  emit("gguf", tz::test::sample_gguf());
+  emit("llama2c", tz::test::sample_llama2c(0, true));
+  emit("llama2c_v1", tz::test::sample_llama2c(1, false));
+  std::cout << "corpus written to " << root << "\n";
+  return 0;
+}

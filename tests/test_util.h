@@ -1,0 +1,50 @@
+// Shared test helpers: seeded random data, ISA-cap scoping, temp dirs, running the CLI, and the
+// location of the real models in ../shared/models (tests skip with a message when absent).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensorzip/cpu.h"
+
+namespace tz::test {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float stddev = 1.f);
+std::vector<uint16_t> to_bf16(const std::vector<float>& v);
+
+// Every ISA level this machine supports, lowest first.
+std::vector<Isa> supported_isas();
+
+// Caps dispatch at `isa` for the scope, then restores the machine's maximum.
+class ScopedIsa {
+ public:
+  explicit ScopedIsa(Isa isa) { reset_isa_cap_for_testing(isa); }
+  ~ScopedIsa() { reset_isa_cap_for_testing(Isa::Amx); }
+};
+
+// A fresh empty directory under the system temp dir, removed at exit of the test process.
+std::string temp_dir();
+std::vector<uint8_t> read_file(const std::string& path);
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
+bool file_exists(const std::string& path);
+
+struct CliResult { int code; std::string out, err; };
+CliResult run_cli(const std::string& args, const std::string& env = "");
+
+std::string models_dir();  // "" when ../shared/models is not there
+#define TZ_REQUIRE_MODELS()                                                            \
+  do {                                                                                 \
+    if (::tz::test::models_dir().empty()) GTEST_SKIP() << "../shared/models not found"; \
+  } while (0)
+
+}  // namespace tz::test
+
+namespace tz::test {
+// Small valid model files, built in memory (tests and fuzz seed corpora).
+std::vector<uint8_t> sample_safetensors();  // F32 [2,3], BF16 [4], I8 [3] + metadata
+std::vector<uint8_t> sample_gguf();         // all metadata types + f32/f16/bf16/q8_0/q4_0 tensors
+// dim 8, hidden 12, 2 layers, 2 heads, 1 kv head, vocab 16, seq 4; values = index * 0.001.
+std::vector<uint8_t> sample_llama2c(int version, bool shared);
+}  // namespace tz::test

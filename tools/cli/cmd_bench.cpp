@@ -1,0 +1,103 @@
+// `tensorzip bench [op] ...`: benchmarks with min/median, GFLOP/s, GB/s and the ratio to a baseline
+// measured in the same run. Without an op: the default set (membw + a gemm case).
+#include <fmt/core.h>
+
+#include "bench/gemm_bench.h"
+#include "bench/harness.h"
+#include "bench/membw.h"
+#include "tensorzip/error.h"
+#include "tensorzip/runtime.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/progress.h"
+
+namespace tz::cli {
+namespace {
+
+struct Common {
+  bool json = false, cold = false;
+  std::vector<int> threads;
+  int repeats = 10, warmup = 1;
+};
+
+void add_common(CLI::App* cmd, Common& c) {
+  cmd->add_flag("--json", c.json, "One JSON object per result line");
+  cmd->add_option("--threads", c.threads, "Thread counts to run, e.g. 1,2 (default: current)")->delimiter(',')->check(CLI::Range(1, 1024));
+  cmd->add_option("--repeats", c.repeats, "Timed repetitions (max; stops early after ~2 s)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--warmup", c.warmup, "Untimed warm-up runs")->check(CLI::Range(0, 1000));
+}
+
+void run_membw(const Common& c, bench::Reporter& rep, size_t mib) {
+  const std::vector<int> threads = c.threads.empty() ? std::vector<int>{1, hardware_threads()} : c.threads;
+  Progress bar(int(threads.size()), !c.json);
+  for (int t : threads) {
+    bar.step(fmt::format("membw threads={}", t));
+    const auto r = bench::measure_membw(t, mib << 20, std::max(3, std::min(c.repeats, 10)));
+    bench::Row row;
+    row.op = "membw";
+    row.impl = "read_sum";
+    row.dtype = "f32";
+    row.shape = fmt::format("{} MiB", mib);
+    row.threads = t;
+    row.cache = "cold";
+    row.t.ms_min = double(mib << 20) / 1e9 / r.gbps_best * 1e3;
+    row.t.ms_median = double(mib << 20) / 1e9 / r.gbps_median * 1e3;
+    row.t.reps = std::max(3, std::min(c.repeats, 10));
+    row.bytes = double(mib << 20);
+    row.roofline_gbps = r.gbps_best;  // the roofline itself: roofline_frac of the median
+    rep.add(row);
+  }
+}
+
+void run_gemm(const Common& c, bench::GemmBenchOptions o, bench::Reporter& rep) {
+  o.threads = c.threads;
+  o.cold = c.cold;
+  o.repeats = c.repeats;
+  o.warmup = c.warmup;
+  Progress bar(bench::gemm_bench_cases(o), !c.json);
+  bench::bench_gemm(o, rep, [&](const std::string& s) { bar.step(s); });
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Benchmarks (ratios to a baseline measured in the same run)");
+  static Common common;
+  static bench::GemmBenchOptions gemm;
+  static size_t membw_mib = 1024;
+  add_common(cmd, common);
+
+  auto* g = cmd->add_subcommand("gemm", "Dense GEMM Y = X·Wᵀ: OpenBLAS f32 and bf16 kernels vs the scalar reference");
+  add_common(g, common);
+  g->add_option("--m", gemm.m, "Output features (rows of W)")->check(CLI::PositiveNumber);
+  g->add_option("--k", gemm.k, "Inner dimension")->check(CLI::PositiveNumber);
+  g->add_option("--n", gemm.n, "Tokens (columns of activations), e.g. 1,64,512")->delimiter(',')->check(CLI::PositiveNumber);
+  g->add_option("--dtype", gemm.dtypes, "f32, bf16 or both: f32,bf16")->delimiter(',');
+  g->add_flag("--cold", common.cold, "Cycle through weight copies totalling >= 1 GiB so they stream from DRAM");
+  g->add_flag("!--no-ref", gemm.with_ref, "Do not time the (slow) scalar reference; still used for max_rel_err");
+  g->callback([] {
+    bench::Reporter rep(common.json);
+    run_gemm(common, gemm, rep);
+  });
+
+  auto* mb = cmd->add_subcommand("membw", "DRAM read bandwidth with 1 and N threads (the roofline)");
+  add_common(mb, common);
+  mb->add_option("--mib", membw_mib, "Buffer size in MiB")->check(CLI::Range(16, 1 << 16));
+  mb->callback([] {
+    bench::Reporter rep(common.json);
+    run_membw(common, rep, membw_mib);
+  });
+
+  cmd->callback([cmd] {
+    if (!cmd->get_subcommands().empty()) return;
+    // Default set: bandwidth roofline, then a decode-shaped and a prefill-shaped GEMM.
+    bench::Reporter rep(common.json);
+    run_membw(common, rep, 512);
+    bench::GemmBenchOptions d;
+    d.m = 2048;
+    d.k = 2048;
+    d.n = {1, 64};
+    run_gemm(common, d, rep);
+  });
+}
+
+}  // namespace tz::cli

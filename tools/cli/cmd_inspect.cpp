@@ -1,0 +1,128 @@
+// `tensorzip inspect FILE [--json]`: tensors (name, dtype, shape, bytes) and metadata of a
+// safetensors, GGUF or llama2.c file. The format is recognised from the file's first bytes.
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/io/llama2c.h"
+#include "tensorzip/io/mapped_file.h"
+#include "tensorzip/io/safetensors.h"
+#include "tools/cli/commands.h"
+
+namespace tz::cli {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+struct Listing {
+  std::string format;
+  ojson meta = ojson::array();     // {key, type, value}
+  ojson tensors = ojson::array();  // {name, dtype, shape, bytes}
+};
+
+std::string detect_format(const io::MappedFile& f) {
+  const uint8_t* p = f.data();
+  if (f.size() >= 4 && std::memcmp(p, "GGUF", 4) == 0) return "gguf";
+  if (f.size() >= 9) {
+    uint64_t n;
+    std::memcpy(&n, p, 8);
+    if (n + 8 <= f.size() && p[8] == '{') return "safetensors";
+  }
+  return "llama2c";
+}
+
+ojson scalar_json(const io::GgufScalar& s) {
+  return std::visit([](const auto& v) { return ojson(v); }, s);
+}
+
+Listing list_gguf(const std::string& path, bool full) {
+  Listing L;
+  const auto f = io::GgufFile::open(path);
+  L.format = "gguf v" + std::to_string(f.version());
+  for (const auto& kv : f.metadata()) {
+    ojson value;
+    if (kv.value.type == io::GgufType::ARRAY) {
+      value = ojson::array();
+      for (size_t i = 0; i < kv.value.items.size() && (full || i < 8); ++i) value.push_back(scalar_json(kv.value.items[i]));
+    } else {
+      value = scalar_json(kv.value.items.at(0));
+    }
+    L.meta.push_back({{"key", kv.key}, {"type", kv.value.type_string()}, {"value", value},
+                      {"text", kv.value.to_string()}});
+  }
+  for (const auto& t : f.tensors())
+    L.tensors.push_back({{"name", t.name}, {"dtype", io::ggml_type_info(t.ggml_type)->name}, {"shape", t.shape}, {"bytes", t.nbytes}});
+  return L;
+}
+
+Listing list_safetensors(const std::string& path) {
+  Listing L;
+  const auto f = io::SafetensorsFile::open(path);
+  L.format = "safetensors";
+  for (const auto& [k, v] : f.metadata()) L.meta.push_back({{"key", k}, {"type", "string"}, {"value", v}, {"text", v}});
+  for (const auto& t : f.tensors())
+    L.tensors.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"bytes", t.end - t.begin}});
+  return L;
+}
+
+Listing list_llama2c(const std::string& path) {
+  Listing L;
+  const auto f = io::Llama2cCheckpoint::open(path);
+  const auto& c = f.config();
+  L.format = "llama2.c v" + std::to_string(c.version);
+  for (auto [k, v] : {std::pair{"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads},
+                      {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len}})
+    L.meta.push_back({{"key", k}, {"type", "i32"}, {"value", v}, {"text", std::to_string(v)}});
+  L.meta.push_back({{"key", "shared_classifier"}, {"type", "bool"}, {"value", c.shared_classifier},
+                    {"text", c.shared_classifier ? "true" : "false"}});
+  for (const auto& t : f.tensors())
+    L.tensors.push_back({{"name", t.name}, {"dtype", "F32"}, {"shape", t.shape}, {"bytes", shape_numel(t.shape) * 4}});
+  return L;
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app) {
+  auto* cmd = app.add_subcommand("inspect", "List the tensors and metadata of a safetensors, GGUF or llama2.c file");
+  static std::string path, format = "auto";
+  cmd->add_option("file", path, "Model file")->required();
+  cmd->add_option("--format", format, "auto, safetensors, gguf or llama2c")->check(CLI::IsMember({"auto", "safetensors", "gguf", "llama2c"}));
+  static bool json = false, full = false;
+  cmd->add_flag("--json", json, "One JSON object instead of text");
+  cmd->add_flag("--full", full, "Print whole metadata arrays (default: first 8 items)");
+  cmd->callback([] {
+    std::string fmt_name = format;
+    if (fmt_name == "auto") fmt_name = detect_format(*io::MappedFile::open(path));
+    Listing L = fmt_name == "gguf" ? list_gguf(path, full)
+              : fmt_name == "safetensors" ? list_safetensors(path) : list_llama2c(path);
+    uint64_t total = 0;
+    for (const auto& t : L.tensors) total += t["bytes"].get<uint64_t>();
+    if (json) {
+      ojson j;
+      j["file"] = path;
+      j["format"] = L.format;
+      for (auto& m : L.meta) m.erase("text");
+      j["metadata"] = L.meta;
+      j["tensors"] = L.tensors;
+      j["tensor_bytes"] = total;
+      fmt::print("{}\n", j.dump());
+      return;
+    }
+    fmt::print("{}: {}, {} tensors ({} bytes), {} metadata keys\n", path, L.format, L.tensors.size(), total, L.meta.size());
+    if (!L.meta.empty()) {
+      fmt::print("\n{:<40} {:<24} {}\n", "key", "type", "value");
+      for (const auto& m : L.meta)
+        fmt::print("{:<40} {:<24} {}\n", m["key"].get<std::string>(), m["type"].get<std::string>(), m["text"].get<std::string>());
+    }
+    if (!L.tensors.empty()) {
+      fmt::print("\n{:<40} {:<8} {:<22} {:>12}\n", "tensor", "dtype", "shape", "bytes");
+      for (const auto& t : L.tensors)
+        fmt::print("{:<40} {:<8} {:<22} {:>12}\n", t["name"].get<std::string>(), t["dtype"].get<std::string>(),
+                   shape_to_string(t["shape"].get<Shape>()), t["bytes"].get<uint64_t>());
+    }
+  });
+}
+
+}  // namespace tz::cli

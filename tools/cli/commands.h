@@ -1,0 +1,11 @@
+// Subcommand registration for the tensorzip CLI: each file adds one subcommand to the app.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace tz::cli {
+
+void add_info(CLI::App& app);
+void add_inspect(CLI::App& app);
+void add_bench(CLI::App& app);
+
+}  // namespace tz::cli

@@ -1,0 +1,37 @@
+// tensorzip command-line tool: one binary, one subcommand per file in tools/cli/.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+
+#include "tensorzip/error.h"
+#include "tensorzip/runtime.h"
+#include "tools/cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tensorzip: neural-network tensor math on compressed and structured weights"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "Threads for every kernel (default: all cores)")->check(CLI::Range(1, 1024));
+  app.set_version_flag("--version", "tensorzip 0.1.0");
+  tz::set_log_callback([](tz::LogLevel level, std::string_view msg) {
+    if (level >= tz::LogLevel::Warn) fmt::print(stderr, "tensorzip: {}\n", msg);
+  });
+  tz::cli::add_info(app);
+  tz::cli::add_inspect(app);
+  tz::cli::add_bench(app);
+  app.parse_complete_callback([&] {
+    if (threads > 0) tz::set_num_threads(threads);
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const tz::Error& e) {
+    fmt::print(stderr, "tensorzip: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "tensorzip: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
