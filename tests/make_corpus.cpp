@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   const auto emit = [&](const std::string& kind, const std::vector<uint8_t>& valid) {
     const fs::path d = root / kind;
     fs::create_directories(d);
+    fs::create_directories(root / "work" / kind);  // where the fuzzer keeps what it finds
     tz::test::write_file((d / "valid").string(), valid);
     tz::test::write_file((d / "empty").string(), {});
     for (int i = 1; i <= 4; ++i) {

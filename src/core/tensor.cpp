@@ -38,10 +38,11 @@ namespace {
 Shape contiguous_strides(DType dt, const Shape& shape) {
   if (dtype_traits(dt).is_packed) return {};
   Shape st(shape.size());
-  int64_t s = 1;
+  // Unsigned: a shape with a zero dimension may have a huge (meaningless) product of the others.
+  uint64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
-    st[i] = s;
-    s *= shape[i];
+    st[i] = int64_t(s);
+    s *= uint64_t(shape[i]);
   }
   return st;
 }

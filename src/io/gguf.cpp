@@ -247,6 +247,7 @@ Tensor GgufFile::tensor_f32(const std::string& name) const {
   require(t != nullptr, label_ + ": no tensor named '" + name + "'");
   Tensor out = Tensor::empty(DType::F32, t->shape);
   const size_t n = size_t(out.numel());
+  if (n == 0) return out;
   const uint8_t* p = tensor_data(*t);
   switch (t->ggml_type) {
     case kGgmlF32: std::memcpy(out.raw(), p, n * 4); break;

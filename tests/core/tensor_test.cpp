@@ -66,6 +66,13 @@ TEST(Tensor, PackedDtypeRowBytes) {
   EXPECT_EQ(static_cast<char*>(q.select(1).raw()) - static_cast<char*>(q.raw()), 6);
 }
 
+TEST(Tensor, EmptyShapeWithHugeDimensions) {
+  // Found by fuzzing the GGUF reader: a zero dimension next to huge ones must not overflow.
+  Tensor t = Tensor::empty(DType::F32, {int64_t(1) << 61, 0, int64_t(1) << 40});
+  EXPECT_EQ(t.numel(), 0);
+  EXPECT_EQ(t.nbytes(), 0u);
+}
+
 TEST(Tensor, BadShapesRejected) {
   EXPECT_THROW(Tensor::empty(DType::F32, {-1, 2}), Error);
   EXPECT_THROW(shape_numel({int64_t(1) << 40, int64_t(1) << 40}), Error);
