@@ -1,0 +1,96 @@
+// Mixed-precision GEMM: low-bit weights (1–8 bits, ternary) times float activations, without
+// dequantizing the weights — through lookup tables (T-MAC / LUT Tensor Core on CPU).
+//
+//   Y[n, m] = X[n, k] · Ŵ[m, k]ᵀ      Ŵ = the dequantized QuantMatrix (format.h)
+//
+// Weights are packed once (`LutWeights::pack`) into bit planes laid out for the SIMD lookups
+// (docs/formats.md, "LUT layout"); activations are turned into small tables of signed partial
+// sums on the fly, inside the kernel. Two table precisions:
+//   Fast  — int8 tables, one scale per weight group; integer accumulation (VNNI-friendly).
+//           Error ≲ 1e-2 relative to max|y| on Gaussian data (asserted in tests).
+//   Exact — f32 tables; equals the dequantized reference to f32 rounding (≤ 1e-5).
+// The dequantize-then-FMA baseline (`DequantWeights`, what llama.cpp-style engines do) lives here
+// too, on its own byte-aligned layout, so benchmarks compare like with like.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tensorzip/format.h"
+
+namespace tz {
+
+enum class LutMode { Fast, Exact };
+
+class LutWeights {
+ public:
+  // Throws tz::Error for formats the LUT kernels do not take (group not a multiple of 32 and not
+  // the whole row, bits outside 1..8).
+  static LutWeights pack(const QuantMatrix& q);
+  QuantMatrix unpack() const;  // exact inverse: unpack(pack(q)) == q
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  const QuantFormat& format() const { return fmt_; }
+  size_t bytes() const { return data_.size(); }  // packed weights + scales (+ zero points)
+
+  // Layout (internal to the kernels; see docs/formats.md).
+  int planes() const { return planes_; }
+  int64_t k_pad() const { return k_pad_; }           // cols rounded up to 32
+  int64_t tiles() const { return (rows_ + 15) / 16; }
+  int64_t group_cols() const { return group_cols_; }  // activations per scale group (multiple of 32)
+  int64_t groups() const { return (k_pad_ + group_cols_ - 1) / group_cols_; }
+  int scale_bytes() const { return fmt_.scale_dtype == DType::F16 ? 2 : 4; }
+  bool has_zeros() const { return !fmt_.symmetric && !fmt_.ternary; }
+  size_t group_block_bytes() const;                  // one full group of one 16-row tile
+  size_t tile_bytes() const { return tile_bytes_; }
+  const uint8_t* tile(int64_t t) const { return data_.data() + size_t(t) * tile_bytes_; }
+  size_t group_offset(int64_t g) const { return size_t(g) * group_block_bytes(); }
+  int64_t group_chunks(int64_t g) const;             // 32-activation chunks in group g
+
+ private:
+  QuantFormat fmt_;
+  int64_t rows_ = 0, cols_ = 0, k_pad_ = 0, group_cols_ = 0;
+  int planes_ = 0;
+  size_t tile_bytes_ = 0;
+  std::vector<uint8_t> data_;
+};
+
+// Y[n,m] = X[n,k] · Ŵᵀ with X f32 (row stride ldx >= k) or bf16; Y f32 (row stride ldy >= m).
+void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+            LutMode mode = LutMode::Fast);
+void mpgemm_bf16(const LutWeights& w, const uint16_t* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
+                 LutMode mode = LutMode::Fast);
+
+// The oracle: dequantize_ref, then double-accumulation dot products.
+void mpgemm_ref(const QuantMatrix& q, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy);
+
+// Dequantize-then-FMA baseline on a byte-aligned layout: per 32-value block, 2-bit crumbs or
+// 4-bit nibbles for the low bits plus 1-bit planes for the rest (docs/formats.md).
+class DequantWeights {
+ public:
+  static DequantWeights pack(const QuantMatrix& q);
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  const QuantFormat& format() const { return fmt_; }
+  size_t bytes() const { return codes_.size() + scales_.size() * sizeof(float) + zeros_.size() * sizeof(float); }
+  // Layout accessors for the kernels.
+  int64_t blocks() const { return (cols_ + 31) / 32; }
+  size_t block_bytes() const { return block_bytes_; }
+  const uint8_t* row(int64_t r) const { return codes_.data() + size_t(r) * size_t(blocks()) * block_bytes_; }
+  int64_t group_cols() const { return group_cols_; }
+  int64_t groups() const { return (cols_ + group_cols_ - 1) / group_cols_; }
+  const float* scales(int64_t r) const { return scales_.data() + r * groups(); }
+  const float* zeros(int64_t r) const { return zeros_.empty() ? nullptr : zeros_.data() + r * groups(); }
+
+ private:
+  QuantFormat fmt_;
+  int64_t rows_ = 0, cols_ = 0, group_cols_ = 0;
+  size_t block_bytes_ = 0;
+  std::vector<uint8_t> codes_;
+  std::vector<float> scales_, zeros_;
+};
+
+void dequant_gemm(const DequantWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy);
+
+}  // namespace tz
