@@ -14,10 +14,14 @@ KernelOp& convert_f32_bf16_op();
 KernelOp& convert_bf16_f32_op();
 KernelOp& convert_f32_f16_op();
 KernelOp& convert_f16_f32_op();
+KernelOp& mpgemm_lut_op();
+KernelOp& mpgemm_lut_tables_op();
+KernelOp& mpgemm_dequant_op();
 
 std::vector<KernelOp*> all_kernel_ops() {
   return {&gemm_f32_op(), &gemm_bf16_op(), &convert_f32_bf16_op(), &convert_bf16_f32_op(),
-          &convert_f32_f16_op(), &convert_f16_f32_op()};
+          &convert_f32_f16_op(), &convert_f16_f32_op(), &mpgemm_lut_op(),
+          &mpgemm_lut_tables_op(), &mpgemm_dequant_op()};
 }
 
 namespace {

@@ -5,6 +5,7 @@
 #include "bench/gemm_bench.h"
 #include "bench/harness.h"
 #include "bench/membw.h"
+#include "bench/mpgemm_bench.h"
 #include "tensorzip/error.h"
 #include "tensorzip/runtime.h"
 #include "tools/cli/commands.h"
@@ -48,6 +49,15 @@ void run_membw(const Common& c, bench::Reporter& rep, size_t mib) {
   }
 }
 
+void run_mpgemm(const Common& c, bench::MpGemmBenchOptions o, bench::Reporter& rep) {
+  o.threads = c.threads;
+  o.cold = c.cold;
+  o.repeats = c.repeats;
+  o.warmup = c.warmup;
+  Progress bar(bench::mpgemm_bench_cases(o), !c.json);
+  bench::bench_mpgemm(o, rep, [&](const std::string& s) { bar.step(s); });
+}
+
 void run_gemm(const Common& c, bench::GemmBenchOptions o, bench::Reporter& rep) {
   o.threads = c.threads;
   o.cold = c.cold;
@@ -77,6 +87,21 @@ void add_bench(CLI::App& app) {
   g->callback([] {
     bench::Reporter rep(common.json);
     run_gemm(common, gemm, rep);
+  });
+
+  static bench::MpGemmBenchOptions mp;
+  auto* lp = cmd->add_subcommand("mpgemm", "Low-bit GEMM: LUT kernel vs dequantize-then-FMA vs dense f32, same format, same run");
+  add_common(lp, common);
+  lp->add_option("--m", mp.m, "Output features (rows of W)")->check(CLI::PositiveNumber);
+  lp->add_option("--k", mp.k, "Inner dimension")->check(CLI::PositiveNumber);
+  lp->add_option("--n", mp.n, "Tokens, e.g. 1,8,32,256")->delimiter(',')->check(CLI::PositiveNumber);
+  lp->add_option("--bits", mp.bits, "Weight bits 1..8, or t for ternary (per-row scale), e.g. 1,2,3,4,t")->delimiter(',');
+  lp->add_option("--group", mp.group, "Scale group along k: 32, 64, 128, 256 or 0 (whole row)");
+  lp->add_flag("--cold", common.cold, "Cycle through weight copies totalling >= 1 GiB so they stream from DRAM");
+  lp->add_flag("--exact", mp.exact, "Also time the exact (f32-table) mode");
+  lp->callback([] {
+    bench::Reporter rep(common.json);
+    run_mpgemm(common, mp, rep);
   });
 
   auto* mb = cmd->add_subcommand("membw", "DRAM read bandwidth with 1 and N threads (the roofline)");

@@ -1,0 +1,120 @@
+// Low-bit GEMM benchmark. For every format x n x threads: the dense f32 GEMM on the dequantized
+// weights (OpenBLAS; also the error reference), the dequant baseline (ratio to f32) and the LUT
+// kernel (ratio to dequant, and to f32 in `ratio_to_f32`). --cold streams weights from DRAM and adds
+// roofline_frac for n <= 8 against the bandwidth measured at the start of the run.
+#include "bench/mpgemm_bench.h"
+
+#include <fmt/core.h>
+
+#include <map>
+#include <random>
+
+#include "bench/membw.h"
+#include "tensorzip/dispatch.h"
+#include "tensorzip/error.h"
+#include "tensorzip/gemm.h"
+#include "tensorzip/mpgemm.h"
+#include "tensorzip/runtime.h"
+
+namespace tz::bench {
+namespace {
+
+std::vector<float> gaussian(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+QuantFormat format_of(const std::string& b, int group) {
+  QuantFormat f;
+  f.group = group;
+  if (b == "t") {
+    f.bits = 2;
+    f.ternary = true;
+    f.group = 0;  // BitNet b1.58: one scale per row
+    return f;
+  }
+  int bits = 0;
+  try {
+    bits = std::stoi(b);
+  } catch (...) {
+  }
+  require(bits >= 1 && bits <= 8, "bench mpgemm: --bits takes 1..8 or t, got '" + b + "'");
+  f.bits = bits;
+  return f;
+}
+
+}  // namespace
+
+int mpgemm_bench_cases(const MpGemmBenchOptions& o) {
+  return int(o.bits.size() * o.n.size() * std::max<size_t>(1, o.threads.size()));
+}
+
+void bench_mpgemm(const MpGemmBenchOptions& o, Reporter& rep, const std::function<void(const std::string&)>& progress) {
+  require(o.m > 0 && o.k > 0, "bench mpgemm: --m and --k must be positive");
+  for (int64_t n : o.n) require(n > 0, "bench mpgemm: --n values must be positive");
+  const std::vector<int> threads = o.threads.empty() ? std::vector<int>{num_threads()} : o.threads;
+  const int64_t m = o.m, k = o.k;
+  std::map<int, MembwResult> membw;
+  bool any_mem_bound = false;
+  for (int64_t n : o.n) any_mem_bound |= n <= 8;
+  if (o.cold && any_mem_bound)
+    for (int t : threads) membw[t] = measure_membw(t);
+
+  const auto w = gaussian(size_t(m * k), 7);
+  for (const auto& b : o.bits) {
+    const QuantFormat f = format_of(b, o.group);
+    const QuantMatrix q = quantize_rtn_ref(w.data(), m, k, f);
+    std::vector<float> wd(size_t(m * k));
+    dequantize_ref(q, wd.data());
+    const LutWeights lut0 = LutWeights::pack(q);
+    const DequantWeights dq0 = DequantWeights::pack(q);
+    const int lut_copies = copies_for(lut0.bytes(), o.cold), dq_copies = copies_for(dq0.bytes(), o.cold);
+    const int f32_copies = copies_for(wd.size() * 4, o.cold);
+    const std::vector<LutWeights> luts(size_t(lut_copies), lut0);
+    const std::vector<DequantWeights> dqs(size_t(dq_copies), dq0);
+    const std::vector<std::vector<float>> wfs(size_t(f32_copies), wd);
+    const std::string fname = f.to_string();
+    for (int64_t n : o.n) {
+      const auto x = gaussian(size_t(n * k), 8);
+      std::vector<float> ref(size_t(n * m)), y(ref.size());
+      gemm_f32_openblas(n, m, k, x.data(), k, wd.data(), k, ref.data(), m);
+      const std::string shape = fmt::format("m={} k={} n={}", m, k, n);
+      const double flops = 2.0 * double(n) * double(m) * double(k);
+      const double act_bytes = double(n * k) * 4 + double(n * m) * 4;
+      for (int t : threads) {
+        set_num_threads(t);
+        progress(fmt::format("mpgemm {} {} threads={}", fname, shape, t));
+        const auto row = [&](const std::string& impl, const std::string& base, double base_ms, double wbytes, int copies,
+                             const std::function<void(int)>& fn) {
+          fn(0);
+          const double err = max_rel_err(y.data(), ref.data(), y.size());
+          const Timing tt = time_it(fn, o.warmup, o.repeats, o.budget_s);
+          Row r{"mpgemm", impl, base, fname, shape, o.cold ? "cold" : "hot", t, tt, flops, wbytes + act_bytes, base_ms, err, std::nullopt, {}};
+          if (o.cold && n <= 8 && membw.count(t)) r.roofline_gbps = membw[t].gbps_best;
+          r.extra["copies"] = copies;
+          r.extra["weight_bytes"] = wbytes;
+          return std::pair<Row, Timing>{r, tt};
+        };
+        auto [rf, tf] = row("f32_openblas", "", 0, double(m * k) * 4, f32_copies, [&](int i) {
+          gemm_f32_openblas(n, m, k, x.data(), k, wfs[size_t(i % f32_copies)].data(), k, y.data(), m);
+        });
+        rep.add(rf);
+        auto [rd, td] = row("dequant_" + chosen_kernel("mpgemm_dequant"), "f32", tf.ms_median, double(dq0.bytes()), dq_copies,
+                            [&](int i) { dequant_gemm(dqs[size_t(i % dq_copies)], x.data(), n, k, y.data(), m); });
+        rep.add(rd);
+        for (LutMode mode : o.exact ? std::vector<LutMode>{LutMode::Fast, LutMode::Exact} : std::vector<LutMode>{LutMode::Fast}) {
+          const std::string impl = std::string(mode == LutMode::Fast ? "lut_fast_" : "lut_exact_") + chosen_kernel("mpgemm_lut");
+          auto [rl, tl] = row(impl, "dequant", td.ms_median, double(lut0.bytes()), lut_copies,
+                              [&](int i) { mpgemm(luts[size_t(i % lut_copies)], x.data(), n, k, y.data(), m, mode); });
+          rl.extra["ratio_to_f32"] = tf.ms_median / tl.ms_median;
+          rep.add(rl);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace tz::bench

@@ -1,0 +1,248 @@
+// AVX-512 low-bit kernels.
+//
+// LUT (fast): a 64-byte weight vector holds, for one bit plane, 16 rows x 32 activations as
+// nibbles: byte 4r+j = (quad j bits, quad 4+j bits) of row r. VPERMB looks each nibble up in a
+// 64-byte register holding four quads' 16-entry int8 tables (index = j*16 + nibble), so the four
+// bytes of a dword are the same row's four quads; VPDPBUSD then sums them, times the plane weight
+// 2^p, straight into that row's int32 lane. No dequantization, no int16 overflow handling.
+// Exact mode uses f32 tables and VPERMPS (16-entry f32 table per register) on the same layout.
+//
+// Dequant baseline: decode 32 codes to bytes (crumbs/nibbles by variable shifts, high bits from
+// planes with VPMOVM2B), widen to f32, FMA with the activations — what dequantizing engines do.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/mpgemm/mpgemm.h"
+
+namespace tz::kernels {
+namespace {
+
+inline __m512 load_scales16(const uint8_t* p, int sb) {
+  return sb == 4 ? _mm512_loadu_ps(p) : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <int NB>
+void lut_tile_fast(const LutWeights& w, int64_t t, const LutColumn* cols, float* const* y) {
+  const int P = w.planes(), sb = w.scale_bytes();
+  const bool zero_term = !w.format().symmetric || w.format().ternary;
+  const __m512 half = _mm512_set1_ps(lut_half(w.format()));
+  const __m512i pos = _mm512_set1_epi32(0x30201000);  // byte j of each dword -> j*16
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512i pw[8];
+  for (int p = 0; p < 8; ++p) pw[p] = _mm512_set1_epi8(char(1 << p));
+  __m512 yacc[NB];
+  for (int n = 0; n < NB; ++n) yacc[n] = _mm512_setzero_ps();
+  const uint8_t* tile = w.tile(t);
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const uint8_t* v = tile + w.group_offset(g);
+    const int64_t nc = w.group_chunks(g), q0 = g * w.group_cols() / 4;
+    __m512 facc[NB];
+    for (int n = 0; n < NB; ++n) facc[n] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; ++c) {
+      // Two accumulators per column (low / high nibbles): independent VPDPBUSD chains.
+      __m512i acc[NB][2];
+      for (int n = 0; n < NB; ++n) acc[n][0] = acc[n][1] = _mm512_setzero_si512();
+      __m512i t0[NB], t1[NB];
+      for (int n = 0; n < NB; ++n) {
+        const auto* tb = static_cast<const int8_t*>(cols[n].tab) + (q0 + c * 8) * 16;
+        t0[n] = _mm512_loadu_si512(tb);
+        t1[n] = _mm512_loadu_si512(tb + 64);
+      }
+      for (int p = 0; p < P; ++p, v += 64) {
+        const __m512i wv = _mm512_loadu_si512(v);
+        const __m512i lo = _mm512_ternarylogic_epi32(wv, nib, pos, 0xEA);                         // (w & 15) | pos
+        const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), nib, pos, 0xEA);   // (w >> 4 & 15) | pos
+        for (int n = 0; n < NB; ++n) {
+          acc[n][0] = _mm512_dpbusd_epi32(acc[n][0], pw[p], _mm512_permutexvar_epi8(lo, t0[n]));
+          acc[n][1] = _mm512_dpbusd_epi32(acc[n][1], pw[p], _mm512_permutexvar_epi8(hi, t1[n]));
+        }
+      }
+      for (int n = 0; n < NB; ++n)  // this chunk's table scale
+        facc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[n][0], acc[n][1])),
+                                  _mm512_set1_ps(cols[n].ts[q0 / 8 + c]), facc[n]);
+    }
+    const __m512 ws = load_scales16(v, sb);
+    __m512 zc = _mm512_setzero_ps();
+    if (zero_term) {
+      const __m512 z = w.has_zeros() ? load_scales16(v + 16 * sb, sb) : _mm512_set1_ps(1.f);
+      zc = _mm512_mul_ps(ws, _mm512_sub_ps(half, z));
+    }
+    const __m512 coef = _mm512_mul_ps(ws, _mm512_set1_ps(0.5f));
+    for (int n = 0; n < NB; ++n) {
+      yacc[n] = _mm512_fmadd_ps(facc[n], coef, yacc[n]);
+      if (zero_term) yacc[n] = _mm512_fmadd_ps(zc, _mm512_set1_ps(cols[n].sa[g]), yacc[n]);
+    }
+  }
+  const int64_t rows = std::min<int64_t>(16, w.rows() - t * 16);
+  const __mmask16 m = __mmask16((1u << rows) - 1u);
+  for (int n = 0; n < NB; ++n) _mm512_mask_storeu_ps(y[n] + t * 16, m, yacc[n]);
+}
+
+template <int NB>
+void lut_tile_exact(const LutWeights& w, int64_t t, const LutColumn* cols, float* const* y) {
+  const int P = w.planes(), sb = w.scale_bytes();
+  const bool zero_term = !w.format().symmetric || w.format().ternary;
+  const __m512 half = _mm512_set1_ps(lut_half(w.format()));
+  const __m512i nib = _mm512_set1_epi32(0x0F);
+  __m512 yacc[NB];
+  for (int n = 0; n < NB; ++n) yacc[n] = _mm512_setzero_ps();
+  const uint8_t* tile = w.tile(t);
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const uint8_t* v = tile + w.group_offset(g);
+    const int64_t nc = w.group_chunks(g), q0 = g * w.group_cols() / 4;
+    __m512 acc[NB];
+    for (int n = 0; n < NB; ++n) acc[n] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; ++c)
+      for (int p = 0; p < P; ++p, v += 64) {
+        const __m512i wv = _mm512_loadu_si512(v);
+        const __m512 pwf = _mm512_set1_ps(float(1 << p));
+        for (int j = 0; j < 4; ++j) {
+          const __m512i ilo = _mm512_and_si512(_mm512_srli_epi32(wv, 8 * j), nib);
+          const __m512i ihi = _mm512_and_si512(_mm512_srli_epi32(wv, 8 * j + 4), nib);
+          for (int n = 0; n < NB; ++n) {
+            const auto* tb = static_cast<const float*>(cols[n].tab) + (q0 + c * 8 + j) * 16;
+            const __m512 s = _mm512_add_ps(_mm512_permutexvar_ps(ilo, _mm512_loadu_ps(tb)),
+                                           _mm512_permutexvar_ps(ihi, _mm512_loadu_ps(tb + 64)));
+            acc[n] = _mm512_fmadd_ps(s, pwf, acc[n]);
+          }
+        }
+      }
+    const __m512 ws = load_scales16(v, sb);
+    __m512 zc = _mm512_setzero_ps();
+    if (zero_term) {
+      const __m512 z = w.has_zeros() ? load_scales16(v + 16 * sb, sb) : _mm512_set1_ps(1.f);
+      zc = _mm512_mul_ps(ws, _mm512_sub_ps(half, z));
+    }
+    for (int n = 0; n < NB; ++n) {
+      yacc[n] = _mm512_fmadd_ps(acc[n], _mm512_mul_ps(ws, _mm512_set1_ps(0.5f)), yacc[n]);
+      if (zero_term) yacc[n] = _mm512_fmadd_ps(zc, _mm512_set1_ps(cols[n].sa[g]), yacc[n]);
+    }
+  }
+  const int64_t rows = std::min<int64_t>(16, w.rows() - t * 16);
+  const __mmask16 m = __mmask16((1u << rows) - 1u);
+  for (int n = 0; n < NB; ++n) _mm512_mask_storeu_ps(y[n] + t * 16, m, yacc[n]);
+}
+
+template <int NB>
+void lut_tiles(const LutArgs& a) {
+  for (int64_t t = a.t0; t < a.t1; ++t) {
+    if (a.mode == LutMode::Fast) lut_tile_fast<NB>(*a.w, t, a.cols, a.y);
+    else lut_tile_exact<NB>(*a.w, t, a.cols, a.y);
+  }
+}
+
+// Sign patterns of the 16 table entries: entry idx takes +a_t where bit t of idx is set.
+struct Signs {
+  __m512 s[4];
+  Signs() {
+    for (int t = 0; t < 4; ++t) {
+      alignas(64) float v[16];
+      for (int i = 0; i < 16; ++i) v[i] = (i >> t & 1) ? 1.f : -1.f;
+      s[t] = _mm512_load_ps(v);
+    }
+  }
+};
+
+}  // namespace
+
+void lut_kernel__avx512(const LutArgs& a) {
+  switch (a.nb) {
+    case 1: lut_tiles<1>(a); break;
+    case 2: lut_tiles<2>(a); break;
+    case 3: lut_tiles<3>(a); break;
+    default: lut_tiles<4>(a); break;
+  }
+}
+
+void lut_tables__avx512(const float* x, int64_t k, int64_t k_pad, int64_t group_cols, LutMode mode,
+                        const float* ts, void* tab) {
+  static const Signs sg;
+  for (int64_t q = 0; q < k_pad / 4; ++q) {
+    float a[4];
+    if (4 * q + 4 <= k) std::memcpy(a, x + 4 * q, 16);
+    else for (int t = 0; t < 4; ++t) a[t] = 4 * q + t < k ? x[4 * q + t] : 0.f;
+    // Same operation order as the scalar builder (±a0, then + ±a1 ...): identical tables.
+    __m512 s = _mm512_mul_ps(sg.s[0], _mm512_set1_ps(a[0]));
+    s = _mm512_fmadd_ps(sg.s[1], _mm512_set1_ps(a[1]), s);
+    s = _mm512_fmadd_ps(sg.s[2], _mm512_set1_ps(a[2]), s);
+    s = _mm512_fmadd_ps(sg.s[3], _mm512_set1_ps(a[3]), s);
+    if (mode == LutMode::Exact) {
+      _mm512_storeu_ps(static_cast<float*>(tab) + q * 16, s);
+    } else {
+      const __m512 scaled = _mm512_mul_ps(s, _mm512_set1_ps(1.0f / ts[q / 8]));
+      const __m128i b = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<int8_t*>(tab) + q * 16), b);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ dequant baseline
+
+namespace {
+
+// 32 codes of one block as bytes.
+inline __m256i decode32(const uint8_t* blk, int bits, int lb) {
+  __m256i q = _mm256_setzero_si256();
+  if (lb == 2) {
+    // qword i holds crumbs at shift 2i: byte j of qword i = value j + 8i.
+    const __m256i b = _mm256_set1_epi64x(*reinterpret_cast<const int64_t*>(blk));
+    q = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
+  } else if (lb == 4) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+    q = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
+  }
+  for (int p = 0; p < bits - lb; ++p) {
+    uint32_t plane;
+    std::memcpy(&plane, blk + lb * 4 + 4 * p, 4);
+    q = _mm256_or_si256(q, _mm256_and_si256(_mm256_movm_epi8(__mmask32(plane)), _mm256_set1_epi8(char(1 << (lb + p)))));
+  }
+  return q;
+}
+
+template <int NB>
+void dequant_rows(const DequantArgs& a) {
+  const DequantWeights& w = *a.w;
+  const int bits = w.format().bits, lb = bits == 1 ? 0 : bits < 4 ? 2 : 4;
+  const float half = lut_half(w.format());
+  for (int64_t r = a.r0; r < a.r1; ++r) {
+    const uint8_t* row = w.row(r);
+    float yacc[NB] = {};
+    for (int64_t g = 0; g < w.groups(); ++g) {
+      __m512 acc[NB][2];
+      for (int n = 0; n < NB; ++n) acc[n][0] = acc[n][1] = _mm512_setzero_ps();
+      const int64_t b0 = g * w.group_cols() / 32, b1 = std::min(w.blocks(), (g + 1) * w.group_cols() / 32);
+      for (int64_t b = b0; b < b1; ++b) {
+        const __m256i q = decode32(row + size_t(b) * w.block_bytes(), bits, lb);
+        const __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
+        const __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
+        const int64_t k = b * 32, left = w.cols() - k;
+        const __mmask16 m0 = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(left, 0)) - 1);
+        const __mmask16 m1 = left >= 32 ? __mmask16(0xffff) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
+        for (int n = 0; n < NB; ++n) {
+          acc[n][0] = _mm512_fmadd_ps(q0, _mm512_maskz_loadu_ps(m0, a.x[n] + k), acc[n][0]);
+          acc[n][1] = _mm512_fmadd_ps(q1, _mm512_maskz_loadu_ps(m1, a.x[n] + k + 16), acc[n][1]);
+        }
+      }
+      const float s = w.scales(r)[g];
+      const float z = w.format().ternary ? 1.f : w.format().symmetric ? half : w.zeros(r)[g];
+      for (int n = 0; n < NB; ++n)
+        yacc[n] += s * (_mm512_reduce_add_ps(_mm512_add_ps(acc[n][0], acc[n][1])) - z * a.gsum[n][g]);
+    }
+    for (int n = 0; n < NB; ++n) a.y[n][r] = yacc[n];
+  }
+}
+
+}  // namespace
+
+void dequant_kernel__avx512(const DequantArgs& a) {
+  switch (a.nb) {
+    case 1: dequant_rows<1>(a); break;
+    case 2: dequant_rows<2>(a); break;
+    case 3: dequant_rows<3>(a); break;
+    default: dequant_rows<4>(a); break;
+  }
+}
+
+}  // namespace tz::kernels

@@ -1,0 +1,57 @@
+// Variants of the low-bit GEMM family (LUT kernels, table builders, dequant baseline).
+// A LUT kernel computes 16-row tiles [t0, t1) for nb <= 4 activation columns whose tables are built.
+#pragma once
+#include <cstdint>
+
+#include "tensorzip/mpgemm.h"
+
+namespace tz::kernels {
+
+// Tables of one activation column (docs/kernels.md "LUT mpGEMM"):
+//   fast:  int8  tab[k_pad/4][16], one scale ts[c] per 32-activation chunk
+//   exact: float tab[k_pad/4][16], ts[c] = 1
+// sa[g] = Σ activations of group g (for zero points and ternary's offset).
+struct LutColumn {
+  const void* tab;
+  const float* ts;
+  const float* sa;
+};
+
+struct LutArgs {
+  const LutWeights* w;
+  LutMode mode;
+  int64_t t0, t1;
+  int nb;                  // columns, 1..4
+  const LutColumn* cols;   // [nb]
+  float* const* y;         // [nb] output rows (length w->rows())
+};
+
+using LutKernelFn = void (*)(const LutArgs&);
+// Builds one column's tables from x[0..k) (zero beyond k) given the per-chunk scales ts.
+using LutTablesFn = void (*)(const float* x, int64_t k, int64_t k_pad, int64_t group_cols, LutMode mode,
+                             const float* ts, void* tab);
+
+void lut_kernel__ref(const LutArgs&);
+void lut_kernel__avx512(const LutArgs&);
+void lut_kernel__avx2(const LutArgs&);
+void lut_tables__ref(const float*, int64_t, int64_t, int64_t, LutMode, const float*, void*);
+void lut_tables__avx512(const float*, int64_t, int64_t, int64_t, LutMode, const float*, void*);
+
+// Dequant baseline: rows [r0, r1), nb <= 4 columns of x (row stride ldx), gsum[n][g] = Σ x over group.
+struct DequantArgs {
+  const DequantWeights* w;
+  int64_t r0, r1;
+  int nb;
+  const float* const* x;     // [nb]
+  const float* const* gsum;  // [nb]
+  float* const* y;           // [nb]
+};
+using DequantKernelFn = void (*)(const DequantArgs&);
+void dequant_kernel__ref(const DequantArgs&);
+void dequant_kernel__avx512(const DequantArgs&);
+
+// Offset term of format f: w = s·(q − zero); the LUT computes Σ s·(q − half)·a, so each group adds
+// s·(half − zero)·Σa. Symmetric: zero = half (no term); ternary: zero = 1.
+inline float lut_half(const QuantFormat& f) { return 0.5f * float((1 << f.bits) - 1); }
+
+}  // namespace tz::kernels

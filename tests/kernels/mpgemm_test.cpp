@@ -1,0 +1,195 @@
+// Low-bit GEMM: packing is exact; every ISA path of the LUT kernel (fast and exact tables) and of
+// the dequant baseline against the dequantize + double-accumulation reference, on odd shapes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tensorzip/convert.h"
+#include "tensorzip/dispatch.h"
+#include "tensorzip/error.h"
+#include "tensorzip/mpgemm.h"
+#include "tensorzip/runtime.h"
+#include "tests/test_util.h"
+
+namespace tz {
+namespace {
+
+struct Case { int bits; bool sym; bool ternary; int group; DType scale; };
+
+QuantFormat fmt_of(const Case& c) {
+  QuantFormat f;
+  f.bits = c.ternary ? 2 : c.bits;
+  f.symmetric = c.sym || c.ternary;
+  f.ternary = c.ternary;
+  f.group = c.group;
+  f.scale_dtype = c.scale;
+  return f;
+}
+
+std::string name_of(const Case& c, int64_t m, int64_t k, int64_t n) {
+  return fmt_of(c).to_string() + " m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
+}
+
+// ‖y − ref‖₂ / ‖ref‖₂: the fast mode's documented bound is on this (relative L2) error.
+double rel_l2(const std::vector<float>& y, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double d = double(y[i]) - double(ref[i]);
+    num += std::isfinite(d) ? d * d : INFINITY;
+    den += double(ref[i]) * double(ref[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+double rel_err(const std::vector<float>& y, const std::vector<float>& ref) {
+  double scale = 0, err = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    scale = std::max(scale, std::fabs(double(ref[i])));
+    err = std::max(err, std::isfinite(y[i]) ? std::fabs(double(y[i]) - double(ref[i])) : INFINITY);
+  }
+  return scale > 0 ? err / scale : err;
+}
+
+const Case kCases[] = {
+    {1, true, false, 128, DType::F32}, {2, true, false, 128, DType::F32}, {3, true, false, 64, DType::F16},
+    {4, true, false, 32, DType::F32},  {4, false, false, 128, DType::F16}, {2, false, false, 256, DType::F32},
+    {2, true, true, 0, DType::F32},    {3, false, false, 0, DType::F32},  {1, true, true, 64, DType::F16},
+};
+
+struct Shape3 { int64_t m, k; };
+const Shape3 kShapes[] = {{37, 4095}, {16, 32}, {1, 257}, {33, 64}, {7, 31}};
+
+}  // namespace
+
+TEST(MpGemm, PackUnpackIsExact) {
+  for (const auto& c : kCases)
+    for (const auto& s : kShapes) {
+      const auto w = test::random_floats(size_t(s.m * s.k), 21);
+      const QuantMatrix q = quantize_rtn_ref(w.data(), s.m, s.k, fmt_of(c));
+      const QuantMatrix back = LutWeights::pack(q).unpack();
+      EXPECT_EQ(back.codes, q.codes) << name_of(c, s.m, s.k, 0);
+      EXPECT_EQ(back.scales, q.scales) << name_of(c, s.m, s.k, 0);
+      EXPECT_EQ(back.zeros, q.zeros) << name_of(c, s.m, s.k, 0);
+    }
+  for (int bits = 5; bits <= 8; ++bits) {
+    QuantFormat f;
+    f.bits = bits;
+    f.group = 64;
+    const auto w = test::random_floats(size_t(9 * 100), 22);
+    const QuantMatrix q = quantize_rtn_ref(w.data(), 9, 100, f);
+    EXPECT_EQ(LutWeights::pack(q).unpack().codes, q.codes) << bits;
+  }
+}
+
+TEST(MpGemm, RejectsUnsupportedFormats) {
+  const auto w = test::random_floats(4 * 96, 1);
+  QuantFormat f;
+  f.group = 48;
+  EXPECT_THROW(LutWeights::pack(quantize_rtn_ref(w.data(), 4, 96, f)), Error);
+  EXPECT_THROW(DequantWeights::pack(quantize_rtn_ref(w.data(), 4, 96, f)), Error);
+  QuantMatrix bad = quantize_rtn_ref(w.data(), 4, 96, QuantFormat{});
+  bad.codes.pop_back();
+  EXPECT_THROW(LutWeights::pack(bad), Error);
+  const LutWeights lw = LutWeights::pack(quantize_rtn_ref(w.data(), 4, 96, QuantFormat{}));
+  std::vector<float> x(96), y(4);
+  EXPECT_THROW(mpgemm(lw, x.data(), 1, 95, y.data(), 4), Error);  // ldx < k
+  EXPECT_THROW(mpgemm(lw, x.data(), 1, 96, y.data(), 3), Error);  // ldy < m
+}
+
+class MpGemmIsa : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(MpGemmIsa, LutMatchesReference) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& c : kCases)
+      for (const auto& s : kShapes)
+        for (int64_t n : {1, 3, 9}) {
+          const auto w = test::random_floats(size_t(s.m * s.k), 31);
+          const auto x = test::random_floats(size_t(n * s.k), 32);
+          const QuantMatrix q = quantize_rtn_ref(w.data(), s.m, s.k, fmt_of(c));
+          const LutWeights lw = LutWeights::pack(q);
+          std::vector<float> ref(size_t(n * s.m)), fast(ref.size(), NAN), exact(ref.size(), NAN);
+          mpgemm_ref(q, x.data(), n, s.k, ref.data(), s.m);
+          mpgemm(lw, x.data(), n, s.k, fast.data(), s.m, LutMode::Fast);
+          mpgemm(lw, x.data(), n, s.k, exact.data(), s.m, LutMode::Exact);
+          const std::string what = chosen_kernel("mpgemm_lut") + " " + name_of(c, s.m, s.k, n);
+          EXPECT_LE(rel_err(exact, ref), 1e-5) << what;
+          // int8 tables: the documented bound (docs/kernels.md). A single dot product can cancel
+          // to near zero, so tiny outputs get a looser bound than aggregates.
+          EXPECT_LE(rel_l2(fast, ref), s.m * n >= 16 ? 2e-2 : 5e-2) << what;
+        }
+  }
+}
+
+// Fast mode is integer arithmetic up to one shared float epilogue: every path gives the same bits.
+TEST(MpGemm, FastModeIsIdenticalOnEveryPath) {
+  const int64_t m = 45, k = 1000, n = 5;
+  for (const auto& c : kCases) {
+    const auto w = test::random_floats(size_t(m * k), 41);
+    const auto x = test::random_floats(size_t(n * k), 42);
+    const LutWeights lw = LutWeights::pack(quantize_rtn_ref(w.data(), m, k, fmt_of(c)));
+    std::vector<std::vector<float>> out;
+    for (Isa isa : test::supported_isas()) {
+      test::ScopedIsa cap(isa);
+      std::vector<float> y(size_t(n * m));
+      mpgemm(lw, x.data(), n, k, y.data(), m, LutMode::Fast);
+      out.push_back(y);
+    }
+    for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << name_of(c, m, k, n) << " path " << i;
+  }
+}
+
+TEST_P(MpGemmIsa, DequantBaselineMatchesReference) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  set_num_threads(2);
+  for (const auto& c : kCases)
+    for (const auto& s : kShapes)
+      for (int64_t n : {1, 6}) {
+        const auto w = test::random_floats(size_t(s.m * s.k), 51);
+        const auto x = test::random_floats(size_t(n * s.k), 52);
+        const QuantMatrix q = quantize_rtn_ref(w.data(), s.m, s.k, fmt_of(c));
+        std::vector<float> ref(size_t(n * s.m)), y(ref.size(), NAN);
+        mpgemm_ref(q, x.data(), n, s.k, ref.data(), s.m);
+        dequant_gemm(DequantWeights::pack(q), x.data(), n, s.k, y.data(), s.m);
+        EXPECT_LE(rel_err(y, ref), 1e-5) << chosen_kernel("mpgemm_dequant") << " " << name_of(c, s.m, s.k, n);
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, MpGemmIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(MpGemm, ArbitraryPrecisionPlanes) {
+  for (int bits = 5; bits <= 8; ++bits) {
+    QuantFormat f;
+    f.bits = bits;
+    f.group = 32;
+    f.symmetric = bits % 2 == 0;
+    const int64_t m = 20, k = 130, n = 2;
+    const auto w = test::random_floats(size_t(m * k), 61), x = test::random_floats(size_t(n * k), 62);
+    const QuantMatrix q = quantize_rtn_ref(w.data(), m, k, f);
+    std::vector<float> ref(size_t(n * m)), y(ref.size());
+    mpgemm_ref(q, x.data(), n, k, ref.data(), m);
+    mpgemm(LutWeights::pack(q), x.data(), n, k, y.data(), m, LutMode::Exact);
+    EXPECT_LE(rel_err(y, ref), 1e-5) << bits;
+    mpgemm(LutWeights::pack(q), x.data(), n, k, y.data(), m, LutMode::Fast);
+    EXPECT_LE(rel_l2(y, ref), 2e-2) << bits;
+  }
+}
+
+TEST(MpGemm, Bf16Activations) {
+  const int64_t m = 24, k = 200, n = 3;
+  const auto w = test::random_floats(size_t(m * k), 71);
+  const auto xb = test::to_bf16(test::random_floats(size_t(n * k), 72));
+  std::vector<float> xf(xb.size());
+  for (size_t i = 0; i < xb.size(); ++i) xf[i] = bf16_to_f32_scalar(xb[i]);
+  const QuantMatrix q = quantize_rtn_ref(w.data(), m, k, QuantFormat{});
+  std::vector<float> ref(size_t(n * m)), y(ref.size());
+  mpgemm_ref(q, xf.data(), n, k, ref.data(), m);
+  mpgemm_bf16(LutWeights::pack(q), xb.data(), n, k, y.data(), m, LutMode::Exact);
+  EXPECT_LE(rel_err(y, ref), 1e-5);
+}
+
+}  // namespace tz
