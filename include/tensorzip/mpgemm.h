@@ -22,6 +22,13 @@ namespace tz {
 
 enum class LutMode { Fast, Exact };
 
+// Which algorithm computes a Fast-mode product. Auto: LUT for decode (few tokens), int8 tiles
+// (activations quantized per token, AMX TDPBSSD) for prefill when the CPU has AMX-INT8 and the
+// group is a multiple of 64 (or the whole row). Exact mode always uses the LUT with f32 tables.
+enum class MpGemmPath { Auto, Lut, Int8 };
+// Tokens from which Auto switches to the int8 path (measured: docs/benchmarks.md).
+constexpr int64_t kMpGemmInt8MinTokens = 16;
+
 class LutWeights {
  public:
   // Throws tz::Error for formats the LUT kernels do not take (group not a multiple of 32 and not
@@ -56,9 +63,12 @@ class LutWeights {
   std::vector<uint8_t> data_;
 };
 
+// Whether the int8 path takes these weights (planes <= 8, group a multiple of 64 or the whole row).
+bool mpgemm_int8_supported(const LutWeights& w);
+
 // Y[n,m] = X[n,k] · Ŵᵀ with X f32 (row stride ldx >= k) or bf16; Y f32 (row stride ldy >= m).
 void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
-            LutMode mode = LutMode::Fast);
+            LutMode mode = LutMode::Fast, MpGemmPath path = MpGemmPath::Auto);
 void mpgemm_bf16(const LutWeights& w, const uint16_t* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
                  LutMode mode = LutMode::Fast);
 

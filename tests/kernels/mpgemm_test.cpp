@@ -158,6 +158,36 @@ TEST_P(MpGemmIsa, DequantBaselineMatchesReference) {
       }
 }
 
+TEST_P(MpGemmIsa, Int8PathMatchesReference) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& c : kCases) {
+      if (c.group != 0 && c.group % 64 != 0) continue;  // the int8 path's precondition
+      for (const auto& s : kShapes)
+        for (int64_t n : {1, 17, 40}) {
+          const auto w = test::random_floats(size_t(s.m * s.k), 81);
+          const auto x = test::random_floats(size_t(n * s.k), 82);
+          const QuantMatrix q = quantize_rtn_ref(w.data(), s.m, s.k, fmt_of(c));
+          std::vector<float> ref(size_t(n * s.m)), y(ref.size(), NAN);
+          mpgemm_ref(q, x.data(), n, s.k, ref.data(), s.m);
+          mpgemm(LutWeights::pack(q), x.data(), n, s.k, y.data(), s.m, LutMode::Fast, MpGemmPath::Int8);
+          // int8 activations (per-token scale): same documented bound as the int8 tables.
+          EXPECT_LE(rel_l2(y, ref), s.m * n >= 16 ? 2e-2 : 5e-2) << chosen_kernel("mpgemm_int8") << " " << name_of(c, s.m, s.k, n);
+        }
+    }
+  }
+  const auto w = test::random_floats(64 * 96, 1);
+  QuantFormat f;
+  f.group = 32;
+  std::vector<float> x(96), y(64);
+  EXPECT_THROW(mpgemm(LutWeights::pack(quantize_rtn_ref(w.data(), 64, 96, f)), x.data(), 1, 96, y.data(), 64,
+                      LutMode::Fast, MpGemmPath::Int8), Error);
+  EXPECT_THROW(mpgemm(LutWeights::pack(quantize_rtn_ref(w.data(), 64, 96, QuantFormat{})), x.data(), 1, 96, y.data(), 64,
+                      LutMode::Exact, MpGemmPath::Int8), Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, MpGemmIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 

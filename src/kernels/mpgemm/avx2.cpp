@@ -48,9 +48,10 @@ void lut_half_tile(const LutWeights& w, int64_t t, int half_tile, const LutColum
     const int64_t nc = w.group_chunks(g), q0 = g * w.group_cols() / 4;
     __m256 facc[NB];
     for (int n = 0; n < NB; ++n) facc[n] = _mm256_setzero_ps();
+    const int64_t cpb = lut_scale_block(w) / 32;  // chunks per table scale
+    __m256i acc[NB];
+    for (int n = 0; n < NB; ++n) acc[n] = _mm256_setzero_si256();
     for (int64_t c = 0; c < nc; ++c) {
-      __m256i acc[NB];
-      for (int n = 0; n < NB; ++n) acc[n] = _mm256_setzero_si256();
       __m256i tlo[NB][4], thi[NB][4];
       for (int n = 0; n < NB; ++n) {
         const auto* tb = static_cast<const int8_t*>(cols[n].tab) + (q0 + c * 8) * 16;
@@ -69,8 +70,11 @@ void lut_half_tile(const LutWeights& w, int64_t t, int half_tile, const LutColum
           acc[n] = _mm256_add_epi32(acc[n], _mm256_add_epi32(_mm256_madd_epi16(sl, ones16), _mm256_madd_epi16(sh, ones16)));
         }
       }
-      for (int n = 0; n < NB; ++n)
-        facc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[n]), _mm256_set1_ps(cols[n].ts[q0 / 8 + c]), facc[n]);
+      if ((c + 1) % cpb == 0 || c == nc - 1)
+        for (int n = 0; n < NB; ++n) {
+          facc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[n]), _mm256_set1_ps(cols[n].ts[(q0 / 8 + c) / cpb]), facc[n]);
+          acc[n] = _mm256_setzero_si256();
+        }
     }
     const __m256 ws = load_scales8(v + 8 * half_tile * sb, sb);
     __m256 zc = _mm256_setzero_ps();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -32,6 +33,14 @@ KernelOp& mpgemm_lut_tables_op() {
   return op;
 }
 
+KernelOp& mpgemm_int8_op() {
+  static KernelOp op("mpgemm_int8", {
+      {"qgemm_qbg_i8_f32_32x32__amx", Isa::Amx, kAmxInt8, to_any(mpgemm_int8__amx)},
+      {"qgemm_qbg_i8_f32__ref", Isa::Scalar, 0, to_any(mpgemm_int8__ref)},
+  });
+  return op;
+}
+
 KernelOp& mpgemm_dequant_op() {
   static KernelOp op("mpgemm_dequant", {
       {"dqgemm_qb_f32_f32_1x4__avx512", Isa::Avx512, 0, to_any(dequant_kernel__avx512)},
@@ -54,20 +63,20 @@ void check_args(const char* who, int64_t rows, int64_t cols, const void* x, int6
   require(n == 0 || (x != nullptr && y != nullptr), p + "null pointer");
 }
 
-// Table scale per 32-activation chunk (fast mode: the chunk's largest |table entry| maps to 127;
-// a per-chunk scale is ~20-35 % finer than a per-group one on Gaussian data) and Σa per group.
+// Table scale per block of lut_scale_block() activations (fast mode: the block's largest |table
+// entry| maps to 127) and Σa per weight group.
 struct ColumnStats {
   std::vector<float> ts, sa;
 };
 
 ColumnStats column_stats(const LutWeights& w, const float* x, LutMode mode) {
   ColumnStats s;
-  const int64_t k = w.cols(), chunks = w.k_pad() / 32;
-  s.ts.assign(size_t(chunks), 1.f);
+  const int64_t k = w.cols(), sbk = kernels::lut_scale_block(w), blocks = (w.k_pad() + sbk - 1) / sbk;
+  s.ts.assign(size_t(blocks), 1.f);
   s.sa.assign(size_t(w.groups()), 0.f);
-  for (int64_t c = 0; c < chunks; ++c) {
+  for (int64_t b = 0; b < blocks; ++b) {
     float amax = 0.f, sum = 0.f;
-    for (int64_t q = c * 32; q < std::min(k, c * 32 + 32); q += 4) {
+    for (int64_t q = b * sbk; q < std::min(k, (b + 1) * sbk); q += 4) {
       float qa = 0.f;
       for (int64_t t = q; t < std::min(k, q + 4); ++t) {
         qa += std::fabs(x[t]);
@@ -75,8 +84,8 @@ ColumnStats column_stats(const LutWeights& w, const float* x, LutMode mode) {
       }
       amax = std::max(amax, qa);
     }
-    if (mode == LutMode::Fast && amax > 0.f) s.ts[size_t(c)] = amax / 127.f;
-    s.sa[size_t(c * 32 / w.group_cols())] += sum;
+    if (mode == LutMode::Fast && amax > 0.f) s.ts[size_t(b)] = amax / 127.f;
+    s.sa[size_t(b * sbk / w.group_cols())] += sum;
   }
   return s;
 }
@@ -93,7 +102,7 @@ struct Column {
 void build_column(const LutWeights& w, const float* x, LutMode mode, Column& c) {
   c.stats = column_stats(w, x, mode);
   c.tab.resize(table_bytes(w, mode) + 64);
-  detail::mpgemm_lut_tables_op().get<kernels::LutTablesFn>()(x, w.cols(), w.k_pad(), w.group_cols(), mode,
+  detail::mpgemm_lut_tables_op().get<kernels::LutTablesFn>()(x, w.cols(), w.k_pad(), kernels::lut_scale_block(w), mode,
                                                               c.stats.ts.data(), c.tab.data());
 }
 
@@ -109,9 +118,25 @@ void run_block(const LutWeights& w, LutMode mode, int64_t t0, int64_t t1, Column
 
 }  // namespace
 
-void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, LutMode mode) {
+bool mpgemm_int8_supported(const LutWeights& w) {
+  return w.planes() <= 8 && (w.group_cols() % 64 == 0 || w.groups() == 1);
+}
+
+void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, LutMode mode,
+            MpGemmPath path) {
   check_args("mpgemm", w.rows(), w.cols(), x, n, ldx, y, ldy);
   if (n == 0 || w.rows() == 0) return;
+  if (path == MpGemmPath::Int8) {
+    require(mode == LutMode::Fast, "mpgemm: the int8 path is a fast-mode path (activations quantized to int8)");
+    require(mpgemm_int8_supported(w), "mpgemm: the int8 path needs a group that is a multiple of 64 or the whole row");
+  }
+  auto& int8 = detail::mpgemm_int8_op();
+  const bool amx = std::string(int8.chosen().name).find("__amx") != std::string::npos;
+  if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast && amx &&
+                                   n >= kMpGemmInt8MinTokens && mpgemm_int8_supported(w))) {
+    int8.get<kernels::Int8GemmFn>()(w, x, n, ldx, y, ldy);
+    return;
+  }
   const int64_t tiles = w.tiles();
   const int threads = num_threads();
   if (n <= kMaxNb) {

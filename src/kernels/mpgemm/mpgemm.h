@@ -8,8 +8,8 @@
 namespace tz::kernels {
 
 // Tables of one activation column (docs/kernels.md "LUT mpGEMM"):
-//   fast:  int8  tab[k_pad/4][16], one scale ts[c] per 32-activation chunk
-//   exact: float tab[k_pad/4][16], ts[c] = 1
+//   fast:  int8  tab[k_pad/4][16], one scale ts[b] per block of lut_scale_block(w) activations
+//   exact: float tab[k_pad/4][16], ts[b] = 1
 // sa[g] = Σ activations of group g (for zero points and ternary's offset).
 struct LutColumn {
   const void* tab;
@@ -27,8 +27,8 @@ struct LutArgs {
 };
 
 using LutKernelFn = void (*)(const LutArgs&);
-// Builds one column's tables from x[0..k) (zero beyond k) given the per-chunk scales ts.
-using LutTablesFn = void (*)(const float* x, int64_t k, int64_t k_pad, int64_t group_cols, LutMode mode,
+// Builds one column's tables from x[0..k) (zero beyond k) given the per-block scales ts.
+using LutTablesFn = void (*)(const float* x, int64_t k, int64_t k_pad, int64_t scale_block, LutMode mode,
                              const float* ts, void* tab);
 
 void lut_kernel__ref(const LutArgs&);
@@ -50,8 +50,17 @@ using DequantKernelFn = void (*)(const DequantArgs&);
 void dequant_kernel__ref(const DequantArgs&);
 void dequant_kernel__avx512(const DequantArgs&);
 
+// Int8 path (prefill): whole product, threads inside. Needs mpgemm_int8_supported(w).
+using Int8GemmFn = void (*)(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
+void mpgemm_int8__amx(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
+void mpgemm_int8__ref(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
+
 // Offset term of format f: w = s·(q − zero); the LUT computes Σ s·(q − half)·a, so each group adds
 // s·(half − zero)·Σa. Symmetric: zero = half (no term); ternary: zero = 1.
+// Activations per int8-table scale: 64 (T-MAC's choice: the int32 sum of two chunks is scaled
+// once), or 32 when the weight group is 32. Always divides the weight group.
+inline int64_t lut_scale_block(const LutWeights& w) { return w.group_cols() % 64 == 0 ? 64 : 32; }
+
 inline float lut_half(const QuantFormat& f) { return 0.5f * float((1 << f.bits) - 1); }
 
 }  // namespace tz::kernels

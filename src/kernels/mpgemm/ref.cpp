@@ -1,5 +1,6 @@
 // Scalar references of the low-bit family: the dequantize + double-accumulation oracle, and scalar
 // twins of the LUT kernel, its table builder and the dequant kernel (same arithmetic, one lane).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -37,12 +38,12 @@ float scale_at(const uint8_t* p, int i, int sb) {
 
 }  // namespace
 
-void lut_tables__ref(const float* x, int64_t k, int64_t k_pad, int64_t group_cols, LutMode mode,
+void lut_tables__ref(const float* x, int64_t k, int64_t k_pad, int64_t scale_block, LutMode mode,
                      const float* ts, void* tab) {
   for (int64_t q = 0; q < k_pad / 4; ++q) {
     float a[4];
     for (int t = 0; t < 4; ++t) a[t] = 4 * q + t < k ? x[4 * q + t] : 0.f;
-    const float inv = mode == LutMode::Fast ? 1.0f / ts[q / 8] : 1.f;
+    const float inv = mode == LutMode::Fast ? 1.0f / ts[4 * q / scale_block] : 1.f;
     for (int idx = 0; idx < 16; ++idx) {
       float s = (idx & 1) ? a[0] : -a[0];
       for (int t = 1; t < 4; ++t) s = s + ((idx >> t & 1) ? a[t] : -a[t]);
@@ -72,9 +73,10 @@ void lut_kernel__ref(const LutArgs& a) {
           const uint8_t* blk = tile + w.group_offset(g);
           const int64_t nc = w.group_chunks(g), q0 = g * w.group_cols() / 4;
           float facc = 0.f;
+          const int64_t cpb = lut_scale_block(w) / 32;  // chunks per table scale
+          int32_t iacc = 0;
+          float cacc = 0.f;
           for (int64_t c = 0; c < nc; ++c) {
-            int32_t iacc = 0;
-            float cacc = 0.f;
             for (int p = 0; p < P; ++p) {
               const uint8_t* v = blk + (c * P + p) * 64;
               for (int j = 0; j < 4; ++j) {
@@ -89,8 +91,12 @@ void lut_kernel__ref(const LutArgs& a) {
                 }
               }
             }
-            if (a.mode == LutMode::Fast) facc = std::fma(float(iacc), a.cols[n].ts[q0 / 8 + c], facc);
-            else facc += cacc;
+            if ((c + 1) % cpb == 0 || c == nc - 1) {
+              if (a.mode == LutMode::Fast) facc = std::fma(float(iacc), a.cols[n].ts[(q0 / 8 + c) / cpb], facc);
+              else facc += cacc;
+              iacc = 0;
+              cacc = 0.f;
+            }
           }
           const uint8_t* sc = blk + nc * P * 64;
           const float ws = scale_at(sc, rr, sb);
@@ -102,6 +108,38 @@ void lut_kernel__ref(const LutArgs& a) {
         }
         a.y[n][r] = yacc;
       }
+    }
+  }
+}
+
+// Scalar twin of the AMX int8 path: same activation quantization, same integer sums.
+void mpgemm_int8__ref(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+  const QuantMatrix q = w.unpack();
+  const int64_t k = w.cols(), G = w.group_cols();
+  const float center = float(1 << (w.planes() - 1)), zfixed = w.format().ternary ? 1.f : lut_half(w.format());
+  std::vector<uint8_t> codes(static_cast<size_t>(k));
+  std::vector<int> aq(static_cast<size_t>(k));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* a = x + i * ldx;
+    float amax = 0.f;
+    for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(a[j]));
+    const float s = amax > 0.f ? amax / 127.f : 1.f, inv = 1.f / s;
+    for (int64_t j = 0; j < k; ++j) aq[size_t(j)] = int(std::nearbyint(a[j] * inv));
+    for (int64_t r = 0; r < w.rows(); ++r) {
+      unpack_codes_ref(q.codes.data() + size_t(r) * q.packed_row_bytes(), k, q.fmt.bits, codes.data());
+      float acc = 0.f;
+      for (int64_t g = 0; g * G < k; ++g) {
+        int32_t dot = 0, sum = 0;
+        for (int64_t j = g * G; j < std::min(k, (g + 1) * G); ++j) {
+          dot += (int32_t(codes[size_t(j)]) - int32_t(center)) * aq[size_t(j)];
+          sum += aq[size_t(j)];
+        }
+        const int64_t qg = std::min(g, q.groups_per_row() - 1);
+        const float ws = q.scales[size_t(r * q.groups_per_row() + qg)];
+        const float z = w.has_zeros() ? q.zeros[size_t(r * q.groups_per_row() + qg)] : zfixed;
+        acc += ws * s * float(dot) + ws * (center - z) * s * float(sum);
+      }
+      y[i * ldy + r] = acc;
     }
   }
 }

@@ -1,0 +1,169 @@
+// Prefill path of the low-bit GEMM on AMX int8 tiles (ik_llama.cpp's observation: for many tokens,
+// multiply-add beats table lookups). Activations are quantized per token to int8 (one scale per
+// row); each task decodes the 32-row slab of packed bit planes it owns into int8 VNNI tiles
+// (v = q − 2^(b−1), so every format fits int8) in L2, then TDPBSSD accumulates 32 x 32 output
+// blocks over each weight group; the group's int32 tile is scaled by the group scales and the
+// token scales into f32. The weights stay at b bits in memory: decoding is O(m·k) per call, the
+// multiply O(n·m·k).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/mpgemm/mpgemm.h"
+#include "tensorzip/runtime.h"
+
+namespace tz::kernels {
+namespace {
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+void load_tile_config() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+inline __m512 load_scales16(const uint8_t* p, int sb) {
+  return sb == 4 ? _mm512_loadu_ps(p) : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// Decodes LUT tile t into int8 B tiles: out[kb][16 (k/4)][16 cols][4] for kb in [0, ksteps).
+void decode_tile(const LutWeights& w, int64_t t, int64_t ksteps, int8_t* out) {
+  const int P = w.planes();
+  const __m512i center = _mm512_set1_epi8(char(1 << (w.planes() - 1)));
+  __m512i idx[4], bitmask[2];
+  for (int j = 0; j < 4; ++j) {
+    alignas(64) uint8_t v[64];
+    for (int b = 0; b < 64; ++b) v[b] = uint8_t((b / 4) * 4 + j);
+    idx[j] = _mm512_load_si512(v);
+  }
+  for (int h = 0; h < 2; ++h) {
+    alignas(64) uint8_t v[64];
+    for (int b = 0; b < 64; ++b) v[b] = uint8_t(1u << (b % 4 + 4 * h));
+    bitmask[h] = _mm512_load_si512(v);
+  }
+  const int64_t chunks = w.k_pad() / 32;
+  for (int64_t kb = 0; kb < ksteps; ++kb)
+    for (int cc = 0; cc < 2; ++cc) {
+      const int64_t chunk = 2 * kb + cc;
+      int8_t* dst = out + (kb * 16 + cc * 8) * 64;
+      if (chunk >= chunks) {
+        std::memset(dst, 0, 8 * 64);  // activations are zero there
+        continue;
+      }
+      const int64_t g = chunk * 32 / w.group_cols(), c = chunk - g * w.group_cols() / 32;
+      const uint8_t* planes = w.tile(t) + w.group_offset(g) + c * P * 64;
+      for (int qi = 0; qi < 8; ++qi) {
+        __m512i code = _mm512_setzero_si512();
+        for (int p = 0; p < P; ++p) {
+          const __m512i x = _mm512_permutexvar_epi8(idx[qi % 4], _mm512_loadu_si512(planes + p * 64));
+          const __mmask64 m = _mm512_test_epi8_mask(x, bitmask[qi / 4]);
+          code = _mm512_mask_add_epi8(code, m, code, _mm512_set1_epi8(char(1 << p)));
+        }
+        _mm512_storeu_si512(dst + qi * 64, _mm512_sub_epi8(code, center));
+      }
+    }
+}
+
+}  // namespace
+
+void mpgemm_int8__amx(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+  const int64_t k = w.cols(), ksteps = (w.k_pad() + 63) / 64, kp = ksteps * 64;
+  const int64_t np = (n + 31) / 32 * 32, G = w.group_cols(), ng = w.groups();
+  const int64_t steps_per_group = std::max<int64_t>(1, G / 64);
+  // Activations: int8 per token, one scale per token; per-group sums of the int8 values.
+  std::vector<int8_t> xq(size_t(np * kp), 0);
+  std::vector<float> xs(size_t(np), 0.f);
+  std::vector<int32_t> xsum(size_t(np * ng), 0);
+  parallel_for(n, [&](int64_t i, int) {
+    const float* a = x + i * ldx;
+    float amax = 0.f;
+    for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(a[j]));
+    const float s = amax > 0.f ? amax / 127.f : 1.f, inv = 1.f / s;
+    xs[size_t(i)] = s;
+    for (int64_t j = 0; j < k; ++j) {
+      const int q = int(std::nearbyint(a[j] * inv));
+      xq[size_t(i * kp + j)] = int8_t(q);
+      xsum[size_t(i * ng + j / G)] += q;
+    }
+  });
+  const float center = float(1 << (w.planes() - 1));
+  const bool has_zeros = w.has_zeros();
+  const float zfixed = w.format().ternary ? 1.f : lut_half(w.format());
+  const int sb = w.scale_bytes();
+  const int64_t slabs = (w.tiles() + 1) / 2;
+
+  // One decode buffer per thread (32 rows x k int8, L2-sized), reused across its slabs.
+  const size_t bt_bytes = size_t(2 * ksteps * 16 * 64);
+  std::vector<std::vector<int8_t>> per_thread(static_cast<size_t>(num_threads()));
+  parallel_for(slabs, [&](int64_t slab, int th) {
+    load_tile_config();  // tile state is per thread
+    const int64_t t0 = slab * 2, nt = std::min<int64_t>(2, w.tiles() - t0);
+    std::vector<int8_t>& bt = per_thread[size_t(th)];
+    if (bt.size() != bt_bytes) bt.assign(bt_bytes, 0);
+    if (nt < 2) std::memset(bt.data() + bt_bytes / 2, 0, bt_bytes / 2);
+    for (int64_t u = 0; u < nt; ++u) decode_tile(w, t0 + u, ksteps, bt.data() + u * ksteps * 16 * 64);
+    alignas(64) int32_t ct[4][256];
+    alignas(64) float acc[32][32];
+    for (int64_t i0 = 0; i0 < n; i0 += 32) {
+      std::memset(acc, 0, sizeof acc);
+      for (int64_t g = 0; g < ng; ++g) {
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        const int64_t kb0 = g * steps_per_group, kb1 = std::min(ksteps, kb0 + steps_per_group);
+        for (int64_t kb = kb0; kb < (ng == 1 ? ksteps : kb1); ++kb) {
+          _tile_loadd(4, &xq[size_t(i0 * kp + kb * 64)], kp);
+          _tile_loadd(5, &xq[size_t((i0 + 16) * kp + kb * 64)], kp);
+          _tile_loadd(6, &bt[size_t(kb * 16 * 64)], 64);
+          _tile_loadd(7, &bt[size_t((ksteps + kb) * 16 * 64)], 64);
+          _tile_dpbssd(0, 4, 6);
+          _tile_dpbssd(1, 4, 7);
+          _tile_dpbssd(2, 5, 6);
+          _tile_dpbssd(3, 5, 7);
+        }
+        _tile_stored(0, ct[0], 64);
+        _tile_stored(1, ct[1], 64);
+        _tile_stored(2, ct[2], 64);
+        _tile_stored(3, ct[3], 64);
+        // y += ws·xs·(Σ v·a_q) + ws·(center − z)·xs·Σ a_q   over this group, per (token, column).
+        for (int64_t u = 0; u < nt; ++u) {
+          const uint8_t* sc = w.tile(t0 + u) + w.group_offset(g) + w.group_chunks(g) * w.planes() * 64;
+          const __m512 ws = load_scales16(sc, sb);
+          const __m512 z = has_zeros ? load_scales16(sc + 16 * sb, sb) : _mm512_set1_ps(zfixed);
+          const __m512 wz = _mm512_mul_ps(ws, _mm512_sub_ps(_mm512_set1_ps(center), z));
+          for (int h = 0; h < 2; ++h)
+            for (int r = 0; r < 16; ++r) {
+              const int64_t i = i0 + h * 16 + r;
+              if (i >= n) break;
+              const __m512 xsv = _mm512_set1_ps(xs[size_t(i)]);
+              const __m512 c = _mm512_cvtepi32_ps(_mm512_load_si512(ct[h * 2 + u] + r * 16));
+              __m512 a = _mm512_load_ps(acc[h * 16 + r] + u * 16);
+              a = _mm512_fmadd_ps(c, _mm512_mul_ps(ws, xsv), a);
+              a = _mm512_fmadd_ps(wz, _mm512_set1_ps(xs[size_t(i)] * float(xsum[size_t(i * ng + g)])), a);
+              _mm512_store_ps(acc[h * 16 + r] + u * 16, a);
+            }
+        }
+        if (ng == 1) break;
+      }
+      for (int64_t r = 0; r < 32 && i0 + r < n; ++r)
+        for (int64_t u = 0; u < nt; ++u) {
+          const int64_t m0 = (t0 + u) * 16, rows = std::min<int64_t>(16, w.rows() - m0);
+          _mm512_mask_storeu_ps(y + (i0 + r) * ldy + m0, __mmask16((1u << rows) - 1u), _mm512_load_ps(acc[r] + u * 16));
+        }
+    }
+    _tile_release();
+  });
+}
+
+}  // namespace tz::kernels
