@@ -40,8 +40,8 @@ void pack_codes_ref(const uint8_t* codes, int64_t n, int bits, uint8_t* out) {
   std::fill(out, out + nbytes, uint8_t(0));
   const unsigned mask = (1u << bits) - 1u;
   for (int64_t i = 0; i < n; ++i) {
-    require((codes[i] & ~mask) == 0, "pack_codes: code " + std::to_string(codes[i]) +
-                                          " does not fit in " + std::to_string(bits) + " bits");
+    if ((codes[i] & ~mask) != 0)  // (not require(): its message would be built for every value)
+      throw Error("pack_codes: code " + std::to_string(codes[i]) + " does not fit in " + std::to_string(bits) + " bits");
     const int64_t bit = i * bits;
     const unsigned v = unsigned(codes[i]) << (bit % 8);
     out[bit / 8] |= uint8_t(v);
@@ -87,8 +87,8 @@ QuantMatrix quantize_rtn_ref(const float* w, int64_t rows, int64_t cols, const Q
       const int64_t b = gi * g, e = std::min(cols, b + g);
       float amax = 0.f, amean = 0.f, lo = row[b], hi = row[b];
       for (int64_t i = b; i < e; ++i) {
-        require(std::isfinite(row[i]), "quantize: non-finite weight at row " + std::to_string(r) +
-                                           ", column " + std::to_string(i));
+        if (!std::isfinite(row[i]))
+          throw Error("quantize: non-finite weight at row " + std::to_string(r) + ", column " + std::to_string(i));
         amax = std::max(amax, std::fabs(row[i]));
         amean += std::fabs(row[i]);
         lo = std::min(lo, row[i]);
