@@ -26,8 +26,10 @@ enum class LutMode { Fast, Exact };
 // (activations quantized per token, AMX TDPBSSD) for prefill when the CPU has AMX-INT8 and the
 // group is a multiple of 64 (or the whole row). Exact mode always uses the LUT with f32 tables.
 enum class MpGemmPath { Auto, Lut, Int8 };
-// Tokens from which Auto switches to the int8 path (measured: docs/benchmarks.md).
-constexpr int64_t kMpGemmInt8MinTokens = 16;
+// Tokens from which Auto switches to the int8 path: the int8 path decodes the weights once per call
+// (O(m·k)), the LUT path's cost grows with bits x tokens. Measured crossover (4096², 2 threads,
+// docs/benchmarks.md): ~32 tokens at 1–2 bits, ~24 at 3–4 bits.
+inline int64_t mpgemm_int8_min_tokens(int bits) { return bits <= 2 ? 32 : 24; }
 
 class LutWeights {
  public:

@@ -133,7 +133,7 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
   auto& int8 = detail::mpgemm_int8_op();
   const bool amx = std::string(int8.chosen().name).find("__amx") != std::string::npos;
   if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast && amx &&
-                                   n >= kMpGemmInt8MinTokens && mpgemm_int8_supported(w))) {
+                                   n >= mpgemm_int8_min_tokens(w.planes()) && mpgemm_int8_supported(w))) {
     int8.get<kernels::Int8GemmFn>()(w, x, n, ldx, y, ldy);
     return;
   }
