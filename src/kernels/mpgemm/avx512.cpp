@@ -221,37 +221,48 @@ inline __m256i decode32(const uint8_t* blk, int bits, int lb) {
   return q;
 }
 
-template <int NB>
-void dequant_rows(const DequantArgs& a) {
+// RB rows at a time, NB activation columns: each 16-value slice of x is loaded once for RB rows,
+// each dequantized weight vector (s·q − s·z, one FMA) is used by NB columns, and the horizontal
+// sum happens once per row, not per group.
+template <int RB, int NB>
+void dequant_block(const DequantArgs& a, int64_t r0) {
   const DequantWeights& w = *a.w;
   const int bits = w.format().bits, lb = bits == 1 ? 0 : bits < 4 ? 2 : 4;
   const float half = lut_half(w.format());
-  for (int64_t r = a.r0; r < a.r1; ++r) {
-    const uint8_t* row = w.row(r);
-    float yacc[NB] = {};
-    for (int64_t g = 0; g < w.groups(); ++g) {
-      __m512 acc[NB][2];
-      for (int n = 0; n < NB; ++n) acc[n][0] = acc[n][1] = _mm512_setzero_ps();
-      const int64_t b0 = g * w.group_cols() / 32, b1 = std::min(w.blocks(), (g + 1) * w.group_cols() / 32);
-      for (int64_t b = b0; b < b1; ++b) {
-        const __m256i q = decode32(row + size_t(b) * w.block_bytes(), bits, lb);
-        const __m512 q0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
-        const __m512 q1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
-        const int64_t k = b * 32, left = w.cols() - k;
-        const __mmask16 m0 = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(left, 0)) - 1);
-        const __mmask16 m1 = left >= 32 ? __mmask16(0xffff) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
-        for (int n = 0; n < NB; ++n) {
-          acc[n][0] = _mm512_fmadd_ps(q0, _mm512_maskz_loadu_ps(m0, a.x[n] + k), acc[n][0]);
-          acc[n][1] = _mm512_fmadd_ps(q1, _mm512_maskz_loadu_ps(m1, a.x[n] + k + 16), acc[n][1]);
-        }
-      }
-      const float s = w.scales(r)[g];
-      const float z = w.format().ternary ? 1.f : w.format().symmetric ? half : w.zeros(r)[g];
-      for (int n = 0; n < NB; ++n)
-        yacc[n] += s * (_mm512_reduce_add_ps(_mm512_add_ps(acc[n][0], acc[n][1])) - z * a.gsum[n][g]);
+  __m512 acc[RB][NB];
+  for (int i = 0; i < RB; ++i)
+    for (int n = 0; n < NB; ++n) acc[i][n] = _mm512_setzero_ps();
+  const int64_t nb = w.blocks(), per_group = w.group_cols() / 32;
+  const int64_t left = w.cols() - (nb - 1) * 32;  // values in the last block
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t g = b / per_group, k = b * 32;
+    const __mmask16 m0 = b + 1 < nb || left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const __mmask16 m1 = b + 1 < nb || left >= 32 ? __mmask16(0xffff) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
+    __m512 x0[NB], x1[NB];
+    for (int n = 0; n < NB; ++n) {
+      x0[n] = _mm512_maskz_loadu_ps(m0, a.x[n] + k);
+      x1[n] = _mm512_maskz_loadu_ps(m1, a.x[n] + k + 16);
     }
-    for (int n = 0; n < NB; ++n) a.y[n][r] = yacc[n];
+    for (int i = 0; i < RB; ++i) {
+      const int64_t r = r0 + i;
+      const float sc = w.scales(r)[g];
+      const float z = w.format().ternary ? 1.f : w.format().symmetric ? half : w.zeros(r)[g];
+      const __m512 s = _mm512_set1_ps(sc), sz = _mm512_set1_ps(sc * z);
+      const __m256i q = decode32(w.row(r) + size_t(b) * w.block_bytes(), bits, lb);
+      const __m512 w0 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q))), s, sz);
+      const __m512 w1 = _mm512_fmsub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1))), s, sz);
+      for (int n = 0; n < NB; ++n) acc[i][n] = _mm512_fmadd_ps(w1, x1[n], _mm512_fmadd_ps(w0, x0[n], acc[i][n]));
+    }
   }
+  for (int i = 0; i < RB; ++i)
+    for (int n = 0; n < NB; ++n) a.y[n][r0 + i] = _mm512_reduce_add_ps(acc[i][n]);
+}
+
+template <int NB>
+void dequant_rows(const DequantArgs& a) {
+  int64_t r = a.r0;
+  for (; r + 4 <= a.r1; r += 4) dequant_block<4, NB>(a, r);
+  for (; r < a.r1; ++r) dequant_block<1, NB>(a, r);
 }
 
 }  // namespace
