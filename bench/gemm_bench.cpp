@@ -95,7 +95,8 @@ void bench_gemm(const GemmBenchOptions& o, Reporter& rep, const std::function<vo
           std::fill(y.begin(), y.end(), 0.f);
           fn(0);
           const double err = max_rel_err(y.data(), ref.data(), y.size());
-          const Timing tt = time_it(fn, o.warmup, o.repeats, o.budget_s);
+          // Cold: warm up over every copy once (page state, clocks), then time cycling through them.
+          const Timing tt = time_it(fn, o.cold ? std::max(o.warmup, copies) : o.warmup, o.repeats, o.budget_s);
           Row r{"gemm", impl, base, dt, shape, o.cold ? "cold" : "hot", t, tt, flops, bytes,
                 o.with_ref ? tref.ms_median : 0, err, std::nullopt, {}};
           if (o.cold && n <= 8 && membw.count(t)) r.roofline_gbps = membw[t].gbps_best;

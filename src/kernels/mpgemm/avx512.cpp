@@ -23,6 +23,8 @@ inline __m512 load_scales16(const uint8_t* p, int sb) {
   return sb == 4 ? _mm512_loadu_ps(p) : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
+constexpr int kPrefetchBytes = 2048;
+
 // TT tiles at once (decode uses 2: two independent weight streams and twice the work per table
 // load), NB activation columns.
 template <int NB, int TT>
@@ -58,6 +60,8 @@ void lut_tile_fast(const LutWeights& w, int64_t t, const LutColumn* cols, float*
       }
       for (int p = 0; p < P; ++p)
         for (int u = 0; u < TT; ++u, v[u - 1] += 64) {
+          // Decode streams weights from DRAM: ask for lines well ahead so more misses are in flight.
+          _mm_prefetch(reinterpret_cast<const char*>(v[u] + kPrefetchBytes), _MM_HINT_T0);
           const __m512i wv = _mm512_loadu_si512(v[u]);
           const __m512i lo = _mm512_ternarylogic_epi32(wv, nib, pos, 0xEA);                        // (w & 15) | pos
           const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), nib, pos, 0xEA);  // (w >> 4 & 15) | pos
