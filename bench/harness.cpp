@@ -72,12 +72,12 @@ void Reporter::add(const Row& r) {
     fmt::print("{}\n", j.dump());
   } else {
     if (!header_done_) {
-      fmt::print("{:<7} {:<38} {:<5} {:<22} {:>3} {:<4} {:>10} {:>10} {:>9} {:>8} {:>9} {:<26} {:>9} {:>6}\n", "op", "impl",
+      fmt::print("{:<7} {:<48} {:<24} {:<22} {:>3} {:<4} {:>10} {:>10} {:>9} {:>8} {:>9} {:<26} {:>9} {:>6}\n", "op", "impl",
                  "dtype", "shape", "thr", "cache", "ms_min", "ms_median", "GFLOP/s", "GB/s", "ratio", "baseline",
                  "max_err", "roof");
       header_done_ = true;
     }
-    fmt::print("{:<7} {:<38} {:<5} {:<22} {:>3} {:<4} {:>10.4f} {:>10.4f} {:>9.1f} {:>8.2f} {:>8.2f}x {:<26} {:>9.2e} {:>6}\n", r.op,
+    fmt::print("{:<7} {:<48} {:<24} {:<22} {:>3} {:<4} {:>10.4f} {:>10.4f} {:>9.1f} {:>8.2f} {:>8.2f}x {:<26} {:>9.2e} {:>6}\n", r.op,
                r.impl, r.dtype, r.shape, r.threads, r.cache, r.t.ms_min, r.t.ms_median, gflops, gbps, ratio,
                r.baseline.empty() ? "-" : r.baseline, r.max_rel_err, roof ? fmt::format("{:.0f}%", *roof * 100) : "-");
   }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -105,6 +106,28 @@ TEST(Cli, BenchGemmJsonKeys) {
   }
   EXPECT_EQ(rows, 2 * 2 * 3);  // (ref + 2 thread counts) x n x dtype
   EXPECT_NE(test::run_cli("bench gemm --dtype f64").code, 0);
+}
+
+TEST(Cli, BenchMpGemmFamiliesAndBaselines) {
+  auto r = test::run_cli("bench mpgemm --m 96 --k 256 --n 1,40 --bits 2,t --threads 1 --repeats 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::map<std::string, int> families;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);
+    const std::string impl = j["impl"], base = j["baseline"];
+    const std::string fam = impl.substr(0, impl.find('_'));
+    families[fam]++;
+    if (fam == "lut") EXPECT_EQ(base, "dequant") << line;
+    if (fam == "dequant" || fam == "int8") EXPECT_EQ(base, "f32") << line;
+    if (fam == "lut" || fam == "int8") EXPECT_LT(j["max_rel_err"].get<double>(), 5e-2) << line;
+    if (fam == "dequant") EXPECT_LT(j["max_rel_err"].get<double>(), 1e-5) << line;
+  }
+  EXPECT_EQ(families["f32"], 4);
+  EXPECT_EQ(families["dequant"], 4);
+  EXPECT_EQ(families["lut"], 4);
+  EXPECT_NE(test::run_cli("bench mpgemm --bits 9").code, 0);
 }
 
 TEST(Cli, BenchColdCarriesRoofline) {

@@ -114,7 +114,8 @@ void add_bench(CLI::App& app) {
 
   cmd->callback([cmd] {
     if (!cmd->get_subcommands().empty()) return;
-    // Default set: bandwidth roofline, then a decode-shaped and a prefill-shaped GEMM.
+    // Default set: bandwidth roofline, a decode- and a prefill-shaped dense GEMM, then the low-bit
+    // GEMM (2-bit, 4-bit, ternary) at decode and prefill against dequant and dense f32.
     bench::Reporter rep(common.json);
     run_membw(common, rep, 512);
     bench::GemmBenchOptions d;
@@ -122,6 +123,10 @@ void add_bench(CLI::App& app) {
     d.k = 2048;
     d.n = {1, 64};
     run_gemm(common, d, rep);
+    bench::MpGemmBenchOptions mp_default;
+    mp_default.bits = {"2", "4", "t"};
+    mp_default.n = {1, 256};
+    run_mpgemm(common, mp_default, rep);
   });
 }
 
