@@ -211,7 +211,9 @@ inline __m256i decode32(const uint8_t* blk, int bits, int lb) {
   __m256i q = _mm256_setzero_si256();
   if (lb == 2) {
     // qword i holds crumbs at shift 2i: byte j of qword i = value j + 8i.
-    const __m256i b = _mm256_set1_epi64x(*reinterpret_cast<const int64_t*>(blk));
+    int64_t crumbs;
+    std::memcpy(&crumbs, blk, 8);  // blocks are byte-aligned
+    const __m256i b = _mm256_set1_epi64x(crumbs);
     q = _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 2, 4, 6)), _mm256_set1_epi8(3));
   } else if (lb == 4) {
     const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
