@@ -1,0 +1,62 @@
+// Long convolution through the FFT, fused per row: y = irfft(rfft(u) · rfft(k)) for every (b, h)
+// row of u[B, H, N] with the filter k[h], as in FlashFFTConv. A plan is built once per
+// (N, H, filters, options) and caches the filters' spectra; conv() then streams u -> y with one
+// read of u and one write of y, the forward transform, the spectral product and the inverse
+// transform happening while a group of rows is in cache.
+//
+// Status (see docs/kernels.md "FFT convolution"): fp32 forward convolution, causal and circular,
+// partial filters, frequency masks, Hyena gating; radix-4 Stockham FFT vectorized across 16 rows
+// (AVX-512) or one row at a time (scalar). Not yet: Monarch/AMX bf16 matrix-unit path, backward.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace tz {
+
+enum class ConvMode {
+  Causal,    // linear convolution, output the first N samples (inputs zero-padded to 2N)
+  Circular,  // circular convolution of period N
+};
+
+struct FftConvOptions {
+  ConvMode mode = ConvMode::Causal;
+  // Frequency-sparse convolution: one flag per block of kFreqMaskBlock spectrum bins
+  // (bins 0 .. N (causal) or 0 .. N/2 (circular)); a 0 zeroes the filter's spectrum there and the
+  // spectral product of those bins is skipped. Empty = dense.
+  std::vector<uint8_t> freq_mask;
+};
+constexpr int64_t kFreqMaskBlock = 64;
+
+class FftConvPlan {
+ public:
+  // n: power of two, 8 <= n <= 2^22. k: [h, nk] filters, row-major, 1 <= nk <= n (a shorter
+  // filter is a partial convolution: the same as zero-padding it to n). Throws tz::Error on bad
+  // arguments.
+  static FftConvPlan create(int64_t n, int64_t h, const float* k, int64_t nk, const FftConvOptions& opt = {});
+
+  // y[b, h, :] = conv(u[b, h, :], k[h]);   u, y: [b, H, N] contiguous f32. y may alias u.
+  void conv(const float* u, int64_t b, float* y) const;
+  // Hyena-style gating fused in:  y = v ⊙ conv(u ⊙ w, k);  v, w: [b, H, N].
+  void conv_gated(const float* u, const float* v, const float* w, int64_t b, float* y) const;
+  // bf16 inputs (converted on load, f32 arithmetic); output f32.
+  void conv_bf16(const uint16_t* u, int64_t b, float* y) const;
+
+  int64_t n() const;
+  int64_t h() const;
+  ConvMode mode() const;
+  // Extra memory one thread uses while convolving (per-thread, independent of B and H).
+  size_t workspace_bytes_per_thread() const;
+  const char* kernel() const;  // the kernel variant the plan was built for
+
+  struct Impl;
+  const std::shared_ptr<const Impl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+};
+
+// float64 reference: direct O(N·Nk) convolution (causal or circular) of one row.
+void fftconv_direct_ref(const float* u, int64_t n, const float* k, int64_t nk, ConvMode mode, double* y);
+
+}  // namespace tz

@@ -1,0 +1,183 @@
+// FFT convolution: plan creation (validation, twiddles, filter spectra in float64), dispatch, and
+// the driver that hands row groups to the thread pool with one workspace per thread.
+#include <cmath>
+#include <complex>
+#include <cstring>
+
+#include "core/dispatch.h"
+#include "kernels/fft/fft.h"
+#include "tensorzip/convert.h"
+#include "tensorzip/error.h"
+#include "tensorzip/fftconv.h"
+#include "tensorzip/runtime.h"
+#include "tensorzip/tensor.h"
+
+namespace tz {
+namespace detail {
+KernelOp& fftconv_op() {
+  static KernelOp op("fftconv", {
+      {"fftconv_r32_stockham4_16rows__avx512", Isa::Avx512, 0, to_any(kernels::fft::conv_group__avx512)},
+      {"fftconv_r32_stockham4_8rows__avx2", Isa::Avx2, 0, to_any(kernels::fft::conv_group__avx2)},
+      {"fftconv_r32_stockham4__ref", Isa::Scalar, 0, to_any(kernels::fft::conv_group__ref)},
+  });
+  return op;
+}
+}  // namespace detail
+
+namespace kernels::fft {
+
+Twiddles Twiddles::make(int64_t m) {
+  Twiddles t;
+  for (int64_t n = m; n >= 4; n /= 4) {
+    std::vector<float> w(size_t(6 * (n / 4)));
+    for (int64_t p = 0; p < n / 4; ++p)
+      for (int r = 1; r <= 3; ++r) {
+        const double a = -2.0 * M_PI * double(r * p) / double(n);
+        w[size_t(6 * p + 2 * (r - 1))] = float(std::cos(a));
+        w[size_t(6 * p + 2 * (r - 1) + 1)] = float(std::sin(a));
+      }
+    t.stage.push_back(std::move(w));
+  }
+  return t;
+}
+
+namespace {
+
+// Bins 0 .. lr/2 of the DFT of a real sequence of length lr (power of two), float64, radix-2.
+std::vector<std::complex<double>> real_dft(const std::vector<double>& x) {
+  const size_t n = x.size();
+  std::vector<std::complex<double>> a(x.begin(), x.end());
+  for (size_t i = 1, j = 0; i < n; ++i) {  // bit reversal
+    size_t bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) std::swap(a[i], a[j]);
+  }
+  for (size_t len = 2; len <= n; len <<= 1) {
+    const std::complex<double> wl = std::polar(1.0, -2.0 * M_PI / double(len));
+    for (size_t i = 0; i < n; i += len) {
+      std::complex<double> w = 1.0;
+      for (size_t j = 0; j < len / 2; ++j) {
+        const auto u = a[i + j], v = a[i + j + len / 2] * w;
+        a[i + j] = u + v;
+        a[i + j + len / 2] = u - v;
+        w *= wl;
+      }
+    }
+  }
+  a.resize(n / 2 + 1);
+  return a;
+}
+
+}  // namespace
+}  // namespace kernels::fft
+
+struct FftConvPlan::Impl {
+  kernels::fft::PlanCore core;
+  kernels::fft::ConvGroupFn fn = nullptr;
+  const char* kernel = "";
+};
+
+FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk, const FftConvOptions& opt) {
+  using namespace kernels::fft;
+  require(n >= 8 && n <= (int64_t(1) << 22) && (n & (n - 1)) == 0,
+          "fftconv: n must be a power of two from 8 to 4194304, got " + std::to_string(n));
+  require(h >= 1, "fftconv: need at least one channel (h >= 1)");
+  require(nk >= 1 && nk <= n, "fftconv: filter length " + std::to_string(nk) + " must be 1 .. n = " + std::to_string(n));
+  require(k != nullptr, "fftconv: null filter");
+  for (int64_t i = 0; i < h * nk; ++i)
+    if (!std::isfinite(k[i])) throw Error("fftconv: filter " + std::to_string(i / nk) + " has a non-finite value at " + std::to_string(i % nk));
+
+  auto impl = std::make_shared<Impl>();
+  PlanCore& pc = impl->core;
+  pc.n = n;
+  pc.h = h;
+  pc.mode = opt.mode;
+  pc.m = opt.mode == ConvMode::Causal ? n : n / 2;
+  auto& op = detail::fftconv_op();
+  impl->fn = op.get<ConvGroupFn>();
+  impl->kernel = op.chosen().name;
+  const std::string kname = impl->kernel;
+  pc.lanes = kname.find("16rows") != std::string::npos ? 16 : kname.find("8rows") != std::string::npos ? 8 : 1;
+  pc.tw = Twiddles::make(pc.m);
+  pc.wl.resize(size_t(2 * (pc.m / 2 + 1)));
+  for (int64_t i = 0; i <= pc.m / 2; ++i) {
+    const double a = -2.0 * M_PI * double(i) / double(2 * pc.m);
+    pc.wl[size_t(2 * i)] = float(std::cos(a));
+    pc.wl[size_t(2 * i + 1)] = float(std::sin(a));
+  }
+  const int64_t bins = pc.m + 1, blocks = (bins + kFreqMaskBlock - 1) / kFreqMaskBlock;
+  if (!opt.freq_mask.empty()) {
+    require(int64_t(opt.freq_mask.size()) == blocks, "fftconv: freq_mask needs " + std::to_string(blocks) +
+                                                         " blocks of " + std::to_string(kFreqMaskBlock) + " bins, got " +
+                                                         std::to_string(opt.freq_mask.size()));
+    pc.skip.resize(size_t(blocks));
+    for (int64_t b = 0; b < blocks; ++b) pc.skip[size_t(b)] = opt.freq_mask[size_t(b)] == 0;
+  }
+  // Filter spectra (float64, then scaled by 1/m for the inverse) in the kernel's lane layout.
+  const int64_t L = pc.lanes, groups = (h + L - 1) / L;
+  pc.spec.assign(size_t(groups) * size_t(bins) * 2 * size_t(L), 0.f);
+  parallel_for(h, [&](int64_t c, int) {
+    std::vector<double> x(size_t(2 * pc.m), 0.0);
+    for (int64_t j = 0; j < nk; ++j) x[size_t(j)] = k[c * nk + j];
+    const auto K = real_dft(x);
+    float* dst = pc.spec.data() + size_t(c / L) * size_t(bins) * 2 * size_t(L);
+    for (int64_t b = 0; b < bins; ++b) {
+      const bool off = !pc.skip.empty() && pc.skip[size_t(b / kFreqMaskBlock)];
+      dst[(2 * b) * L + c % L] = off ? 0.f : float(K[size_t(b)].real() / double(pc.m));
+      dst[(2 * b + 1) * L + c % L] = off ? 0.f : float(K[size_t(b)].imag() / double(pc.m));
+    }
+  });
+  FftConvPlan p;
+  p.impl_ = impl;
+  return p;
+}
+
+int64_t FftConvPlan::n() const { return impl_->core.n; }
+int64_t FftConvPlan::h() const { return impl_->core.h; }
+ConvMode FftConvPlan::mode() const { return impl_->core.mode; }
+const char* FftConvPlan::kernel() const { return impl_->kernel; }
+size_t FftConvPlan::workspace_bytes_per_thread() const { return kernels::fft::workspace_floats(impl_->core) * sizeof(float); }
+
+namespace {
+
+void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const float* w, int64_t b, float* y) {
+  const auto& pc = impl.core;
+  require(b >= 0, "fftconv: negative batch");
+  require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
+  const int64_t L = pc.lanes, groups = (pc.h + L - 1) / L;
+  const int threads = num_threads();
+  std::vector<std::shared_ptr<void>> ws(static_cast<size_t>(threads));
+  parallel_for(b * groups, [&](int64_t task, int th) {
+    if (!ws[size_t(th)]) ws[size_t(th)] = aligned_alloc_shared(kernels::fft::workspace_floats(pc) * sizeof(float));
+    const int64_t bi = task / groups, g = task % groups, h0 = g * L;
+    kernels::fft::RowPtrs io{};
+    io.rows = int(std::min<int64_t>(L, pc.h - h0));
+    for (int l = 0; l < io.rows; ++l) {
+      const size_t off = size_t((bi * pc.h + h0 + l) * pc.n);
+      io.u[l] = u + off;
+      io.w[l] = w != nullptr ? w + off : nullptr;
+      io.v[l] = v != nullptr ? v + off : nullptr;
+      io.y[l] = y + off;
+    }
+    impl.fn(pc, g, io, static_cast<float*>(ws[size_t(th)].get()));
+  });
+}
+
+}  // namespace
+
+void FftConvPlan::conv(const float* u, int64_t b, float* y) const { run(*impl_, u, nullptr, nullptr, b, y); }
+
+void FftConvPlan::conv_gated(const float* u, const float* v, const float* w, int64_t b, float* y) const {
+  require(v != nullptr && w != nullptr, "fftconv: gated convolution needs both gates");
+  run(*impl_, u, v, w, b, y);
+}
+
+void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
+  const size_t count = size_t(b * impl_->core.h * impl_->core.n);
+  std::vector<float> uf(count);
+  bf16_to_f32(u, uf.data(), count);
+  conv(uf.data(), b, y);
+}
+
+}  // namespace tz

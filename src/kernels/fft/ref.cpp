@@ -1,0 +1,51 @@
+// Scalar FFT convolution (one row per group), the reference twin of the SIMD path, and the float64
+// direct convolution used as the oracle in tests.
+#include <vector>
+
+#include "kernels/fft/fft.h"
+#include "tensorzip/error.h"
+
+namespace tz {
+namespace kernels::fft {
+namespace {
+
+struct Vec1 {
+  static constexpr int L = 1;
+  float v;
+  static Vec1 set1(float x) { return {x}; }
+  static Vec1 zero() { return {0.f}; }
+  static Vec1 load(const float* p) { return {p[0]}; }
+  void store(float* p) const { p[0] = v; }
+  static Vec1 fma(Vec1 a, Vec1 b, Vec1 c) { return {a.v * b.v + c.v}; }
+  static Vec1 fms(Vec1 a, Vec1 b, Vec1 c) { return {a.v * b.v - c.v}; }
+  friend Vec1 operator+(Vec1 a, Vec1 b) { return {a.v + b.v}; }
+  friend Vec1 operator-(Vec1 a, Vec1 b) { return {a.v - b.v}; }
+  friend Vec1 operator*(Vec1 a, Vec1 b) { return {a.v * b.v}; }
+};
+
+}  // namespace
+
+void conv_group__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+  auto* z = reinterpret_cast<Cx<Vec1>*>(ws);
+  conv_group<Vec1>(pc, group, io, z, z + pc.m);
+}
+
+}  // namespace kernels::fft
+
+void fftconv_direct_ref(const float* u, int64_t n, const float* k, int64_t nk, ConvMode mode, double* y) {
+  require(n > 0 && nk > 0 && nk <= n, "fftconv_direct_ref: need 0 < nk <= n");
+  for (int64_t t = 0; t < n; ++t) {
+    double acc = 0;
+    for (int64_t j = 0; j < nk; ++j) {
+      int64_t s = t - j;
+      if (s < 0) {
+        if (mode == ConvMode::Causal) break;
+        s += n;
+      }
+      acc += double(k[j]) * double(u[s]);
+    }
+    y[t] = acc;
+  }
+}
+
+}  // namespace tz
