@@ -6,6 +6,9 @@
 #include "bench/harness.h"
 #include "bench/membw.h"
 #include "bench/mpgemm_bench.h"
+#ifdef TZ_HAVE_FFTW
+#include "bench/fftconv_bench.h"
+#endif
 #include "tensorzip/error.h"
 #include "tensorzip/runtime.h"
 #include "tools/cli/commands.h"
@@ -103,6 +106,27 @@ void add_bench(CLI::App& app) {
     bench::Reporter rep(common.json);
     run_mpgemm(common, mp, rep);
   });
+
+#ifdef TZ_HAVE_FFTW
+  static bench::FftConvBenchOptions fc;
+  static std::vector<std::string> fc_n = {"1K", "4K", "16K", "64K"};
+  auto* fcc = cmd->add_subcommand("fftconv", "Fused FFT long convolution vs FFTW (same causal convolution, same threads)");
+  add_common(fcc, common);
+  fcc->add_option("--b", fc.b, "Batch sizes, e.g. 1,8")->delimiter(',')->check(CLI::PositiveNumber);
+  fcc->add_option("--h", fc.h, "Channels (shrunk for large n so B·H·N <= 2^24)")->check(CLI::PositiveNumber);
+  fcc->add_option("--n", fc_n, "Sequence lengths, powers of two: 1K,4K,16K,64K,256K,1M")->delimiter(',');
+  fcc->add_option("--dtype", fc.dtypes, "f32 and/or bf16 inputs")->delimiter(',');
+  fcc->callback([] {
+    fc.n.clear();
+    for (const auto& s : fc_n) fc.n.push_back(bench::parse_size(s));
+    fc.threads = common.threads;
+    fc.repeats = common.repeats;
+    fc.warmup = common.warmup;
+    bench::Reporter rep(common.json);
+    Progress bar(bench::fftconv_bench_cases(fc), !common.json);
+    bench::bench_fftconv(fc, rep, [&](const std::string& s) { bar.step(s); });
+  });
+#endif
 
   auto* mb = cmd->add_subcommand("membw", "DRAM read bandwidth with 1 and N threads (the roofline)");
   add_common(mb, common);

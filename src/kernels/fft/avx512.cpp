@@ -8,7 +8,7 @@ namespace tz::kernels::fft {
 namespace {
 
 struct Vec16 {
-  static constexpr int L = 16;
+  static constexpr int L = 16, B = 16;
   __m512 v;
   static Vec16 set1(float x) { return {_mm512_set1_ps(x)}; }
   static Vec16 zero() { return {_mm512_setzero_ps()}; }
@@ -19,6 +19,55 @@ struct Vec16 {
   friend Vec16 operator+(Vec16 a, Vec16 b) { return {_mm512_add_ps(a.v, b.v)}; }
   friend Vec16 operator-(Vec16 a, Vec16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
   friend Vec16 operator*(Vec16 a, Vec16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+
+  // r[i] = row i's 16 samples  ->  r[i] = sample i of the 16 rows.
+  static void transpose(__m512 r[16]) {
+    __m512 t[16], u[16], v[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+      u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+      u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88);
+      v[4 + i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xDD);
+      v[8 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88);
+      v[12 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xDD);
+    }
+    for (int i = 0; i < 8; ++i) {
+      r[i] = _mm512_shuffle_f32x4(v[i], v[8 + i], 0x88);
+      r[8 + i] = _mm512_shuffle_f32x4(v[i], v[8 + i], 0xDD);
+    }
+  }
+  static void load_block(const float* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec16* out) {
+    const __mmask16 m = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
+    __m512 r[16];
+    for (int l = 0; l < 16; ++l) {
+      r[l] = _mm512_setzero_ps();
+      if (l < rows) {
+        r[l] = _mm512_maskz_loadu_ps(m, u[l] + t0);
+        if (g[l] != nullptr) r[l] = _mm512_mul_ps(r[l], _mm512_maskz_loadu_ps(m, g[l] + t0));
+      }
+    }
+    transpose(r);
+    for (int i = 0; i < 16; ++i) out[i].v = r[i];
+  }
+  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec16* in) {
+    const __mmask16 m = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = i < cnt ? in[i].v : _mm512_setzero_ps();
+    transpose(r);
+    for (int l = 0; l < rows; ++l) {
+      __m512 x = r[l];
+      if (g[l] != nullptr) x = _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, g[l] + t0));
+      _mm512_mask_storeu_ps(y[l] + t0, m, x);
+    }
+  }
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 // spectrum (real-FFT split and merge fused in) -> inverse FFT -> store (gate). A group is V::L rows
 // of the same batch index and consecutive h; all of it stays in the thread's workspace.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -36,27 +37,6 @@ struct RowPtrs {
 };
 
 template <class V>
-inline V gather(const float* const* rows, const float* const* gate, int nrows, int64_t t) {
-  alignas(64) float buf[V::L];
-  for (int l = 0; l < V::L; ++l) {
-    float x = 0.f;
-    if (l < nrows) {
-      x = rows[l][t];
-      if (gate[l] != nullptr) x *= gate[l][t];
-    }
-    buf[l] = x;
-  }
-  return V::load(buf);
-}
-
-template <class V>
-inline void scatter(float* const* rows, const float* const* gate, int nrows, int64_t t, V x) {
-  alignas(64) float buf[V::L];
-  x.store(buf);
-  for (int l = 0; l < nrows; ++l) rows[l][t] = gate[l] != nullptr ? buf[l] * gate[l][t] : buf[l];
-}
-
-template <class V>
 inline Cx<V> cmulv(Cx<V> a, Cx<V> b) {
   return {V::fms(a.re, b.re, a.im * b.im), V::fma(a.re, b.im, a.im * b.re)};
 }
@@ -67,10 +47,15 @@ template <class V>
 void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, Cx<V>* t) {
   const int64_t n = pc.n, m = pc.m;
   // 1. Load: the real sequence x (u ⊙ w, zero-padded to 2n when causal) packed as z[j] = x[2j] + i·x[2j+1].
-  const int64_t filled = pc.mode == ConvMode::Causal ? n / 2 : m;
-  for (int64_t j = 0; j < filled; ++j)
-    z[j] = {gather<V>(io.u, io.w, io.rows, 2 * j), gather<V>(io.u, io.w, io.rows, 2 * j + 1)};
-  for (int64_t j = filled; j < m; ++j) z[j] = {V::zero(), V::zero()};
+  //    V::load_block reads V::B consecutive samples of every row and transposes them to lanes
+  //    (V::B = lanes, or 2 for the one-lane type: samples go in pairs).
+  V xs[V::B];
+  for (int64_t t0 = 0; t0 < n; t0 += V::B) {
+    const int cnt = int(std::min<int64_t>(V::B, n - t0));
+    V::load_block(io.u, io.w, io.rows, t0, cnt, xs);
+    for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
+  }
+  for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};
 
   // 2. Forward FFT of size m (result back in z).
   stockham<V>(m, 1, false, z, t, pc.tw, 0, false);
@@ -122,10 +107,10 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   stockham<V>(m, 1, false, z, t, pc.tw, 0, true);
 
   // 5. Store (⊙ v): y[2j] = Re z'[j], y[2j+1] = Im z'[j], the first n samples.
-  const int64_t out = n / 2;
-  for (int64_t j = 0; j < out; ++j) {
-    scatter<V>(io.y, io.v, io.rows, 2 * j, z[j].re);
-    scatter<V>(io.y, io.v, io.rows, 2 * j + 1, z[j].im);
+  for (int64_t t0 = 0; t0 < n; t0 += V::B) {
+    const int cnt = int(std::min<int64_t>(V::B, n - t0));
+    for (int i = 0; i < cnt; i += 2) xs[i] = z[(t0 + i) / 2].re, xs[i + 1] = z[(t0 + i) / 2].im;
+    V::store_block(io.y, io.v, io.rows, t0, cnt, xs);
   }
 }
 

@@ -10,7 +10,7 @@ namespace kernels::fft {
 namespace {
 
 struct Vec1 {
-  static constexpr int L = 1;
+  static constexpr int L = 1, B = 2;
   float v;
   static Vec1 set1(float x) { return {x}; }
   static Vec1 zero() { return {0.f}; }
@@ -21,6 +21,13 @@ struct Vec1 {
   friend Vec1 operator+(Vec1 a, Vec1 b) { return {a.v + b.v}; }
   friend Vec1 operator-(Vec1 a, Vec1 b) { return {a.v - b.v}; }
   friend Vec1 operator*(Vec1 a, Vec1 b) { return {a.v * b.v}; }
+  // Samples t0 .. t0+cnt-1 of the (single) row, gated.
+  static void load_block(const float* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec1* out) {
+    for (int i = 0; i < cnt; ++i) out[i] = {rows > 0 ? (g[0] ? u[0][t0 + i] * g[0][t0 + i] : u[0][t0 + i]) : 0.f};
+  }
+  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec1* in) {
+    for (int i = 0; i < cnt && rows > 0; ++i) y[0][t0 + i] = g[0] ? in[i].v * g[0][t0 + i] : in[i].v;
+  }
 };
 
 }  // namespace
