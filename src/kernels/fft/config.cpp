@@ -1,6 +1,7 @@
 // FFT convolution: plan creation (validation, twiddles, filter spectra in float64), dispatch, and
 // the driver that hands row groups to the thread pool with one workspace per thread.
 #include <cmath>
+#include <numeric>
 #include <complex>
 #include <cstring>
 
@@ -115,19 +116,27 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
     for (int64_t b = 0; b < blocks; ++b) pc.skip[size_t(b)] = opt.freq_mask[size_t(b)] == 0;
   }
   // Filter spectra (float64, then scaled by 1/m for the inverse) in the kernel's lane layout.
-  const int64_t L = pc.lanes, groups = (h + L - 1) / L;
-  pc.spec.assign(size_t(groups) * size_t(bins) * 2 * size_t(L), 0.f);
+  const int64_t L = pc.lanes;
+  pc.flat_rows = h < L;
+  pc.patterns = pc.flat_rows ? h / std::gcd(h, L) : (h + L - 1) / L;
+  pc.spec.assign(size_t(pc.patterns) * size_t(bins) * 2 * size_t(L), 0.f);
+  std::vector<std::vector<std::complex<double>>> spectra(static_cast<size_t>(h));
   parallel_for(h, [&](int64_t c, int) {
     std::vector<double> x(size_t(2 * pc.m), 0.0);
     for (int64_t j = 0; j < nk; ++j) x[size_t(j)] = k[c * nk + j];
-    const auto K = real_dft(x);
-    float* dst = pc.spec.data() + size_t(c / L) * size_t(bins) * 2 * size_t(L);
+    spectra[size_t(c)] = real_dft(x);
+  });
+  for (int64_t slot = 0; slot < pc.patterns * L; ++slot) {  // (pattern or channel group) x lane
+    const int64_t c = pc.flat_rows ? slot % h : slot;
+    if (c >= h) continue;
+    float* dst = pc.spec.data() + size_t(slot / L) * size_t(bins) * 2 * size_t(L);
     for (int64_t b = 0; b < bins; ++b) {
       const bool off = !pc.skip.empty() && pc.skip[size_t(b / kFreqMaskBlock)];
-      dst[(2 * b) * L + c % L] = off ? 0.f : float(K[size_t(b)].real() / double(pc.m));
-      dst[(2 * b + 1) * L + c % L] = off ? 0.f : float(K[size_t(b)].imag() / double(pc.m));
+      const auto& K = spectra[size_t(c)][size_t(b)];
+      dst[(2 * b) * L + slot % L] = off ? 0.f : float(K.real() / double(pc.m));
+      dst[(2 * b + 1) * L + slot % L] = off ? 0.f : float(K.imag() / double(pc.m));
     }
-  });
+  }
   FftConvPlan p;
   p.impl_ = impl;
   return p;
@@ -145,22 +154,34 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
   const auto& pc = impl.core;
   require(b >= 0, "fftconv: negative batch");
   require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
-  const int64_t L = pc.lanes, groups = (pc.h + L - 1) / L;
+  const int64_t L = pc.lanes, rows = b * pc.h;
+  // Tasks: groups of L rows — channels h0.. of one batch index, or (few channels) consecutive rows.
+  const int64_t groups_per_b = (pc.h + L - 1) / L;
+  const int64_t tasks = pc.flat_rows ? (rows + L - 1) / L : b * groups_per_b;
   const int threads = num_threads();
   std::vector<std::shared_ptr<void>> ws(static_cast<size_t>(threads));
-  parallel_for(b * groups, [&](int64_t task, int th) {
+  parallel_for(tasks, [&](int64_t task, int th) {
     if (!ws[size_t(th)]) ws[size_t(th)] = aligned_alloc_shared(kernels::fft::workspace_floats(pc) * sizeof(float));
-    const int64_t bi = task / groups, g = task % groups, h0 = g * L;
+    int64_t r0, pattern;
     kernels::fft::RowPtrs io{};
-    io.rows = int(std::min<int64_t>(L, pc.h - h0));
+    if (pc.flat_rows) {
+      r0 = task * L;
+      pattern = task % pc.patterns;
+      io.rows = int(std::min<int64_t>(L, rows - r0));
+    } else {
+      const int64_t bi = task / groups_per_b, g = task % groups_per_b;
+      r0 = bi * pc.h + g * L;
+      pattern = g;
+      io.rows = int(std::min<int64_t>(L, pc.h - g * L));
+    }
     for (int l = 0; l < io.rows; ++l) {
-      const size_t off = size_t((bi * pc.h + h0 + l) * pc.n);
+      const size_t off = size_t((r0 + l) * pc.n);
       io.u[l] = u + off;
       io.w[l] = w != nullptr ? w + off : nullptr;
       io.v[l] = v != nullptr ? v + off : nullptr;
       io.y[l] = y + off;
     }
-    impl.fn(pc, g, io, static_cast<float*>(ws[size_t(th)].get()));
+    impl.fn(pc, pattern, io, static_cast<float*>(ws[size_t(th)].get()));
   });
 }
 

@@ -25,6 +25,11 @@ struct PlanCore {
   // [group][k][re lanes][im lanes].
   std::vector<float> spec;
   std::vector<uint8_t> skip;  // per kFreqMaskBlock bins: 1 = masked (spectrum zero, product skipped)
+  // With fewer channels than lanes, groups take consecutive rows of the flattened [B*H] batch, so
+  // no lane idles; lane l of group g then uses channel (g*lanes + l) % h, which repeats every
+  // `patterns` groups: spec holds one filter block per pattern instead of per channel group.
+  bool flat_rows = false;
+  int64_t patterns = 0;
   const float* group_spec(int64_t g) const { return spec.data() + size_t(g) * size_t(m + 1) * 2 * size_t(lanes); }
 };
 
