@@ -130,6 +130,30 @@ TEST(Cli, BenchMpGemmFamiliesAndBaselines) {
   EXPECT_NE(test::run_cli("bench mpgemm --bits 9").code, 0);
 }
 
+TEST(Cli, BenchFftConvAgainstFftw) {
+  auto r = test::run_cli("bench fftconv --b 1 --h 3 --n 256,1K --threads 1 --dtype f32,bf16 --repeats 2 --json");
+  if (r.code != 0 && r.err.find("fftconv") != std::string::npos && r.err.find("not") != std::string::npos)
+    GTEST_SKIP() << "CLI built without FFTW";
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int ours = 0, fftw = 0;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);
+    EXPECT_TRUE(j.contains("dtype") && j.contains("max_rel_err") && j.contains("ratio_to_baseline")) << line;
+    EXPECT_LT(j["max_rel_err"].get<double>(), 1e-5) << line;
+    if (j["impl"].get<std::string>().rfind("fftw", 0) == 0) {
+      ++fftw;
+    } else {
+      ++ours;
+      EXPECT_EQ(j["baseline"], "fftw");
+    }
+  }
+  EXPECT_EQ(fftw, 2);
+  EXPECT_EQ(ours, 4);
+  EXPECT_NE(test::run_cli("bench fftconv --n 3K").code, 0);
+}
+
 TEST(Cli, BenchColdCarriesRoofline) {
   auto r = test::run_cli("bench gemm --m 64 --k 64 --n 1 --dtype f32 --cold --no-ref --repeats 3 --json");
   ASSERT_EQ(r.code, 0) << r.err;
