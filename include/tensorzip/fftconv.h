@@ -4,9 +4,10 @@
 // read of u and one write of y, the forward transform, the spectral product and the inverse
 // transform happening while a group of rows is in cache.
 //
-// Status (see docs/kernels.md "FFT convolution"): fp32 forward convolution, causal and circular,
-// partial filters, frequency masks, Hyena gating; radix-4 Stockham FFT vectorized across 16 rows
-// (AVX-512) or one row at a time (scalar). Not yet: Monarch/AMX bf16 matrix-unit path, backward.
+// Status (see docs/kernels.md "FFT convolution"): fp32 convolution and its backward (du, dk, gated
+// variant), causal and circular, partial filters, frequency masks, Hyena gating; radix-4 Stockham
+// FFT vectorized across 16 rows (AVX-512), 8 (AVX2) or one row (scalar). Not yet: the
+// Monarch/AMX bf16 matrix-unit path.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -42,8 +43,16 @@ class FftConvPlan {
   // bf16 inputs (converted on load, f32 arithmetic); output f32.
   void conv_bf16(const uint16_t* u, int64_t b, float* y) const;
 
+  // Backward of y = conv(u, k) given dy = ∂L/∂y: du = corr(dy, k) (skipped when du is null) and
+  // dk[h, 0..nk) = Σ_b corr(dy, u) — the filter gradient reduced over the batch (overwritten).
+  void backward(const float* u, const float* dy, int64_t b, float* du, float* dk) const;
+  // Backward of the gated form y = v ⊙ conv(u ⊙ w, k): du, dv, dw [b, H, N] and dk [H, nk].
+  void backward_gated(const float* u, const float* v, const float* w, const float* dy, int64_t b, float* du, float* dv,
+                      float* dw, float* dk) const;
+
   int64_t n() const;
   int64_t h() const;
+  int64_t filter_length() const;
   ConvMode mode() const;
   // Extra memory one thread uses while convolving (per-thread, independent of B and H).
   size_t workspace_bytes_per_thread() const;

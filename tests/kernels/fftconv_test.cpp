@@ -142,3 +142,105 @@ TEST(FftConv, BadArguments) {
 }
 
 }  // namespace tz
+
+namespace tz {
+namespace {
+
+// float64 gradients of y = conv(u, k): du[s] = Σ_j dy[s+j] k[j], dk[j] = Σ_b Σ_t dy[t] u[t−j].
+void grad_ref(const std::vector<float>& u, const std::vector<float>& dy, const std::vector<float>& k, int64_t b, int64_t h,
+              int64_t n, int64_t nk, ConvMode mode, std::vector<double>& du, std::vector<double>& dk) {
+  du.assign(u.size(), 0.0);
+  dk.assign(size_t(h * nk), 0.0);
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t c = 0; c < h; ++c) {
+      const size_t off = size_t((bi * h + c) * n);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < nk; ++j) {
+          int64_t s = t - j;
+          if (s < 0) {
+            if (mode == ConvMode::Causal) break;
+            s += n;
+          }
+          du[off + size_t(s)] += double(dy[off + size_t(t)]) * k[size_t(c * nk + j)];
+          dk[size_t(c * nk + j)] += double(dy[off + size_t(t)]) * u[off + size_t(s)];
+        }
+    }
+}
+
+}  // namespace
+
+TEST_P(FftConvIsa, BackwardMatchesReference) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular})
+    for (int64_t n : {16, 512})
+      for (int64_t h : {1, 3, 17}) {
+        const int64_t b = 2, nk = n / 2 + 1;
+        const auto u = test::random_floats(size_t(b * h * n), 11), dy = test::random_floats(u.size(), 12);
+        const auto k = test::random_floats(size_t(h * nk), 13, 0.1f);
+        const auto plan = FftConvPlan::create(n, h, k.data(), nk, {mode, {}});
+        std::vector<float> du(u.size()), dk(k.size());
+        plan.backward(u.data(), dy.data(), b, du.data(), dk.data());
+        std::vector<double> du_ref, dk_ref;
+        grad_ref(u, dy, k, b, h, n, nk, mode, du_ref, dk_ref);
+        const std::string what = std::string(plan.kernel()) + (mode == ConvMode::Causal ? " causal" : " circular") +
+                                 " n=" + std::to_string(n) + " h=" + std::to_string(h);
+        EXPECT_LE(rel_l2(du.data(), du_ref), 1e-5) << what;
+        EXPECT_LE(rel_l2(dk.data(), dk_ref), 1e-5) << what;
+      }
+}
+
+TEST(FftConv, GatedBackwardMatchesReference) {
+  const int64_t b = 2, h = 5, n = 256, nk = 40;
+  const auto u = test::random_floats(size_t(b * h * n), 21), v = test::random_floats(u.size(), 22);
+  const auto w = test::random_floats(u.size(), 23), dy = test::random_floats(u.size(), 24);
+  const auto k = test::random_floats(size_t(h * nk), 25, 0.1f);
+  const auto plan = FftConvPlan::create(n, h, k.data(), nk);
+  std::vector<float> du(u.size()), dv(u.size()), dw(u.size()), dk(k.size());
+  plan.backward_gated(u.data(), v.data(), w.data(), dy.data(), b, du.data(), dv.data(), dw.data(), dk.data());
+  // Chain rule on the float64 references: with x = u ⊙ w and e = dy ⊙ v,
+  // g = corr(e, k), du = g ⊙ w, dw = g ⊙ u, dv = dy ⊙ conv(x, k), dk = Σ corr(e, x).
+  std::vector<float> x(u.size()), e(u.size());
+  for (size_t i = 0; i < u.size(); ++i) x[i] = u[i] * w[i], e[i] = dy[i] * v[i];
+  std::vector<double> g, dk_ref;
+  grad_ref(x, e, k, b, h, n, nk, ConvMode::Causal, g, dk_ref);
+  const auto y = reference(x, k, b, h, n, nk, ConvMode::Causal);
+  std::vector<double> du_ref(u.size()), dw_ref(u.size()), dv_ref(u.size());
+  for (size_t i = 0; i < u.size(); ++i) du_ref[i] = g[i] * w[i], dw_ref[i] = g[i] * u[i], dv_ref[i] = dy[i] * y[i];
+  EXPECT_LE(rel_l2(du.data(), du_ref), 1e-5);
+  EXPECT_LE(rel_l2(dw.data(), dw_ref), 1e-5);
+  EXPECT_LE(rel_l2(dv.data(), dv_ref), 1e-5);
+  EXPECT_LE(rel_l2(dk.data(), dk_ref), 1e-5);
+}
+
+// Central finite differences of L = Σ r ⊙ conv(u, k) against the analytic gradients.
+TEST(FftConv, BackwardMatchesFiniteDifferences) {
+  const int64_t b = 2, h = 2, n = 32, nk = 9;
+  auto u = test::random_floats(size_t(b * h * n), 31);
+  auto k = test::random_floats(size_t(h * nk), 32, 0.3f);
+  const auto r = test::random_floats(u.size(), 33);
+  const auto loss = [&](const std::vector<float>& uu, const std::vector<float>& kk) {
+    std::vector<float> y(uu.size());
+    FftConvPlan::create(n, h, kk.data(), nk).conv(uu.data(), b, y.data());
+    double l = 0;
+    for (size_t i = 0; i < y.size(); ++i) l += double(r[i]) * y[i];
+    return l;
+  };
+  std::vector<float> du(u.size()), dk(k.size());
+  FftConvPlan::create(n, h, k.data(), nk).backward(u.data(), r.data(), b, du.data(), dk.data());
+  const float eps = 1e-2f;
+  for (size_t i : {size_t(0), size_t(7), size_t(31), size_t(70), size_t(127)}) {
+    auto up = u, um = u;
+    up[i] += eps, um[i] -= eps;
+    const double fd = (loss(up, k) - loss(um, k)) / (2.0 * eps);
+    EXPECT_NEAR(du[i], fd, 2e-3 * (1.0 + std::fabs(fd))) << "du[" << i << "]";
+  }
+  for (size_t j = 0; j < k.size(); ++j) {
+    auto kp = k, km = k;
+    kp[j] += eps, km[j] -= eps;
+    const double fd = (loss(u, kp) - loss(u, km)) / (2.0 * eps);
+    EXPECT_NEAR(dk[j], fd, 2e-3 * (1.0 + std::fabs(fd))) << "dk[" << j << "]";
+  }
+}
+
+}  // namespace tz

@@ -75,4 +75,15 @@ void conv_group__avx2(const PlanCore& pc, int64_t group, const RowPtrs& io, floa
   conv_group<Vec8>(pc, group, io, z, z + pc.m);
 }
 
+
+void corr_group__avx2(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+  auto* z = reinterpret_cast<Cx<Vec8>*>(ws);
+  conv_group<Vec8>(pc, group, io, z, z + pc.m, /*corr=*/true);
+}
+
+void dk_group__avx2(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v, const float* u,
+                   const float* w, int64_t nk, float* dk, float* ws) {
+  dk_group<Vec8>(pc, h0, rows, batch, dy, v, u, w, nk, dk, reinterpret_cast<Cx<Vec8>*>(ws));
+}
+
 }  // namespace tz::kernels::fft

@@ -77,4 +77,15 @@ void conv_group__avx512(const PlanCore& pc, int64_t group, const RowPtrs& io, fl
   conv_group<Vec16>(pc, group, io, z, z + pc.m);
 }
 
+
+void corr_group__avx512(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+  auto* z = reinterpret_cast<Cx<Vec16>*>(ws);
+  conv_group<Vec16>(pc, group, io, z, z + pc.m, /*corr=*/true);
+}
+
+void dk_group__avx512(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v, const float* u,
+                   const float* w, int64_t nk, float* dk, float* ws) {
+  dk_group<Vec16>(pc, h0, rows, batch, dy, v, u, w, nk, dk, reinterpret_cast<Cx<Vec16>*>(ws));
+}
+
 }  // namespace tz::kernels::fft

@@ -76,6 +76,9 @@ std::vector<std::complex<double>> real_dft(const std::vector<double>& x) {
 struct FftConvPlan::Impl {
   kernels::fft::PlanCore core;
   kernels::fft::ConvGroupFn fn = nullptr;
+  kernels::fft::CorrGroupFn corr = nullptr;  // same lane count as fn: the plan's spectra layout
+  kernels::fft::DkGroupFn dk = nullptr;
+  int64_t nk = 0;
   const char* kernel = "";
 };
 
@@ -100,6 +103,9 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   impl->kernel = op.chosen().name;
   const std::string kname = impl->kernel;
   pc.lanes = kname.find("16rows") != std::string::npos ? 16 : kname.find("8rows") != std::string::npos ? 8 : 1;
+  impl->corr = pc.lanes == 16 ? corr_group__avx512 : pc.lanes == 8 ? corr_group__avx2 : corr_group__ref;
+  impl->dk = pc.lanes == 16 ? dk_group__avx512 : pc.lanes == 8 ? dk_group__avx2 : dk_group__ref;
+  impl->nk = nk;
   pc.tw = Twiddles::make(pc.m);
   pc.wl.resize(size_t(2 * (pc.m / 2 + 1)));
   for (int64_t i = 0; i <= pc.m / 2; ++i) {
@@ -150,7 +156,8 @@ size_t FftConvPlan::workspace_bytes_per_thread() const { return kernels::fft::wo
 
 namespace {
 
-void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const float* w, int64_t b, float* y) {
+void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const float* w, int64_t b, float* y,
+         bool corr = false) {
   const auto& pc = impl.core;
   require(b >= 0, "fftconv: negative batch");
   require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
@@ -181,7 +188,18 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
       io.v[l] = v != nullptr ? v + off : nullptr;
       io.y[l] = y + off;
     }
-    impl.fn(pc, pattern, io, static_cast<float*>(ws[size_t(th)].get()));
+    (corr ? impl.corr : impl.fn)(pc, pattern, io, static_cast<float*>(ws[size_t(th)].get()));
+  });
+}
+
+void run_dk(const FftConvPlan::Impl& impl, const float* dy, const float* v, const float* u, const float* w, int64_t b, float* dk) {
+  const auto& pc = impl.core;
+  const int64_t L = pc.lanes, groups = (pc.h + L - 1) / L;
+  std::vector<std::shared_ptr<void>> ws(static_cast<size_t>(num_threads()));
+  parallel_for(groups, [&](int64_t g, int th) {
+    if (!ws[size_t(th)]) ws[size_t(th)] = aligned_alloc_shared(kernels::fft::dk_workspace_floats(pc) * sizeof(float));
+    const int rows = int(std::min<int64_t>(L, pc.h - g * L));
+    impl.dk(pc, g * L, rows, b, dy, v, u, w, impl.nk, dk, static_cast<float*>(ws[size_t(th)].get()));
   });
 }
 
@@ -193,6 +211,29 @@ void FftConvPlan::conv_gated(const float* u, const float* v, const float* w, int
   require(v != nullptr && w != nullptr, "fftconv: gated convolution needs both gates");
   run(*impl_, u, v, w, b, y);
 }
+
+void FftConvPlan::backward(const float* u, const float* dy, int64_t b, float* du, float* dk) const {
+  require(u != nullptr && dy != nullptr && dk != nullptr, "fftconv backward: null buffer");
+  if (du != nullptr) run(*impl_, dy, nullptr, nullptr, b, du, /*corr=*/true);
+  run_dk(*impl_, dy, nullptr, u, nullptr, b, dk);
+}
+
+void FftConvPlan::backward_gated(const float* u, const float* v, const float* w, const float* dy, int64_t b, float* du,
+                                 float* dv, float* dw, float* dk) const {
+  require(u && v && w && dy && du && dv && dw && dk, "fftconv backward_gated: null buffer");
+  const size_t count = size_t(b * impl_->core.h * impl_->core.n);
+  run(*impl_, dy, nullptr, v, b, du, /*corr=*/true);  // g = corr(dy ⊙ v, k): the gradient of u ⊙ w
+  parallel_for(int64_t((count + 65535) / 65536), [&](int64_t c, int) {
+    for (size_t i = size_t(c) * 65536; i < std::min(count, size_t(c + 1) * 65536); ++i) {
+      dw[i] = du[i] * u[i];
+      du[i] = du[i] * w[i];
+    }
+  });
+  run(*impl_, u, dy, w, b, dv);                        // dv = dy ⊙ conv(u ⊙ w, k)
+  run_dk(*impl_, dy, v, u, w, b, dk);                  // dk = Σ_b corr(dy ⊙ v, u ⊙ w)
+}
+
+int64_t FftConvPlan::filter_length() const { return impl_->nk; }
 
 void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
   const size_t count = size_t(b * impl_->core.h * impl_->core.n);

@@ -47,9 +47,10 @@ inline Cx<V> cmulv(Cx<V> a, Cx<V> b) {
 }
 template <class V> inline Cx<V> conj(Cx<V> a) { return {a.re, V::zero() - a.im}; }
 
-// z, t: workspace of pc.m complex vectors each.
+// z, t: workspace of pc.m complex vectors each. corr: multiply by conj(K) instead of K — the
+// correlation with the filter, i.e. the input gradient of the convolution.
 template <class V>
-void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, Cx<V>* t) {
+void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, Cx<V>* t, bool corr = false) {
   const int64_t n = pc.n, m = pc.m;
   // 1. Load: the real sequence x (u ⊙ w, zero-padded to 2n when causal) packed as z[j] = x[2j] + i·x[2j+1].
   //    V::load_block reads V::B consecutive samples of every row and transposes them to lanes
@@ -68,7 +69,10 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   // 3. Spectral product. Bins k and m-k are processed together: split Z into the spectrum X of
   //    the real sequence, multiply by the filter K, merge back into Z' for a size-m inverse.
   const float* ks = pc.group_spec(group);
-  const auto K = [&](int64_t k) { return Cx<V>{V::load(ks + (2 * k) * V::L), V::load(ks + (2 * k + 1) * V::L)}; };
+  const auto K = [&](int64_t k) {
+    const Cx<V> c{V::load(ks + (2 * k) * V::L), V::load(ks + (2 * k + 1) * V::L)};
+    return corr ? conj(c) : c;
+  };
   const auto masked = [&](int64_t k) { return !pc.skip.empty() && pc.skip[size_t(k / kFreqMaskBlock)]; };
   const V half = V::set1(0.5f);
   {
@@ -116,6 +120,99 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
     const int cnt = int(std::min<int64_t>(V::B, n - t0));
     for (int i = 0; i < cnt; i += 2) xs[i] = z[(t0 + i) / 2].re, xs[i + 1] = z[(t0 + i) / 2].im;
     V::store_block(io.y, io.v, io.rows, t0, cnt, xs);
+  }
+}
+
+// ---------------------------------------------------------------- backward: filter gradient
+// Spectrum X[0..m] of the real rows (⊙ gate), with z, t as scratch.
+template <class V>
+void real_spectrum(const PlanCore& pc, const float* const* rows, const float* const* gate, int nrows, Cx<V>* z, Cx<V>* t,
+                   Cx<V>* x) {
+  const int64_t n = pc.n, m = pc.m;
+  V xs[V::B];
+  for (int64_t t0 = 0; t0 < n; t0 += V::B) {
+    const int cnt = int(std::min<int64_t>(V::B, n - t0));
+    V::load_block(rows, gate, nrows, t0, cnt, xs);
+    for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
+  }
+  for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};
+  stockham<V>(m, 1, false, z, t, pc.tw, 0, false);
+  const V half = V::set1(0.5f);
+  x[0] = {z[0].re + z[0].im, V::zero()};
+  x[m] = {z[0].re - z[0].im, V::zero()};
+  for (int64_t k = 1; k < m / 2; ++k) {
+    const Cx<V> zk = z[k], zm = z[m - k];
+    const Cx<V> xe{(zk.re + zm.re) * half, (zk.im - zm.im) * half};
+    const Cx<V> xo{(zk.im + zm.im) * half, (zm.re - zk.re) * half};
+    const Cx<V> wxo = cmul(xo, pc.wl[size_t(2 * k)], pc.wl[size_t(2 * k + 1)]);
+    x[k] = {xe.re + wxo.re, xe.im + wxo.im};
+    x[m - k] = conj(Cx<V>{xe.re - wxo.re, xe.im - wxo.im});
+  }
+  x[m / 2] = conj(z[m / 2]);
+}
+
+// dk for one channel group: Σ_b corr(dy_b ⊙ v_b, u_b ⊙ w_b), the first nk lags, into dk rows.
+// Spectra are summed over the batch, then one inverse. ws: 3·(m+1) + 2·m complex vectors.
+template <class V>
+void dk_group(const PlanCore& pc, int64_t h0, int nrows, int64_t batch, const float* dy, const float* v, const float* u,
+              const float* w, int64_t nk, float* dk, Cx<V>* ws) {
+  const int64_t m = pc.m, n = pc.n;
+  Cx<V>* z = ws;
+  Cx<V>* t = z + m;
+  Cx<V>* a = t + m;
+  Cx<V>* b = a + (m + 1);
+  Cx<V>* s = b + (m + 1);
+  for (int64_t k = 0; k <= m; ++k) s[k] = {V::zero(), V::zero()};
+  for (int64_t bi = 0; bi < batch; ++bi) {
+    const float* r1[16] = {};
+    const float* g1[16] = {};
+    const float* r2[16] = {};
+    const float* g2[16] = {};
+    for (int l = 0; l < nrows; ++l) {
+      const size_t off = size_t((bi * pc.h + h0 + l) * n);
+      r1[l] = dy + off;
+      g1[l] = v ? v + off : nullptr;
+      r2[l] = u + off;
+      g2[l] = w ? w + off : nullptr;
+    }
+    real_spectrum<V>(pc, r1, g1, nrows, z, t, a);
+    real_spectrum<V>(pc, r2, g2, nrows, z, t, b);
+    for (int64_t k = 0; k <= m; ++k) {
+      const Cx<V> p = cmulv(a[k], conj(b[k]));
+      s[k] = {s[k].re + p.re, s[k].im + p.im};
+    }
+  }
+  // Back to time: merge the real spectrum into the packed complex one, inverse, scale 1/m.
+  const V half = V::set1(0.5f), inv_m = V::set1(1.0f / float(m));
+  {
+    const Cx<V> y0 = s[0], ym = s[m];
+    const Cx<V> ye{(y0.re + ym.re) * half, (y0.im - ym.im) * half};
+    const Cx<V> yo{(y0.re - ym.re) * half, (y0.im + ym.im) * half};
+    z[0] = {ye.re - yo.im, ye.im + yo.re};
+  }
+  for (int64_t k = 1; k < m / 2; ++k) {
+    const Cx<V> yk = s[k], ym = s[m - k];
+    const Cx<V> ye{(yk.re + ym.re) * half, (yk.im - ym.im) * half};
+    const Cx<V> yd{(yk.re - ym.re) * half, (yk.im + ym.im) * half};
+    const Cx<V> yo = cmul(yd, pc.wl[size_t(2 * k)], -pc.wl[size_t(2 * k + 1)]);
+    z[k] = {ye.re - yo.im, ye.im + yo.re};
+    z[m - k] = {ye.re + yo.im, yo.re - ye.im};
+  }
+  z[m / 2] = conj(s[m / 2]);
+  stockham<V>(m, 1, false, z, t, pc.tw, 0, true);
+  float* out[16] = {};
+  const float* nog[16] = {};
+  for (int l = 0; l < nrows; ++l) out[l] = dk + (h0 + l) * nk;
+  // Store the first nk lags; rows of dk have stride nk, so write through a row-length-nk view.
+  V xs[V::B];
+  for (int64_t t0 = 0; t0 < nk; t0 += V::B) {
+    const int cnt = int(std::min<int64_t>(V::B, nk - t0));
+    for (int i = 0; i < V::B; i += 2) {
+      const Cx<V> c = (t0 + i) / 2 < m ? z[(t0 + i) / 2] : Cx<V>{V::zero(), V::zero()};
+      xs[i] = c.re * inv_m;
+      xs[i + 1] = c.im * inv_m;
+    }
+    V::store_block(out, nog, nrows, t0, cnt, xs);
   }
 }
 

@@ -37,6 +37,17 @@ void conv_group__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float
   conv_group<Vec1>(pc, group, io, z, z + pc.m);
 }
 
+
+void corr_group__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+  auto* z = reinterpret_cast<Cx<Vec1>*>(ws);
+  conv_group<Vec1>(pc, group, io, z, z + pc.m, /*corr=*/true);
+}
+
+void dk_group__ref(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v, const float* u,
+                   const float* w, int64_t nk, float* dk, float* ws) {
+  dk_group<Vec1>(pc, h0, rows, batch, dy, v, u, w, nk, dk, reinterpret_cast<Cx<Vec1>*>(ws));
+}
+
 }  // namespace kernels::fft
 
 void fftconv_direct_ref(const float* u, int64_t n, const float* k, int64_t nk, ConvMode mode, double* y) {
