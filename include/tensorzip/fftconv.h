@@ -5,8 +5,8 @@
 // transform happening while a group of rows is in cache.
 //
 // Status (see docs/kernels.md "FFT convolution"): fp32 convolution and its backward (du, dk, gated
-// variant), causal and circular, partial filters, frequency masks, Hyena gating; radix-4 Stockham
-// FFT vectorized across 16 rows (AVX-512), 8 (AVX2) or one row (scalar). Not yet: the
+// variant), causal and circular, partial filters, frequency masks, Hyena gating; in-place
+// depth-first radix-4 FFT vectorized across 16 rows (AVX-512), 8 (AVX2) or one row (scalar). Not yet: the
 // Monarch/AMX bf16 matrix-unit path.
 #pragma once
 #include <cstdint>

@@ -1,5 +1,5 @@
 // AVX-512 FFT convolution: 16 rows per group, one per zmm lane, so the radix-4 Stockham butterflies
-// are vertical arithmetic with no shuffles (stockham.h, fftconv_impl.h).
+// are vertical arithmetic with no shuffles (recursive.h, fftconv_impl.h).
 #include <immintrin.h>
 
 #include "kernels/fft/fft.h"

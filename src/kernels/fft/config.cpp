@@ -17,9 +17,9 @@ namespace tz {
 namespace detail {
 KernelOp& fftconv_op() {
   static KernelOp op("fftconv", {
-      {"fftconv_r32_stockham4_16rows__avx512", Isa::Avx512, 0, to_any(kernels::fft::conv_group__avx512)},
-      {"fftconv_r32_stockham4_8rows__avx2", Isa::Avx2, 0, to_any(kernels::fft::conv_group__avx2)},
-      {"fftconv_r32_stockham4__ref", Isa::Scalar, 0, to_any(kernels::fft::conv_group__ref)},
+      {"fftconv_r32_radix4_16rows__avx512", Isa::Avx512, 0, to_any(kernels::fft::conv_group__avx512)},
+      {"fftconv_r32_radix4_8rows__avx2", Isa::Avx2, 0, to_any(kernels::fft::conv_group__avx2)},
+      {"fftconv_r32_radix4__ref", Isa::Scalar, 0, to_any(kernels::fft::conv_group__ref)},
   });
   return op;
 }
@@ -107,6 +107,7 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   impl->dk = pc.lanes == 16 ? dk_group__avx512 : pc.lanes == 8 ? dk_group__avx2 : dk_group__ref;
   impl->nk = nk;
   pc.tw = Twiddles::make(pc.m);
+  pc.perm = digit_reversal(pc.m);
   pc.wl.resize(size_t(2 * (pc.m / 2 + 1)));
   for (int64_t i = 0; i <= pc.m / 2; ++i) {
     const double a = -2.0 * M_PI * double(i) / double(2 * pc.m);

@@ -1,13 +1,15 @@
-// The fused per-row-group convolution, written once over a lane type V (see stockham.h):
-// load (gate) -> real-input packing -> forward FFT -> spectral product with the cached filter
-// spectrum (real-FFT split and merge fused in) -> inverse FFT -> store (gate). A group is V::L rows
+// The fused per-row-group convolution, written once over a lane type V (see fft_types.h):
+// load (gate) -> real-input packing -> forward FFT (depth-first radix-4 DIF, digit-reversed out)
+// -> spectral product with the cached filter spectrum (real-FFT split and merge fused in, bins read
+// through the digit-reversal table) -> inverse FFT (radix-4 DIT) -> store (gate). A group is V::L rows
 // of the same batch index and consecutive h; all of it stays in the thread's workspace.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-#include "kernels/fft/stockham.h"
+#include "kernels/fft/recursive.h"
+#include "kernels/fft/fft_types.h"
 #include "tensorzip/fftconv.h"
 
 namespace tz::kernels::fft {
@@ -20,6 +22,7 @@ struct PlanCore {
   ConvMode mode = ConvMode::Causal;
   int lanes = 1;      // rows per group of the kernel the plan was built for
   Twiddles tw;        // of the size-m complex FFT
+  std::vector<int32_t> perm;  // where the forward transform leaves bin k (digit reversal)
   std::vector<float> wl;    // e^{-2πi k / (2m)}, k = 0 .. m/2, as (re, im)
   // Filter spectra, scaled by 1/m: per group of `lanes` channels, for k = 0 .. m:
   // [group][k][re lanes][im lanes].
@@ -63,8 +66,9 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   }
   for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};
 
-  // 2. Forward FFT of size m (result back in z).
-  stockham<V>(m, 1, false, z, t, pc.tw, 0, false);
+  // 2. Forward FFT of size m, in place, depth first; bin k ends at z[perm[k]].
+  dif4<V>(z, m, pc.tw, 0);
+  const int32_t* P = pc.perm.data();
 
   // 3. Spectral product. Bins k and m-k are processed together: split Z into the spectrum X of
   //    the real sequence, multiply by the filter K, merge back into Z' for a size-m inverse.
@@ -77,20 +81,20 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   const V half = V::set1(0.5f);
   {
     // k = 0 pairs with bin m: X0 = Re Z0 + Im Z0, Xm = Re Z0 − Im Z0.
-    const Cx<V> z0 = z[0];
+    const Cx<V> z0 = z[P[0]];
     const Cx<V> x0{z0.re + z0.im, V::zero()}, xm{z0.re - z0.im, V::zero()};
     const Cx<V> y0 = masked(0) ? Cx<V>{V::zero(), V::zero()} : cmulv(x0, K(0));
     const Cx<V> ym = masked(m) ? Cx<V>{V::zero(), V::zero()} : cmulv(xm, K(m));
     const Cx<V> ye{(y0.re + ym.re) * half, (y0.im - ym.im) * half};   // (Y0 + conj Ym)/2
     const Cx<V> yo{(y0.re - ym.re) * half, (y0.im + ym.im) * half};   // (Y0 − conj Ym)/2
-    z[0] = {ye.re - yo.im, ye.im + yo.re};                             // Ye + i·Yo
+    z[P[0]] = {ye.re - yo.im, ye.im + yo.re};                          // Ye + i·Yo
   }
   for (int64_t k = 1; k < m / 2; ++k) {
     const int64_t mk = m - k;
-    const Cx<V> zk = z[k], zm = z[mk];
+    const Cx<V> zk = z[P[k]], zm = z[P[mk]];
     const float wr = pc.wl[size_t(2 * k)], wi = pc.wl[size_t(2 * k + 1)];
     if (masked(k) && masked(mk)) {
-      z[k] = z[mk] = {V::zero(), V::zero()};
+      z[P[k]] = z[P[mk]] = {V::zero(), V::zero()};
       continue;
     }
     const Cx<V> xe{(zk.re + zm.re) * half, (zk.im - zm.im) * half};    // (Zk + conj Zm)/2
@@ -103,17 +107,19 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
     const Cx<V> ye{(yk.re + ym.re) * half, (yk.im - ym.im) * half};   // (Yk + conj Ym)/2
     const Cx<V> yd{(yk.re - ym.re) * half, (yk.im + ym.im) * half};   // (Yk − conj Ym)/2
     const Cx<V> yo = cmul(yd, wr, -wi);                                // · W^{−k}
-    z[k] = {ye.re - yo.im, ye.im + yo.re};                             // Ye + i·Yo
-    z[mk] = {ye.re + yo.im, yo.re - ye.im};                            // conj(Ye) + i·conj(Yo)
+    z[P[k]] = {ye.re - yo.im, ye.im + yo.re};                          // Ye + i·Yo
+    z[P[mk]] = {ye.re + yo.im, yo.re - ye.im};                         // conj(Ye) + i·conj(Yo)
   }
   if (m >= 2) {
     // k = m/2 is its own partner: X = conj(Z), Z' = conj(X·K) = Z·conj(K).
     const int64_t k = m / 2;
-    z[k] = masked(k) ? Cx<V>{V::zero(), V::zero()} : cmulv(z[k], conj(K(k)));
+    z[P[k]] = masked(k) ? Cx<V>{V::zero(), V::zero()} : cmulv(z[P[k]], conj(K(k)));
   }
 
-  // 4. Inverse FFT of size m (1/m is folded into the filter spectrum).
-  stockham<V>(m, 1, false, z, t, pc.tw, 0, true);
+  // 4. Inverse FFT of size m, from the digit-reversed spectrum back to natural order (1/m is
+  //    folded into the filter spectrum).
+  dit4_inv<V>(z, m, pc.tw, 0);
+  (void)t;
 
   // 5. Store (⊙ v): y[2j] = Re z'[j], y[2j+1] = Im z'[j], the first n samples.
   for (int64_t t0 = 0; t0 < n; t0 += V::B) {
@@ -136,19 +142,21 @@ void real_spectrum(const PlanCore& pc, const float* const* rows, const float* co
     for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
   }
   for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};
-  stockham<V>(m, 1, false, z, t, pc.tw, 0, false);
+  dif4<V>(z, m, pc.tw, 0);
+  (void)t;
+  const int32_t* P = pc.perm.data();
   const V half = V::set1(0.5f);
-  x[0] = {z[0].re + z[0].im, V::zero()};
-  x[m] = {z[0].re - z[0].im, V::zero()};
+  x[0] = {z[P[0]].re + z[P[0]].im, V::zero()};
+  x[m] = {z[P[0]].re - z[P[0]].im, V::zero()};
   for (int64_t k = 1; k < m / 2; ++k) {
-    const Cx<V> zk = z[k], zm = z[m - k];
+    const Cx<V> zk = z[P[k]], zm = z[P[m - k]];
     const Cx<V> xe{(zk.re + zm.re) * half, (zk.im - zm.im) * half};
     const Cx<V> xo{(zk.im + zm.im) * half, (zm.re - zk.re) * half};
     const Cx<V> wxo = cmul(xo, pc.wl[size_t(2 * k)], pc.wl[size_t(2 * k + 1)]);
     x[k] = {xe.re + wxo.re, xe.im + wxo.im};
     x[m - k] = conj(Cx<V>{xe.re - wxo.re, xe.im - wxo.im});
   }
-  x[m / 2] = conj(z[m / 2]);
+  x[m / 2] = conj(z[P[m / 2]]);
 }
 
 // dk for one channel group: Σ_b corr(dy_b ⊙ v_b, u_b ⊙ w_b), the first nk lags, into dk rows.
@@ -184,22 +192,23 @@ void dk_group(const PlanCore& pc, int64_t h0, int nrows, int64_t batch, const fl
   }
   // Back to time: merge the real spectrum into the packed complex one, inverse, scale 1/m.
   const V half = V::set1(0.5f), inv_m = V::set1(1.0f / float(m));
+  const int32_t* P = pc.perm.data();
   {
     const Cx<V> y0 = s[0], ym = s[m];
     const Cx<V> ye{(y0.re + ym.re) * half, (y0.im - ym.im) * half};
     const Cx<V> yo{(y0.re - ym.re) * half, (y0.im + ym.im) * half};
-    z[0] = {ye.re - yo.im, ye.im + yo.re};
+    z[P[0]] = {ye.re - yo.im, ye.im + yo.re};
   }
   for (int64_t k = 1; k < m / 2; ++k) {
     const Cx<V> yk = s[k], ym = s[m - k];
     const Cx<V> ye{(yk.re + ym.re) * half, (yk.im - ym.im) * half};
     const Cx<V> yd{(yk.re - ym.re) * half, (yk.im + ym.im) * half};
     const Cx<V> yo = cmul(yd, pc.wl[size_t(2 * k)], -pc.wl[size_t(2 * k + 1)]);
-    z[k] = {ye.re - yo.im, ye.im + yo.re};
-    z[m - k] = {ye.re + yo.im, yo.re - ye.im};
+    z[P[k]] = {ye.re - yo.im, ye.im + yo.re};
+    z[P[m - k]] = {ye.re + yo.im, yo.re - ye.im};
   }
-  z[m / 2] = conj(s[m / 2]);
-  stockham<V>(m, 1, false, z, t, pc.tw, 0, true);
+  z[P[m / 2]] = conj(s[m / 2]);
+  dit4_inv<V>(z, m, pc.tw, 0);
   float* out[16] = {};
   const float* nog[16] = {};
   for (int l = 0; l < nrows; ++l) out[l] = dk + (h0 + l) * nk;
