@@ -72,13 +72,13 @@ struct Vec8 {
 
 void conv_group__avx2(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec8>*>(ws);
-  conv_group<Vec8>(pc, group, io, z, z + pc.m);
+  conv_group<Vec8>(pc, group, io, z);
 }
 
 
 void corr_group__avx2(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec8>*>(ws);
-  conv_group<Vec8>(pc, group, io, z, z + pc.m, /*corr=*/true);
+  conv_group<Vec8>(pc, group, io, z, /*corr=*/true);
 }
 
 void dk_group__avx2(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v, const float* u,

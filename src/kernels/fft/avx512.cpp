@@ -74,13 +74,13 @@ struct Vec16 {
 
 void conv_group__avx512(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec16>*>(ws);
-  conv_group<Vec16>(pc, group, io, z, z + pc.m);
+  conv_group<Vec16>(pc, group, io, z);
 }
 
 
 void corr_group__avx512(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec16>*>(ws);
-  conv_group<Vec16>(pc, group, io, z, z + pc.m, /*corr=*/true);
+  conv_group<Vec16>(pc, group, io, z, /*corr=*/true);
 }
 
 void dk_group__avx512(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v, const float* u,

@@ -7,9 +7,9 @@
 
 namespace tz::kernels::fft {
 
-// workspace: 2 * pc.m complex values of `lanes` floats each (see workspace_floats).
+// workspace: pc.m complex values of `lanes` floats each (see workspace_floats).
 using ConvGroupFn = void (*)(const PlanCore& pc, int64_t group, const RowPtrs& io, float* workspace);
-inline size_t workspace_floats(const PlanCore& pc) { return size_t(4 * pc.m) * size_t(pc.lanes); }
+inline size_t workspace_floats(const PlanCore& pc) { return size_t(2 * pc.m) * size_t(pc.lanes); }
 
 void conv_group__ref(const PlanCore&, int64_t, const RowPtrs&, float*);     // 1 lane
 void conv_group__avx2(const PlanCore&, int64_t, const RowPtrs&, float*);    // 8 lanes
@@ -23,7 +23,7 @@ void corr_group__avx512(const PlanCore&, int64_t, const RowPtrs&, float*);
 // The filter gradient for channels [h0, h0 + rows): dk[h][0..nk) = Σ_b corr(dy ⊙ v, u ⊙ w).
 using DkGroupFn = void (*)(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v,
                            const float* u, const float* w, int64_t nk, float* dk, float* workspace);
-inline size_t dk_workspace_floats(const PlanCore& pc) { return size_t(5 * pc.m + 3) * 2 * size_t(pc.lanes); }
+inline size_t dk_workspace_floats(const PlanCore& pc) { return size_t(4 * pc.m + 3) * 2 * size_t(pc.lanes); }
 void dk_group__ref(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);
 void dk_group__avx2(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);
 void dk_group__avx512(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);

@@ -50,10 +50,10 @@ inline Cx<V> cmulv(Cx<V> a, Cx<V> b) {
 }
 template <class V> inline Cx<V> conj(Cx<V> a) { return {a.re, V::zero() - a.im}; }
 
-// z, t: workspace of pc.m complex vectors each. corr: multiply by conj(K) instead of K — the
+// z: workspace of pc.m complex vectors. corr: multiply by conj(K) instead of K — the
 // correlation with the filter, i.e. the input gradient of the convolution.
 template <class V>
-void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, Cx<V>* t, bool corr = false) {
+void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, bool corr = false) {
   const int64_t n = pc.n, m = pc.m;
   // 1. Load: the real sequence x (u ⊙ w, zero-padded to 2n when causal) packed as z[j] = x[2j] + i·x[2j+1].
   //    V::load_block reads V::B consecutive samples of every row and transposes them to lanes
@@ -119,7 +119,6 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   // 4. Inverse FFT of size m, from the digit-reversed spectrum back to natural order (1/m is
   //    folded into the filter spectrum).
   dit4_inv<V>(z, m, pc.tw, 0);
-  (void)t;
 
   // 5. Store (⊙ v): y[2j] = Re z'[j], y[2j+1] = Im z'[j], the first n samples.
   for (int64_t t0 = 0; t0 < n; t0 += V::B) {
@@ -130,10 +129,9 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
 }
 
 // ---------------------------------------------------------------- backward: filter gradient
-// Spectrum X[0..m] of the real rows (⊙ gate), with z, t as scratch.
+// Spectrum X[0..m] of the real rows (⊙ gate), with z as scratch.
 template <class V>
-void real_spectrum(const PlanCore& pc, const float* const* rows, const float* const* gate, int nrows, Cx<V>* z, Cx<V>* t,
-                   Cx<V>* x) {
+void real_spectrum(const PlanCore& pc, const float* const* rows, const float* const* gate, int nrows, Cx<V>* z, Cx<V>* x) {
   const int64_t n = pc.n, m = pc.m;
   V xs[V::B];
   for (int64_t t0 = 0; t0 < n; t0 += V::B) {
@@ -143,7 +141,6 @@ void real_spectrum(const PlanCore& pc, const float* const* rows, const float* co
   }
   for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};
   dif4<V>(z, m, pc.tw, 0);
-  (void)t;
   const int32_t* P = pc.perm.data();
   const V half = V::set1(0.5f);
   x[0] = {z[P[0]].re + z[P[0]].im, V::zero()};
@@ -160,14 +157,13 @@ void real_spectrum(const PlanCore& pc, const float* const* rows, const float* co
 }
 
 // dk for one channel group: Σ_b corr(dy_b ⊙ v_b, u_b ⊙ w_b), the first nk lags, into dk rows.
-// Spectra are summed over the batch, then one inverse. ws: 3·(m+1) + 2·m complex vectors.
+// Spectra are summed over the batch, then one inverse. ws: m + 3·(m+1) complex vectors.
 template <class V>
 void dk_group(const PlanCore& pc, int64_t h0, int nrows, int64_t batch, const float* dy, const float* v, const float* u,
               const float* w, int64_t nk, float* dk, Cx<V>* ws) {
   const int64_t m = pc.m, n = pc.n;
   Cx<V>* z = ws;
-  Cx<V>* t = z + m;
-  Cx<V>* a = t + m;
+  Cx<V>* a = z + m;
   Cx<V>* b = a + (m + 1);
   Cx<V>* s = b + (m + 1);
   for (int64_t k = 0; k <= m; ++k) s[k] = {V::zero(), V::zero()};
@@ -183,8 +179,8 @@ void dk_group(const PlanCore& pc, int64_t h0, int nrows, int64_t batch, const fl
       r2[l] = u + off;
       g2[l] = w ? w + off : nullptr;
     }
-    real_spectrum<V>(pc, r1, g1, nrows, z, t, a);
-    real_spectrum<V>(pc, r2, g2, nrows, z, t, b);
+    real_spectrum<V>(pc, r1, g1, nrows, z, a);
+    real_spectrum<V>(pc, r2, g2, nrows, z, b);
     for (int64_t k = 0; k <= m; ++k) {
       const Cx<V> p = cmulv(a[k], conj(b[k]));
       s[k] = {s[k].re + p.re, s[k].im + p.im};

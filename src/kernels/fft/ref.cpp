@@ -34,13 +34,13 @@ struct Vec1 {
 
 void conv_group__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec1>*>(ws);
-  conv_group<Vec1>(pc, group, io, z, z + pc.m);
+  conv_group<Vec1>(pc, group, io, z);
 }
 
 
 void corr_group__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec1>*>(ws);
-  conv_group<Vec1>(pc, group, io, z, z + pc.m, /*corr=*/true);
+  conv_group<Vec1>(pc, group, io, z, /*corr=*/true);
 }
 
 void dk_group__ref(const PlanCore& pc, int64_t h0, int rows, int64_t batch, const float* dy, const float* v, const float* u,
