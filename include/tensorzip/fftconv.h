@@ -40,7 +40,7 @@ class FftConvPlan {
   void conv(const float* u, int64_t b, float* y) const;
   // Hyena-style gating fused in:  y = v ⊙ conv(u ⊙ w, k);  v, w: [b, H, N].
   void conv_gated(const float* u, const float* v, const float* w, int64_t b, float* y) const;
-  // bf16 inputs (converted on load, f32 arithmetic); output f32.
+  // bf16 inputs (converted inside the row loads, f32 arithmetic); output f32.
   void conv_bf16(const uint16_t* u, int64_t b, float* y) const;
 
   // Backward of y = conv(u, k) given dy = ∂L/∂y: du = corr(dy, k) (skipped when du is null) and

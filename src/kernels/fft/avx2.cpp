@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/fft/fft.h"
 
@@ -49,6 +50,22 @@ struct Vec8 {
       r[l] = _mm256_setzero_ps();
       if (l < rows) {
         r[l] = _mm256_maskload_ps(u[l] + t0, m);
+        if (g[l] != nullptr) r[l] = _mm256_mul_ps(r[l], _mm256_maskload_ps(g[l] + t0, m));
+      }
+    }
+    transpose(r);
+    for (int i = 0; i < 8; ++i) out[i].v = r[i];
+  }
+  static void load_block_bf16(const uint16_t* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec8* out) {
+    const __m256i m = tail(cnt);
+    __m256 r[8];
+    for (int l = 0; l < 8; ++l) {
+      r[l] = _mm256_setzero_ps();
+      if (l < rows) {
+        alignas(16) uint16_t buf[8] = {};
+        std::memcpy(buf, u[l] + t0, size_t(std::min(cnt, 8)) * 2);
+        const __m256i h = _mm256_cvtepu16_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(buf)));
+        r[l] = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
         if (g[l] != nullptr) r[l] = _mm256_mul_ps(r[l], _mm256_maskload_ps(g[l] + t0, m));
       }
     }

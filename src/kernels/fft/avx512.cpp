@@ -57,6 +57,20 @@ struct Vec16 {
     transpose(r);
     for (int i = 0; i < 16; ++i) out[i].v = r[i];
   }
+  static void load_block_bf16(const uint16_t* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec16* out) {
+    const __mmask16 m = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
+    __m512 r[16];
+    for (int l = 0; l < 16; ++l) {
+      r[l] = _mm512_setzero_ps();
+      if (l < rows) {
+        const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, u[l] + t0));
+        r[l] = _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));  // bf16 -> f32 is a shift
+        if (g[l] != nullptr) r[l] = _mm512_mul_ps(r[l], _mm512_maskz_loadu_ps(m, g[l] + t0));
+      }
+    }
+    transpose(r);
+    for (int i = 0; i < 16; ++i) out[i].v = r[i];
+  }
   static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec16* in) {
     const __mmask16 m = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
     __m512 r[16];

@@ -158,10 +158,10 @@ size_t FftConvPlan::workspace_bytes_per_thread() const { return kernels::fft::wo
 namespace {
 
 void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const float* w, int64_t b, float* y,
-         bool corr = false) {
+         bool corr = false, const uint16_t* ub = nullptr) {
   const auto& pc = impl.core;
   require(b >= 0, "fftconv: negative batch");
-  require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
+  require(b == 0 || ((u != nullptr || ub != nullptr) && y != nullptr), "fftconv: null input or output");
   const int64_t L = pc.lanes, rows = b * pc.h;
   // Tasks: groups of L rows — channels h0.. of one batch index, or (few channels) consecutive rows.
   const int64_t groups_per_b = (pc.h + L - 1) / L;
@@ -184,7 +184,8 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
     }
     for (int l = 0; l < io.rows; ++l) {
       const size_t off = size_t((r0 + l) * pc.n);
-      io.u[l] = u + off;
+      io.u[l] = u != nullptr ? u + off : nullptr;
+      io.ub[l] = ub != nullptr ? ub + off : nullptr;
       io.w[l] = w != nullptr ? w + off : nullptr;
       io.v[l] = v != nullptr ? v + off : nullptr;
       io.y[l] = y + off;
@@ -237,10 +238,7 @@ void FftConvPlan::backward_gated(const float* u, const float* v, const float* w,
 int64_t FftConvPlan::filter_length() const { return impl_->nk; }
 
 void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
-  const size_t count = size_t(b * impl_->core.h * impl_->core.n);
-  std::vector<float> uf(count);
-  bf16_to_f32(u, uf.data(), count);
-  conv(uf.data(), b, y);
+  run(*impl_, nullptr, nullptr, nullptr, b, y, false, u);  // converted inside the row loads
 }
 
 }  // namespace tz

@@ -38,6 +38,7 @@ struct PlanCore {
 
 struct RowPtrs {
   const float* u[16];
+  const uint16_t* ub[16];  // bf16 input rows instead of u (converted on load), or nullptr
   const float* w[16];  // gating on the input (nullptr: none)
   const float* v[16];  // gating on the output (nullptr: none)
   float* y[16];
@@ -61,7 +62,8 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   V xs[V::B];
   for (int64_t t0 = 0; t0 < n; t0 += V::B) {
     const int cnt = int(std::min<int64_t>(V::B, n - t0));
-    V::load_block(io.u, io.w, io.rows, t0, cnt, xs);
+    if (io.ub[0] != nullptr) V::load_block_bf16(io.ub, io.w, io.rows, t0, cnt, xs);
+    else V::load_block(io.u, io.w, io.rows, t0, cnt, xs);
     for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
   }
   for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/fft/fft.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 
 namespace tz {
@@ -24,6 +25,12 @@ struct Vec1 {
   // Samples t0 .. t0+cnt-1 of the (single) row, gated.
   static void load_block(const float* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec1* out) {
     for (int i = 0; i < cnt; ++i) out[i] = {rows > 0 ? (g[0] ? u[0][t0 + i] * g[0][t0 + i] : u[0][t0 + i]) : 0.f};
+  }
+  static void load_block_bf16(const uint16_t* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec1* out) {
+    for (int i = 0; i < cnt; ++i) {
+      const float x = rows > 0 ? bf16_to_f32_scalar(u[0][t0 + i]) : 0.f;
+      out[i] = {rows > 0 && g[0] ? x * g[0][t0 + i] : x};
+    }
   }
   static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec1* in) {
     for (int i = 0; i < cnt && rows > 0; ++i) y[0][t0 + i] = g[0] ? in[i].v * g[0][t0 + i] : in[i].v;
