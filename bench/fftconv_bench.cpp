@@ -19,14 +19,6 @@
 namespace tz::bench {
 namespace {
 
-std::vector<float> gaussian(size_t n, uint32_t seed, float sd) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 // float64 causal convolution of one row through a complex radix-2 FFT of length 2n.
 std::vector<double> conv_ref_f64(const float* u, const float* k, int64_t n) {
   const size_t L = size_t(2 * n);

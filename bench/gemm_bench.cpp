@@ -19,14 +19,6 @@
 namespace tz::bench {
 namespace {
 
-std::vector<float> random_vec(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 }  // namespace
 
 int gemm_bench_cases(const GemmBenchOptions& o) {
@@ -43,7 +35,7 @@ void bench_gemm(const GemmBenchOptions& o, Reporter& rep, const std::function<vo
 
   // Weights: f32 master and bf16 copies, replicated for --cold so each rep reads fresh DRAM.
   const size_t wn = size_t(m * k);
-  const auto w_master = random_vec(wn, 1);
+  const auto w_master = gaussian(wn, 1);
   std::map<int, MembwResult> membw;
   bool any_mem_bound = false;
   for (int64_t n : o.n) any_mem_bound |= n <= 8;
@@ -65,7 +57,7 @@ void bench_gemm(const GemmBenchOptions& o, Reporter& rep, const std::function<vo
       }
     }
     for (int64_t n : o.n) {
-      const auto x = random_vec(size_t(n * k), 2);
+      const auto x = gaussian(size_t(n * k), 2);
       std::vector<uint16_t> xb(x.size());
       f32_to_bf16(x.data(), xb.data(), x.size());
       std::vector<float> ref(static_cast<size_t>(n * m)), y(size_t(n * m));

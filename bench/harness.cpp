@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <random>
 
 namespace tz::bench {
 
@@ -37,6 +38,14 @@ double max_rel_err(const float* y, const float* ref, size_t n) {
     err = std::max(err, std::isnan(d) ? INFINITY : d);
   }
   return scale > 0 ? err / scale : err;
+}
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
 }
 
 int copies_for(size_t bytes_per_copy, bool cold, size_t min_bytes) {

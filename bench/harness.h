@@ -40,6 +40,9 @@ class Reporter {
   bool header_done_ = false;
 };
 
+// n Gaussian values (mean 0, standard deviation sd) from a fixed seed: benchmark operands.
+std::vector<float> gaussian(size_t n, uint32_t seed, float sd = 1.f);
+
 // A distinct copy of some operand per slot, totalling at least `min_bytes`, so cycling through
 // them streams from DRAM ("cold"); with cold == false there is one copy ("hot").
 int copies_for(size_t bytes_per_copy, bool cold, size_t min_bytes = size_t(1) << 30);

@@ -19,14 +19,6 @@
 namespace tz::bench {
 namespace {
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
 QuantFormat format_of(const std::string& b, int group) {
   QuantFormat f;
   f.group = group;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amx_tiles.h"
 #include "kernels/gemm/gemm.h"
 
 namespace tz::kernels {
@@ -17,22 +18,6 @@ namespace {
 constexpr int64_t kTile = 16;   // tile rows / f32 columns
 constexpr int64_t kKStep = 32;  // bf16 values per tile row (64 bytes)
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-void load_tile_config() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-}
 
 // Packs W rows [r0, r0+32) (zero beyond m) into 2 x kb tiles of 16 (k pairs) x 32 bf16.
 void pack_w_slab(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, int64_t r0, int64_t kb,
@@ -63,7 +48,7 @@ void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args& a) {
   for (int64_t i = 0; i < a.n; ++i) std::memcpy(&xp[size_t(i * kp)], a.x + i * a.ldx, size_t(a.k) * 2);
 
   gemm_parallel_m(a.m, 32, a.n, a.k, [&](int64_t m0, int64_t m1) {
-    load_tile_config();  // tile state is per thread
+    load_tile_config_16x64();  // tile state is per thread
     std::vector<uint16_t> wp(static_cast<size_t>(2 * kb * kTile * kKStep));
     alignas(64) float out[4][kTile * kTile];
     for (int64_t r0 = m0; r0 < m1; r0 += 32) {

@@ -12,28 +12,13 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/amx_tiles.h"
 #include "kernels/mpgemm/mpgemm.h"
 #include "tensorzip/runtime.h"
 
 namespace tz::kernels {
 namespace {
 
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-void load_tile_config() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-}
 
 inline __m512 load_scales16(const uint8_t* p, int sb) {
   return sb == 4 ? _mm512_loadu_ps(p) : _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -131,7 +116,7 @@ void mpgemm_int8__amx(const LutWeights& w, const float* x, int64_t n, int64_t ld
   std::vector<std::vector<int8_t>> per_thread(static_cast<size_t>(num_threads()));
 
   parallel_for(tasks, [&](int64_t task, int th) {
-    load_tile_config();  // tile state is per thread
+    load_tile_config_16x64();  // tile state is per thread
     const int64_t s0 = task * kSlabs, ns = std::min(kSlabs, slabs - s0);
     std::vector<int8_t>& bt = per_thread[size_t(th)];
     bt.assign(slab_bytes * size_t(kSlabs), 0);
