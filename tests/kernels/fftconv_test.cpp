@@ -244,3 +244,26 @@ TEST(FftConv, BackwardMatchesFiniteDifferences) {
 }
 
 }  // namespace tz
+
+namespace tz {
+
+// Fewer row groups than threads and long rows: the group's stages are split across the pool.
+// Same arithmetic per element as one thread, so the result is identical.
+TEST(FftConv, LongRowsSplitAcrossThreads) {
+  const int64_t n = 32768, h = 3, nk = 100;
+  const auto k = test::random_floats(size_t(h * nk), 42, 0.1f);
+  for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular}) {
+    const int64_t nn = mode == ConvMode::Causal ? n : 2 * n;  // circular: m = n/2, so double n
+    const auto uu = test::random_floats(size_t(h * nn), 43);
+    const auto plan = FftConvPlan::create(nn, h, k.data(), nk, {mode, {}});
+    std::vector<float> y1(uu.size()), y2(uu.size());
+    set_num_threads(1);
+    plan.conv(uu.data(), 1, y1.data());
+    set_num_threads(2);
+    plan.conv(uu.data(), 1, y2.data());
+    EXPECT_EQ(y1, y2);
+    EXPECT_LE(rel_l2(y2.data(), reference(uu, k, 1, h, nn, nk, mode)), 1e-5);
+  }
+}
+
+}  // namespace tz

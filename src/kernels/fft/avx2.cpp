@@ -103,4 +103,10 @@ void dk_group__avx2(const PlanCore& pc, int64_t h0, int rows, int64_t batch, con
   dk_group<Vec8>(pc, h0, rows, batch, dy, v, u, w, nk, dk, reinterpret_cast<Cx<Vec8>*>(ws));
 }
 
+
+void conv_stage__avx2(const PlanCore& pc, int stage, int64_t group, const RowPtrs& io, float* ws, int64_t r0, int64_t r1,
+                    bool corr) {
+  conv_stage<Vec8>(pc, Stage(stage), group, io, reinterpret_cast<Cx<Vec8>*>(ws), r0, r1, corr);
+}
+
 }  // namespace tz::kernels::fft

@@ -102,4 +102,10 @@ void dk_group__avx512(const PlanCore& pc, int64_t h0, int rows, int64_t batch, c
   dk_group<Vec16>(pc, h0, rows, batch, dy, v, u, w, nk, dk, reinterpret_cast<Cx<Vec16>*>(ws));
 }
 
+
+void conv_stage__avx512(const PlanCore& pc, int stage, int64_t group, const RowPtrs& io, float* ws, int64_t r0, int64_t r1,
+                    bool corr) {
+  conv_stage<Vec16>(pc, Stage(stage), group, io, reinterpret_cast<Cx<Vec16>*>(ws), r0, r1, corr);
+}
+
 }  // namespace tz::kernels::fft

@@ -78,6 +78,7 @@ struct FftConvPlan::Impl {
   kernels::fft::ConvGroupFn fn = nullptr;
   kernels::fft::CorrGroupFn corr = nullptr;  // same lane count as fn: the plan's spectra layout
   kernels::fft::DkGroupFn dk = nullptr;
+  kernels::fft::ConvStageFn stage = nullptr;
   int64_t nk = 0;
   const char* kernel = "";
 };
@@ -105,6 +106,7 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   pc.lanes = kname.find("16rows") != std::string::npos ? 16 : kname.find("8rows") != std::string::npos ? 8 : 1;
   impl->corr = pc.lanes == 16 ? corr_group__avx512 : pc.lanes == 8 ? corr_group__avx2 : corr_group__ref;
   impl->dk = pc.lanes == 16 ? dk_group__avx512 : pc.lanes == 8 ? dk_group__avx2 : dk_group__ref;
+  impl->stage = pc.lanes == 16 ? conv_stage__avx512 : pc.lanes == 8 ? conv_stage__avx2 : conv_stage__ref;
   impl->nk = nk;
   pc.tw = Twiddles::make(pc.m);
   pc.perm = digit_reversal(pc.m);
@@ -167,19 +169,17 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
   const int64_t groups_per_b = (pc.h + L - 1) / L;
   const int64_t tasks = pc.flat_rows ? (rows + L - 1) / L : b * groups_per_b;
   const int threads = num_threads();
-  std::vector<std::shared_ptr<void>> ws(static_cast<size_t>(threads));
-  parallel_for(tasks, [&](int64_t task, int th) {
-    if (!ws[size_t(th)]) ws[size_t(th)] = aligned_alloc_shared(kernels::fft::workspace_floats(pc) * sizeof(float));
-    int64_t r0, pattern;
+  const auto rows_of = [&](int64_t task, int64_t* pattern) {
     kernels::fft::RowPtrs io{};
+    int64_t r0;
     if (pc.flat_rows) {
       r0 = task * L;
-      pattern = task % pc.patterns;
+      *pattern = task % pc.patterns;
       io.rows = int(std::min<int64_t>(L, rows - r0));
     } else {
       const int64_t bi = task / groups_per_b, g = task % groups_per_b;
       r0 = bi * pc.h + g * L;
-      pattern = g;
+      *pattern = g;
       io.rows = int(std::min<int64_t>(L, pc.h - g * L));
     }
     for (int l = 0; l < io.rows; ++l) {
@@ -190,6 +190,38 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
       io.v[l] = v != nullptr ? v + off : nullptr;
       io.y[l] = y + off;
     }
+    return io;
+  };
+  if (tasks < threads && pc.m >= (int64_t(1) << 15)) {
+    // Fewer groups than threads and long rows: split each group's stages across the pool.
+    using kernels::fft::Stage;
+    auto ws = aligned_alloc_shared(kernels::fft::workspace_floats(pc) * sizeof(float));
+    float* z = static_cast<float*>(ws.get());
+    const int64_t parts = int64_t(threads) * 2;
+    for (int64_t task = 0; task < tasks; ++task) {
+      int64_t pattern;
+      const kernels::fft::RowPtrs io = rows_of(task, &pattern);
+      const auto stage = [&](Stage st, int64_t count, int64_t chunks, int64_t align) {
+        parallel_for(chunks, [&](int64_t c, int) {
+          const Range r = split_range(count, chunks, c, align);
+          if (r.begin < r.end) impl.stage(pc, int(st), pattern, io, z, r.begin, r.end, corr);
+        });
+      };
+      stage(Stage::Load, pc.m, parts, 8);
+      stage(Stage::FwdTop, pc.m / 4, parts, 1);
+      stage(Stage::FwdBlock, 4, 4, 1);
+      stage(Stage::Spectral, pc.m / 2 + 1, parts, 1);
+      stage(Stage::InvBlock, 4, 4, 1);
+      stage(Stage::InvTop, pc.m / 4, parts, 1);
+      stage(Stage::Store, pc.n / 2, parts, 8);
+    }
+    return;
+  }
+  std::vector<std::shared_ptr<void>> ws(static_cast<size_t>(threads));
+  parallel_for(tasks, [&](int64_t task, int th) {
+    if (!ws[size_t(th)]) ws[size_t(th)] = aligned_alloc_shared(kernels::fft::workspace_floats(pc) * sizeof(float));
+    int64_t pattern;
+    const kernels::fft::RowPtrs io = rows_of(task, &pattern);
     (corr ? impl.corr : impl.fn)(pc, pattern, io, static_cast<float*>(ws[size_t(th)].get()));
   });
 }

@@ -15,6 +15,14 @@ void conv_group__ref(const PlanCore&, int64_t, const RowPtrs&, float*);     // 1
 void conv_group__avx2(const PlanCore&, int64_t, const RowPtrs&, float*);    // 8 lanes
 void conv_group__avx512(const PlanCore&, int64_t, const RowPtrs&, float*);  // 16 lanes
 
+// One stage of a group over a range (see fftconv_impl.h Stage): for groups that get split across
+// the pool because there are fewer groups than threads.
+using ConvStageFn = void (*)(const PlanCore& pc, int stage, int64_t group, const RowPtrs& io, float* workspace, int64_t r0,
+                             int64_t r1, bool corr);
+void conv_stage__ref(const PlanCore&, int, int64_t, const RowPtrs&, float*, int64_t, int64_t, bool);
+void conv_stage__avx2(const PlanCore&, int, int64_t, const RowPtrs&, float*, int64_t, int64_t, bool);
+void conv_stage__avx512(const PlanCore&, int, int64_t, const RowPtrs&, float*, int64_t, int64_t, bool);
+
 // Backward: the input gradient reuses the forward kernel with corr = true.
 using CorrGroupFn = void (*)(const PlanCore& pc, int64_t group, const RowPtrs& io, float* workspace);
 void corr_group__ref(const PlanCore&, int64_t, const RowPtrs&, float*);

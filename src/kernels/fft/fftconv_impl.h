@@ -51,28 +51,56 @@ inline Cx<V> cmulv(Cx<V> a, Cx<V> b) {
 }
 template <class V> inline Cx<V> conj(Cx<V> a) { return {a.re, V::zero() - a.im}; }
 
+// The convolution of one row group in stages, each over a range, so that a group too large for
+// one thread (few rows, long sequences) can be split across the pool stage by stage; conv_group
+// runs them all on one thread. Ranges: Load / Store — complex index j (multiples of 8);
+// FwdTop / InvTop — butterfly index p in [0, m/4); FwdBlock / InvBlock — quarter s in [0, 4);
+// Spectral — bin k in [0, m/2].
+enum class Stage { Load, FwdTop, FwdBlock, Spectral, InvBlock, InvTop, Store };
+
 // z: workspace of pc.m complex vectors. corr: multiply by conj(K) instead of K — the
 // correlation with the filter, i.e. the input gradient of the convolution.
 template <class V>
-void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, bool corr = false) {
-  const int64_t n = pc.n, m = pc.m;
-  // 1. Load: the real sequence x (u ⊙ w, zero-padded to 2n when causal) packed as z[j] = x[2j] + i·x[2j+1].
-  //    V::load_block reads V::B consecutive samples of every row and transposes them to lanes
-  //    (V::B = lanes, or 2 for the one-lane type: samples go in pairs).
-  V xs[V::B];
-  for (int64_t t0 = 0; t0 < n; t0 += V::B) {
-    const int cnt = int(std::min<int64_t>(V::B, n - t0));
-    if (io.ub[0] != nullptr) V::load_block_bf16(io.ub, io.w, io.rows, t0, cnt, xs);
-    else V::load_block(io.u, io.w, io.rows, t0, cnt, xs);
-    for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
+void conv_stage(const PlanCore& pc, Stage stage, int64_t group, const RowPtrs& io, Cx<V>* z, int64_t r0, int64_t r1,
+                bool corr) {
+  const int64_t n = pc.n, m = pc.m, q = m / 4;
+  switch (stage) {
+    case Stage::Load: {
+      // The real sequence x (u ⊙ w, zero-padded to 2n when causal) packed as z[j] = x[2j] + i·x[2j+1].
+      // V::load_block reads V::B consecutive samples of every row and transposes them to lanes
+      // (V::B = lanes, or 2 for the one-lane type: samples go in pairs).
+      V xs[V::B];
+      for (int64_t t0 = 2 * r0; t0 < std::min(n, 2 * r1); t0 += V::B) {
+        const int cnt = int(std::min<int64_t>(V::B, n - t0));
+        if (io.ub[0] != nullptr) V::load_block_bf16(io.ub, io.w, io.rows, t0, cnt, xs);
+        else V::load_block(io.u, io.w, io.rows, t0, cnt, xs);
+        for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
+      }
+      for (int64_t j = std::max(r0, n / 2); j < r1; ++j) z[j] = {V::zero(), V::zero()};
+      return;
+    }
+    case Stage::FwdTop: return dif4_butterflies<V>(z, m, pc.tw, 0, r0, r1);  // bins end digit-reversed
+    case Stage::FwdBlock:
+      for (int64_t s = r0; s < r1; ++s) dif4<V>(z + s * q, q, pc.tw, 1);
+      return;
+    case Stage::InvBlock:
+      for (int64_t s = r0; s < r1; ++s) dit4_inv<V>(z + s * q, q, pc.tw, 1);
+      return;
+    case Stage::InvTop: return dit4_butterflies<V>(z, m, pc.tw, 0, r0, r1);  // 1/m is in the filter spectrum
+    case Stage::Store: {
+      // y[2j] = Re z'[j], y[2j+1] = Im z'[j] (⊙ v), the first n samples.
+      V xs[V::B];
+      for (int64_t t0 = 2 * r0; t0 < std::min(n, 2 * r1); t0 += V::B) {
+        const int cnt = int(std::min<int64_t>(V::B, n - t0));
+        for (int i = 0; i < cnt; i += 2) xs[i] = z[(t0 + i) / 2].re, xs[i + 1] = z[(t0 + i) / 2].im;
+        V::store_block(io.y, io.v, io.rows, t0, cnt, xs);
+      }
+      return;
+    }
+    case Stage::Spectral: break;
   }
-  for (int64_t j = n / 2; j < m; ++j) z[j] = {V::zero(), V::zero()};
-
-  // 2. Forward FFT of size m, in place, depth first; bin k ends at z[perm[k]].
-  dif4<V>(z, m, pc.tw, 0);
   const int32_t* P = pc.perm.data();
-
-  // 3. Spectral product. Bins k and m-k are processed together: split Z into the spectrum X of
+  // Spectral product. Bins k and m-k are processed together: split Z into the spectrum X of
   //    the real sequence, multiply by the filter K, merge back into Z' for a size-m inverse.
   const float* ks = pc.group_spec(group);
   const auto K = [&](int64_t k) {
@@ -81,7 +109,7 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
   };
   const auto masked = [&](int64_t k) { return !pc.skip.empty() && pc.skip[size_t(k / kFreqMaskBlock)]; };
   const V half = V::set1(0.5f);
-  {
+  if (r0 == 0) {
     // k = 0 pairs with bin m: X0 = Re Z0 + Im Z0, Xm = Re Z0 − Im Z0.
     const Cx<V> z0 = z[P[0]];
     const Cx<V> x0{z0.re + z0.im, V::zero()}, xm{z0.re - z0.im, V::zero()};
@@ -91,7 +119,7 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
     const Cx<V> yo{(y0.re - ym.re) * half, (y0.im + ym.im) * half};   // (Y0 − conj Ym)/2
     z[P[0]] = {ye.re - yo.im, ye.im + yo.re};                          // Ye + i·Yo
   }
-  for (int64_t k = 1; k < m / 2; ++k) {
+  for (int64_t k = std::max<int64_t>(r0, 1); k < std::min(r1, m / 2); ++k) {
     const int64_t mk = m - k;
     const Cx<V> zk = z[P[k]], zm = z[P[mk]];
     const float wr = pc.wl[size_t(2 * k)], wi = pc.wl[size_t(2 * k + 1)];
@@ -112,22 +140,24 @@ void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, 
     z[P[k]] = {ye.re - yo.im, ye.im + yo.re};                          // Ye + i·Yo
     z[P[mk]] = {ye.re + yo.im, yo.re - ye.im};                         // conj(Ye) + i·conj(Yo)
   }
-  if (m >= 2) {
+  if (r1 > m / 2) {
     // k = m/2 is its own partner: X = conj(Z), Z' = conj(X·K) = Z·conj(K).
     const int64_t k = m / 2;
     z[P[k]] = masked(k) ? Cx<V>{V::zero(), V::zero()} : cmulv(z[P[k]], conj(K(k)));
   }
 
-  // 4. Inverse FFT of size m, from the digit-reversed spectrum back to natural order (1/m is
-  //    folded into the filter spectrum).
-  dit4_inv<V>(z, m, pc.tw, 0);
+}
 
-  // 5. Store (⊙ v): y[2j] = Re z'[j], y[2j+1] = Im z'[j], the first n samples.
-  for (int64_t t0 = 0; t0 < n; t0 += V::B) {
-    const int cnt = int(std::min<int64_t>(V::B, n - t0));
-    for (int i = 0; i < cnt; i += 2) xs[i] = z[(t0 + i) / 2].re, xs[i + 1] = z[(t0 + i) / 2].im;
-    V::store_block(io.y, io.v, io.rows, t0, cnt, xs);
-  }
+template <class V>
+void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, bool corr = false) {
+  const int64_t m = pc.m;
+  conv_stage<V>(pc, Stage::Load, group, io, z, 0, m, corr);
+  conv_stage<V>(pc, Stage::FwdTop, group, io, z, 0, m / 4, corr);
+  conv_stage<V>(pc, Stage::FwdBlock, group, io, z, 0, 4, corr);
+  conv_stage<V>(pc, Stage::Spectral, group, io, z, 0, m / 2 + 1, corr);
+  conv_stage<V>(pc, Stage::InvBlock, group, io, z, 0, 4, corr);
+  conv_stage<V>(pc, Stage::InvTop, group, io, z, 0, m / 4, corr);
+  conv_stage<V>(pc, Stage::Store, group, io, z, 0, pc.n / 2, corr);
 }
 
 // ---------------------------------------------------------------- backward: filter gradient

@@ -32,18 +32,12 @@ inline std::vector<int32_t> digit_reversal(int64_t m) {
   return perm;
 }
 
+// The radix-4 butterflies of one DIF level over p in [p0, p1) of a block of n (>= 4) values.
 template <class V>
-void dif4(Cx<V>* x, int64_t n, const Twiddles& tw, int stage) {
-  if (n == 1) return;
-  if (n == 2) {
-    const Cx<V> a = x[0], b = x[1];
-    x[0] = {a.re + b.re, a.im + b.im};
-    x[1] = {a.re - b.re, a.im - b.im};
-    return;
-  }
+void dif4_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int stage, int64_t p0, int64_t p1) {
   const int64_t q = n / 4;
   const float* w = tw.stage[size_t(stage)].data();
-  for (int64_t p = 0; p < q; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
     const Cx<V> a = x[p], b = x[p + q], c = x[p + 2 * q], d = x[p + 3 * q];
     const Cx<V> apc{a.re + c.re, a.im + c.im}, amc{a.re - c.re, a.im - c.im};
     const Cx<V> bpd{b.re + d.re, b.im + d.im};
@@ -54,7 +48,41 @@ void dif4(Cx<V>* x, int64_t n, const Twiddles& tw, int stage) {
     x[p + 2 * q] = cmul(Cx<V>{apc.re - bpd.re, apc.im - bpd.im}, w[6 * p + 2], w[6 * p + 3]);
     x[p + 3 * q] = cmul(Cx<V>{amc.re + jbmd.re, amc.im + jbmd.im}, w[6 * p + 4], w[6 * p + 5]);
   }
+}
+
+template <class V>
+void dif4(Cx<V>* x, int64_t n, const Twiddles& tw, int stage) {
+  if (n == 1) return;
+  if (n == 2) {
+    const Cx<V> a = x[0], b = x[1];
+    x[0] = {a.re + b.re, a.im + b.im};
+    x[1] = {a.re - b.re, a.im - b.im};
+    return;
+  }
+  const int64_t q = n / 4;
+  dif4_butterflies<V>(x, n, tw, stage, 0, q);
   for (int s = 0; s < 4; ++s) dif4<V>(x + s * q, q, tw, stage + 1);
+}
+
+// The inverse radix-4 butterflies of one DIT level over p in [p0, p1) of a block of n (>= 4).
+template <class V>
+void dit4_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int stage, int64_t p0, int64_t p1) {
+  const int64_t q = n / 4;
+  const float* w = tw.stage[size_t(stage)].data();
+  for (int64_t p = p0; p < p1; ++p) {
+    const Cx<V> z0 = x[p];
+    const Cx<V> z1 = cmul(x[p + q], w[6 * p], -w[6 * p + 1]);
+    const Cx<V> z2 = cmul(x[p + 2 * q], w[6 * p + 2], -w[6 * p + 3]);
+    const Cx<V> z3 = cmul(x[p + 3 * q], w[6 * p + 4], -w[6 * p + 5]);
+    const Cx<V> s02{z0.re + z2.re, z0.im + z2.im}, d02{z0.re - z2.re, z0.im - z2.im};
+    const Cx<V> s13{z1.re + z3.re, z1.im + z3.im};
+    const V er = z1.re - z3.re, ei = z1.im - z3.im;
+    const Cx<V> i13{V::zero() - ei, er};  // i·(z1 − z3)
+    x[p] = {s02.re + s13.re, s02.im + s13.im};          // a = z0 + z1 + z2 + z3
+    x[p + q] = {d02.re + i13.re, d02.im + i13.im};      // b = z0 + i z1 − z2 − i z3
+    x[p + 2 * q] = {s02.re - s13.re, s02.im - s13.im};  // c = z0 − z1 + z2 − z3
+    x[p + 3 * q] = {d02.re - i13.re, d02.im - i13.im};  // d = z0 − i z1 − z2 + i z3
+  }
 }
 
 template <class V>
@@ -68,21 +96,7 @@ void dit4_inv(Cx<V>* x, int64_t n, const Twiddles& tw, int stage) {
   }
   const int64_t q = n / 4;
   for (int s = 0; s < 4; ++s) dit4_inv<V>(x + s * q, q, tw, stage + 1);
-  const float* w = tw.stage[size_t(stage)].data();
-  for (int64_t p = 0; p < q; ++p) {
-    const Cx<V> z0 = x[p];
-    const Cx<V> z1 = cmul(x[p + q], w[6 * p], -w[6 * p + 1]);
-    const Cx<V> z2 = cmul(x[p + 2 * q], w[6 * p + 2], -w[6 * p + 3]);
-    const Cx<V> z3 = cmul(x[p + 3 * q], w[6 * p + 4], -w[6 * p + 5]);
-    const Cx<V> s02{z0.re + z2.re, z0.im + z2.im}, d02{z0.re - z2.re, z0.im - z2.im};
-    const Cx<V> s13{z1.re + z3.re, z1.im + z3.im};
-    const V er = z1.re - z3.re, ei = z1.im - z3.im;
-    const Cx<V> i13{V::zero() - ei, er};  // i·(z1 − z3)
-    x[p] = {s02.re + s13.re, s02.im + s13.im};              // a = z0 + z1 + z2 + z3
-    x[p + q] = {d02.re + i13.re, d02.im + i13.im};          // b = z0 + i z1 − z2 − i z3
-    x[p + 2 * q] = {s02.re - s13.re, s02.im - s13.im};      // c = z0 − z1 + z2 − z3
-    x[p + 3 * q] = {d02.re - i13.re, d02.im - i13.im};      // d = z0 − i z1 − z2 + i z3
-  }
+  dit4_butterflies<V>(x, n, tw, stage, 0, q);
 }
 
 }  // namespace tz::kernels::fft

@@ -55,6 +55,12 @@ void dk_group__ref(const PlanCore& pc, int64_t h0, int rows, int64_t batch, cons
   dk_group<Vec1>(pc, h0, rows, batch, dy, v, u, w, nk, dk, reinterpret_cast<Cx<Vec1>*>(ws));
 }
 
+
+void conv_stage__ref(const PlanCore& pc, int stage, int64_t group, const RowPtrs& io, float* ws, int64_t r0, int64_t r1,
+                    bool corr) {
+  conv_stage<Vec1>(pc, Stage(stage), group, io, reinterpret_cast<Cx<Vec1>*>(ws), r0, r1, corr);
+}
+
 }  // namespace kernels::fft
 
 void fftconv_direct_ref(const float* u, int64_t n, const float* k, int64_t nk, ConvMode mode, double* y) {
