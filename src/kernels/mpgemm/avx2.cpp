@@ -2,7 +2,7 @@
 // byte permute, so each of the four quad tables is looked up with PSHUFB on indices whose other
 // byte positions have bit 7 set (PSHUFB writes 0 there) and the four results are OR-ed; PMADDUBSW
 // by the plane weight and PMADDWD by 1 then sum each row's four bytes into its int32 lane.
-// Exact mode (f32 tables) runs the scalar kernel under an avx2 cap.
+// Exact mode (f32 tables) looks up with VPERMPS pairs (see lut_half_tile_exact).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -96,17 +96,73 @@ void lut_half_tile(const LutWeights& w, int64_t t, int half_tile, const LutColum
   }
 }
 
+// Exact mode: f32 tables. A 16-entry lookup is two VPERMPS over the table halves, blended on
+// bit 3 of the index; dword lane r of a 32-byte plane vector holds row r's four quad nibbles.
+template <int NB>
+void lut_half_tile_exact(const LutWeights& w, int64_t t, int half_tile, const LutColumn* cols, float* const* y) {
+  const int P = w.planes(), sb = w.scale_bytes();
+  const bool zero_term = !w.format().symmetric || w.format().ternary;
+  const __m256 half = _mm256_set1_ps(lut_half(w.format()));
+  const __m256i nib = _mm256_set1_epi32(0x0F);
+  __m256 yacc[NB];
+  for (int n = 0; n < NB; ++n) yacc[n] = _mm256_setzero_ps();
+  const auto lookup = [](const float* tab, __m256i idx) {
+    const __m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(tab), idx);
+    const __m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(tab + 8), idx);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));  // bit 3 -> sign
+  };
+  const uint8_t* tile = w.tile(t);
+  for (int64_t g = 0; g < w.groups(); ++g) {
+    const uint8_t* v = tile + w.group_offset(g);
+    const int64_t nc = w.group_chunks(g), q0 = g * w.group_cols() / 4;
+    __m256 acc[NB];
+    for (int n = 0; n < NB; ++n) acc[n] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nc; ++c)
+      for (int p = 0; p < P; ++p, v += 64) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + 32 * half_tile));
+        const __m256 pwf = _mm256_set1_ps(float(1 << p));
+        for (int j = 0; j < 4; ++j) {
+          const __m256i ilo = _mm256_and_si256(_mm256_srli_epi32(wv, 8 * j), nib);
+          const __m256i ihi = _mm256_and_si256(_mm256_srli_epi32(wv, 8 * j + 4), nib);
+          for (int n = 0; n < NB; ++n) {
+            const float* tb = static_cast<const float*>(cols[n].tab) + (q0 + c * 8 + j) * 16;
+            acc[n] = _mm256_fmadd_ps(_mm256_add_ps(lookup(tb, ilo), lookup(tb + 64, ihi)), pwf, acc[n]);
+          }
+        }
+      }
+    const __m256 ws = load_scales8(v + 8 * half_tile * sb, sb);
+    __m256 zc = _mm256_setzero_ps();
+    if (zero_term) {
+      const __m256 z = w.has_zeros() ? load_scales8(v + 16 * sb + 8 * half_tile * sb, sb) : _mm256_set1_ps(1.f);
+      zc = _mm256_mul_ps(ws, _mm256_sub_ps(half, z));
+    }
+    const __m256 coef = _mm256_mul_ps(ws, _mm256_set1_ps(0.5f));
+    for (int n = 0; n < NB; ++n) {
+      yacc[n] = _mm256_fmadd_ps(acc[n], coef, yacc[n]);
+      if (zero_term) yacc[n] = _mm256_fmadd_ps(zc, _mm256_set1_ps(cols[n].sa[g]), yacc[n]);
+    }
+  }
+  const int64_t r0 = t * 16 + 8 * half_tile, rows = std::min<int64_t>(8, w.rows() - r0);
+  for (int n = 0; n < NB; ++n) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, yacc[n]);
+    for (int64_t i = 0; i < rows; ++i) y[n][r0 + i] = out[i];
+  }
+}
+
 template <int NB>
 void lut_tiles(const LutArgs& a) {
   for (int64_t t = a.t0; t < a.t1; ++t)
     for (int h = 0; h < 2; ++h)
-      if (t * 16 + 8 * h < a.w->rows()) lut_half_tile<NB>(*a.w, t, h, a.cols, a.y);
+      if (t * 16 + 8 * h < a.w->rows()) {
+        if (a.mode == LutMode::Fast) lut_half_tile<NB>(*a.w, t, h, a.cols, a.y);
+        else lut_half_tile_exact<NB>(*a.w, t, h, a.cols, a.y);
+      }
 }
 
 }  // namespace
 
 void lut_kernel__avx2(const LutArgs& a) {
-  if (a.mode == LutMode::Exact) return lut_kernel__ref(a);
   switch (a.nb) {
     case 1: lut_tiles<1>(a); break;
     case 2: lut_tiles<2>(a); break;
