@@ -13,7 +13,8 @@ using LogCallback = std::function<void(LogLevel, std::string_view)>;
 void set_log_callback(LogCallback cb);
 void log(LogLevel level, std::string_view msg);
 
-// Threads used by parallel_for and by the BLAS backend. Default: all online cores.
+// Threads used by parallel_for and by the BLAS backend. Default: all online cores. Changing it
+// while another thread is inside a kernel is not supported (the pool is rebuilt).
 void set_num_threads(int n);
 int num_threads();
 int hardware_threads();
