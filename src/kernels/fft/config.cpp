@@ -208,11 +208,12 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
         });
       };
       stage(Stage::Load, pc.m, parts, 8);
-      stage(Stage::FwdTop, pc.m / 4, parts, 1);
-      stage(Stage::FwdBlock, 4, 4, 1);
+      const int64_t nb = kernels::fft::top_blocks(pc.m), nbf = kernels::fft::top_butterflies(pc.m);
+      stage(Stage::FwdTop, nbf, parts, 1);
+      stage(Stage::FwdBlock, nb, nb, 1);
       stage(Stage::Spectral, pc.m / 2 + 1, parts, 1);
-      stage(Stage::InvBlock, 4, 4, 1);
-      stage(Stage::InvTop, pc.m / 4, parts, 1);
+      stage(Stage::InvBlock, nb, nb, 1);
+      stage(Stage::InvTop, nbf, parts, 1);
       stage(Stage::Store, pc.n / 2, parts, 8);
     }
     return;

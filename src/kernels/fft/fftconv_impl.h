@@ -57,13 +57,19 @@ template <class V> inline Cx<V> conj(Cx<V> a) { return {a.re, V::zero() - a.im};
 // FwdTop / InvTop — butterfly index p in [0, m/4); FwdBlock / InvBlock — quarter s in [0, 4);
 // Spectral — bin k in [0, m/2].
 enum class Stage { Load, FwdTop, FwdBlock, Spectral, InvBlock, InvTop, Store };
+// From m = 16K on (where a 16-row workspace, 2 MB, leaves L2) the two top levels are fused into
+// one pass: FwdTop / InvTop then range over p in [0, m/16) and there are 16 blocks; below, one
+// radix-4 level over [0, m/4) and 4 blocks (measured: fusing small transforms only adds spills).
+inline int64_t top_blocks(int64_t m) { return m >= 16384 ? 16 : 4; }
+inline int64_t top_butterflies(int64_t m) { return m / top_blocks(m); }
 
 // z: workspace of pc.m complex vectors. corr: multiply by conj(K) instead of K — the
 // correlation with the filter, i.e. the input gradient of the convolution.
 template <class V>
 void conv_stage(const PlanCore& pc, Stage stage, int64_t group, const RowPtrs& io, Cx<V>* z, int64_t r0, int64_t r1,
                 bool corr) {
-  const int64_t n = pc.n, m = pc.m, q = m / 4;
+  const int64_t n = pc.n, m = pc.m, nb = top_blocks(m), q = m / nb;
+  const int sub = nb == 16 ? 2 : 1;  // twiddle stage of the blocks
   switch (stage) {
     case Stage::Load: {
       // The real sequence x (u ⊙ w, zero-padded to 2n when causal) packed as z[j] = x[2j] + i·x[2j+1].
@@ -79,14 +85,18 @@ void conv_stage(const PlanCore& pc, Stage stage, int64_t group, const RowPtrs& i
       for (int64_t j = std::max(r0, n / 2); j < r1; ++j) z[j] = {V::zero(), V::zero()};
       return;
     }
-    case Stage::FwdTop: return dif4_butterflies<V>(z, m, pc.tw, 0, r0, r1);  // bins end digit-reversed
+    case Stage::FwdTop:  // bins end digit-reversed
+      if (nb == 16) return dif16_butterflies<V>(z, m, pc.tw, r0, r1);
+      return dif4_butterflies<V>(z, m, pc.tw, 0, r0, r1);
     case Stage::FwdBlock:
-      for (int64_t s = r0; s < r1; ++s) dif4<V>(z + s * q, q, pc.tw, 1);
+      for (int64_t s = r0; s < r1; ++s) dif4<V>(z + s * q, q, pc.tw, sub);
       return;
     case Stage::InvBlock:
-      for (int64_t s = r0; s < r1; ++s) dit4_inv<V>(z + s * q, q, pc.tw, 1);
+      for (int64_t s = r0; s < r1; ++s) dit4_inv<V>(z + s * q, q, pc.tw, sub);
       return;
-    case Stage::InvTop: return dit4_butterflies<V>(z, m, pc.tw, 0, r0, r1);  // 1/m is in the filter spectrum
+    case Stage::InvTop:  // 1/m is in the filter spectrum
+      if (nb == 16) return dit16_butterflies<V>(z, m, pc.tw, r0, r1);
+      return dit4_butterflies<V>(z, m, pc.tw, 0, r0, r1);
     case Stage::Store: {
       // y[2j] = Re z'[j], y[2j+1] = Im z'[j] (⊙ v), the first n samples.
       V xs[V::B];
@@ -152,11 +162,11 @@ template <class V>
 void conv_group(const PlanCore& pc, int64_t group, const RowPtrs& io, Cx<V>* z, bool corr = false) {
   const int64_t m = pc.m;
   conv_stage<V>(pc, Stage::Load, group, io, z, 0, m, corr);
-  conv_stage<V>(pc, Stage::FwdTop, group, io, z, 0, m / 4, corr);
-  conv_stage<V>(pc, Stage::FwdBlock, group, io, z, 0, 4, corr);
+  conv_stage<V>(pc, Stage::FwdTop, group, io, z, 0, top_butterflies(m), corr);
+  conv_stage<V>(pc, Stage::FwdBlock, group, io, z, 0, top_blocks(m), corr);
   conv_stage<V>(pc, Stage::Spectral, group, io, z, 0, m / 2 + 1, corr);
-  conv_stage<V>(pc, Stage::InvBlock, group, io, z, 0, 4, corr);
-  conv_stage<V>(pc, Stage::InvTop, group, io, z, 0, m / 4, corr);
+  conv_stage<V>(pc, Stage::InvBlock, group, io, z, 0, top_blocks(m), corr);
+  conv_stage<V>(pc, Stage::InvTop, group, io, z, 0, top_butterflies(m), corr);
   conv_stage<V>(pc, Stage::Store, group, io, z, 0, pc.n / 2, corr);
 }
 
