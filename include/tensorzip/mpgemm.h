@@ -12,6 +12,7 @@
 // The dequantize-then-FMA baseline (`DequantWeights`, what llama.cpp-style engines do) lives here
 // too, on its own byte-aligned layout, so benchmarks compare like with like.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -51,17 +52,18 @@ class LutWeights {
   int64_t groups() const { return (k_pad_ + group_cols_ - 1) / group_cols_; }
   int scale_bytes() const { return fmt_.scale_dtype == DType::F16 ? 2 : 4; }
   bool has_zeros() const { return !fmt_.symmetric && !fmt_.ternary; }
-  size_t group_block_bytes() const;                  // one full group of one 16-row tile
+  size_t group_block_bytes() const { return group_block_bytes_; }  // one full group of one 16-row tile
   size_t tile_bytes() const { return tile_bytes_; }
   const uint8_t* tile(int64_t t) const { return data_.data() + size_t(t) * tile_bytes_; }
-  size_t group_offset(int64_t g) const { return size_t(g) * group_block_bytes(); }
-  int64_t group_chunks(int64_t g) const;             // 32-activation chunks in group g
+  size_t group_offset(int64_t g) const { return size_t(g) * group_block_bytes_; }
+  // 32-activation chunks in group g (the last group may be shorter).
+  int64_t group_chunks(int64_t g) const { return std::min(group_cols_, k_pad_ - g * group_cols_) / 32; }
 
  private:
   QuantFormat fmt_;
   int64_t rows_ = 0, cols_ = 0, k_pad_ = 0, group_cols_ = 0;
   int planes_ = 0;
-  size_t tile_bytes_ = 0;
+  size_t tile_bytes_ = 0, group_block_bytes_ = 0;
   std::vector<uint8_t> data_;
 };
 

@@ -47,14 +47,6 @@ float load_scale(const uint8_t* src, int bytes) {
 
 }  // namespace
 
-size_t LutWeights::group_block_bytes() const {
-  return size_t(group_cols_ / 32) * size_t(planes_) * 64 + 16 * size_t(scale_bytes()) * (has_zeros() ? 2 : 1);
-}
-
-int64_t LutWeights::group_chunks(int64_t g) const {
-  return std::min(group_cols_, k_pad_ - g * group_cols_) / 32;
-}
-
 LutWeights LutWeights::pack(const QuantMatrix& q) {
   check_quant_matrix(q, "LUT pack");
   LutWeights w;
@@ -68,6 +60,7 @@ LutWeights LutWeights::pack(const QuantMatrix& q) {
                                        std::to_string(q.fmt.group));
   w.planes_ = q.fmt.bits;
   const int sb = w.scale_bytes();
+  w.group_block_bytes_ = size_t(w.group_cols_ / 32) * size_t(w.planes_) * 64 + 16 * size_t(sb) * (w.has_zeros() ? 2 : 1);
   const int64_t ng = w.groups();
   w.tile_bytes_ = 0;
   for (int64_t gi = 0; gi < ng; ++gi)
