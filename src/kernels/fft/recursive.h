@@ -32,22 +32,39 @@ inline std::vector<int32_t> digit_reversal(int64_t m) {
   return perm;
 }
 
+// One radix-4 DIF butterfly in place: a, b, c, d = x[p + i·q]; w = (w^p, w^2p, w^3p) as re/im pairs.
+template <class V>
+inline void dif_bfly(Cx<V>& a, Cx<V>& b, Cx<V>& c, Cx<V>& d, const float* w) {
+  const Cx<V> apc{a.re + c.re, a.im + c.im}, amc{a.re - c.re, a.im - c.im};
+  const Cx<V> bpd{b.re + d.re, b.im + d.im};
+  const V dr = b.re - d.re, di = b.im - d.im;
+  const Cx<V> jbmd{V::zero() - di, dr};  // i·(b − d)
+  a = {apc.re + bpd.re, apc.im + bpd.im};
+  b = cmul(Cx<V>{amc.re - jbmd.re, amc.im - jbmd.im}, w[0], w[1]);
+  c = cmul(Cx<V>{apc.re - bpd.re, apc.im - bpd.im}, w[2], w[3]);
+  d = cmul(Cx<V>{amc.re + jbmd.re, amc.im + jbmd.im}, w[4], w[5]);
+}
+
+// Its inverse (DIT, conjugate twiddles, unnormalized).
+template <class V>
+inline void dit_bfly(Cx<V>& a, Cx<V>& b, Cx<V>& c, Cx<V>& d, const float* w) {
+  const Cx<V> z0 = a, z1 = cmul(b, w[0], -w[1]), z2 = cmul(c, w[2], -w[3]), z3 = cmul(d, w[4], -w[5]);
+  const Cx<V> s02{z0.re + z2.re, z0.im + z2.im}, d02{z0.re - z2.re, z0.im - z2.im};
+  const Cx<V> s13{z1.re + z3.re, z1.im + z3.im};
+  const V er = z1.re - z3.re, ei = z1.im - z3.im;
+  const Cx<V> i13{V::zero() - ei, er};  // i·(z1 − z3)
+  a = {s02.re + s13.re, s02.im + s13.im};  // z0 + z1 + z2 + z3
+  b = {d02.re + i13.re, d02.im + i13.im};  // z0 + i z1 − z2 − i z3
+  c = {s02.re - s13.re, s02.im - s13.im};  // z0 − z1 + z2 − z3
+  d = {d02.re - i13.re, d02.im - i13.im};  // z0 − i z1 − z2 + i z3
+}
+
 // The radix-4 butterflies of one DIF level over p in [p0, p1) of a block of n (>= 4) values.
 template <class V>
 void dif4_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int stage, int64_t p0, int64_t p1) {
   const int64_t q = n / 4;
   const float* w = tw.stage[size_t(stage)].data();
-  for (int64_t p = p0; p < p1; ++p) {
-    const Cx<V> a = x[p], b = x[p + q], c = x[p + 2 * q], d = x[p + 3 * q];
-    const Cx<V> apc{a.re + c.re, a.im + c.im}, amc{a.re - c.re, a.im - c.im};
-    const Cx<V> bpd{b.re + d.re, b.im + d.im};
-    const V dr = b.re - d.re, di = b.im - d.im;
-    const Cx<V> jbmd{V::zero() - di, dr};  // i·(b − d)
-    x[p] = {apc.re + bpd.re, apc.im + bpd.im};
-    x[p + q] = cmul(Cx<V>{amc.re - jbmd.re, amc.im - jbmd.im}, w[6 * p], w[6 * p + 1]);
-    x[p + 2 * q] = cmul(Cx<V>{apc.re - bpd.re, apc.im - bpd.im}, w[6 * p + 2], w[6 * p + 3]);
-    x[p + 3 * q] = cmul(Cx<V>{amc.re + jbmd.re, amc.im + jbmd.im}, w[6 * p + 4], w[6 * p + 5]);
-  }
+  for (int64_t p = p0; p < p1; ++p) dif_bfly<V>(x[p], x[p + q], x[p + 2 * q], x[p + 3 * q], w + 6 * p);
 }
 
 // The two top DIF levels fused (one pass over memory instead of two, for transforms that do not
@@ -59,21 +76,11 @@ void dif16_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int64_t p0, int6
   const int64_t q16 = n / 16;
   const float* w0 = tw.stage[0].data();
   const float* w1 = tw.stage[1].data();
-  const auto bfly = [](Cx<V>& a, Cx<V>& b, Cx<V>& c, Cx<V>& d, const float* w) {
-    const Cx<V> apc{a.re + c.re, a.im + c.im}, amc{a.re - c.re, a.im - c.im};
-    const Cx<V> bpd{b.re + d.re, b.im + d.im};
-    const V dr = b.re - d.re, di = b.im - d.im;
-    const Cx<V> jbmd{V::zero() - di, dr};
-    a = {apc.re + bpd.re, apc.im + bpd.im};
-    b = cmul(Cx<V>{amc.re - jbmd.re, amc.im - jbmd.im}, w[0], w[1]);
-    c = cmul(Cx<V>{apc.re - bpd.re, apc.im - bpd.im}, w[2], w[3]);
-    d = cmul(Cx<V>{amc.re + jbmd.re, amc.im + jbmd.im}, w[4], w[5]);
-  };
   for (int64_t p = p0; p < p1; ++p) {
     Cx<V> e[16];
     for (int i = 0; i < 16; ++i) e[i] = x[p + i * q16];
-    for (int t = 0; t < 4; ++t) bfly(e[t], e[t + 4], e[t + 8], e[t + 12], w0 + 6 * (p + t * q16));
-    for (int r = 0; r < 4; ++r) bfly(e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3], w1 + 6 * p);
+    for (int t = 0; t < 4; ++t) dif_bfly<V>(e[t], e[t + 4], e[t + 8], e[t + 12], w0 + 6 * (p + t * q16));
+    for (int r = 0; r < 4; ++r) dif_bfly<V>(e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3], w1 + 6 * p);
     for (int i = 0; i < 16; ++i) x[p + i * q16] = e[i];
   }
 }
@@ -97,20 +104,7 @@ template <class V>
 void dit4_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int stage, int64_t p0, int64_t p1) {
   const int64_t q = n / 4;
   const float* w = tw.stage[size_t(stage)].data();
-  for (int64_t p = p0; p < p1; ++p) {
-    const Cx<V> z0 = x[p];
-    const Cx<V> z1 = cmul(x[p + q], w[6 * p], -w[6 * p + 1]);
-    const Cx<V> z2 = cmul(x[p + 2 * q], w[6 * p + 2], -w[6 * p + 3]);
-    const Cx<V> z3 = cmul(x[p + 3 * q], w[6 * p + 4], -w[6 * p + 5]);
-    const Cx<V> s02{z0.re + z2.re, z0.im + z2.im}, d02{z0.re - z2.re, z0.im - z2.im};
-    const Cx<V> s13{z1.re + z3.re, z1.im + z3.im};
-    const V er = z1.re - z3.re, ei = z1.im - z3.im;
-    const Cx<V> i13{V::zero() - ei, er};  // i·(z1 − z3)
-    x[p] = {s02.re + s13.re, s02.im + s13.im};          // a = z0 + z1 + z2 + z3
-    x[p + q] = {d02.re + i13.re, d02.im + i13.im};      // b = z0 + i z1 − z2 − i z3
-    x[p + 2 * q] = {s02.re - s13.re, s02.im - s13.im};  // c = z0 − z1 + z2 − z3
-    x[p + 3 * q] = {d02.re - i13.re, d02.im - i13.im};  // d = z0 − i z1 − z2 + i z3
-  }
+  for (int64_t p = p0; p < p1; ++p) dit_bfly<V>(x[p], x[p + q], x[p + 2 * q], x[p + 3 * q], w + 6 * p);
 }
 
 // The inverse of dif16_butterflies: level 1 then level 0 inverse butterflies, one pass.
@@ -119,22 +113,11 @@ void dit16_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int64_t p0, int6
   const int64_t q16 = n / 16;
   const float* w0 = tw.stage[0].data();
   const float* w1 = tw.stage[1].data();
-  const auto bfly = [](Cx<V>& a, Cx<V>& b, Cx<V>& c, Cx<V>& d, const float* w) {
-    const Cx<V> z0 = a, z1 = cmul(b, w[0], -w[1]), z2 = cmul(c, w[2], -w[3]), z3 = cmul(d, w[4], -w[5]);
-    const Cx<V> s02{z0.re + z2.re, z0.im + z2.im}, d02{z0.re - z2.re, z0.im - z2.im};
-    const Cx<V> s13{z1.re + z3.re, z1.im + z3.im};
-    const V er = z1.re - z3.re, ei = z1.im - z3.im;
-    const Cx<V> i13{V::zero() - ei, er};
-    a = {s02.re + s13.re, s02.im + s13.im};
-    b = {d02.re + i13.re, d02.im + i13.im};
-    c = {s02.re - s13.re, s02.im - s13.im};
-    d = {d02.re - i13.re, d02.im - i13.im};
-  };
   for (int64_t p = p0; p < p1; ++p) {
     Cx<V> e[16];
     for (int i = 0; i < 16; ++i) e[i] = x[p + i * q16];
-    for (int r = 0; r < 4; ++r) bfly(e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3], w1 + 6 * p);
-    for (int t = 0; t < 4; ++t) bfly(e[t], e[t + 4], e[t + 8], e[t + 12], w0 + 6 * (p + t * q16));
+    for (int r = 0; r < 4; ++r) dit_bfly<V>(e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3], w1 + 6 * p);
+    for (int t = 0; t < 4; ++t) dit_bfly<V>(e[t], e[t + 4], e[t + 8], e[t + 12], w0 + 6 * (p + t * q16));
     for (int i = 0; i < 16; ++i) x[p + i * q16] = e[i];
   }
 }

@@ -20,6 +20,35 @@ inline __m256 load_scales8(const uint8_t* p, int sb) {
                  : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// End of a scale group for 8 rows: yacc += ws·½·acc (+ ws·(half − z)·Σa for offset formats).
+template <int NB>
+inline void group_epilogue(const LutWeights& w, const uint8_t* scales, int half_tile, const LutColumn* cols, int64_t g,
+                           const __m256* acc, __m256* yacc) {
+  const int sb = w.scale_bytes();
+  const __m256 ws = load_scales8(scales + 8 * half_tile * sb, sb);
+  const __m256 coef = _mm256_mul_ps(ws, _mm256_set1_ps(0.5f));
+  const bool zero_term = !w.format().symmetric || w.format().ternary;
+  __m256 zc = _mm256_setzero_ps();
+  if (zero_term) {
+    const __m256 z = w.has_zeros() ? load_scales8(scales + 16 * sb + 8 * half_tile * sb, sb) : _mm256_set1_ps(1.f);
+    zc = _mm256_mul_ps(ws, _mm256_sub_ps(_mm256_set1_ps(lut_half(w.format())), z));
+  }
+  for (int n = 0; n < NB; ++n) {
+    yacc[n] = _mm256_fmadd_ps(acc[n], coef, yacc[n]);
+    if (zero_term) yacc[n] = _mm256_fmadd_ps(zc, _mm256_set1_ps(cols[n].sa[g]), yacc[n]);
+  }
+}
+
+template <int NB>
+inline void store_rows8(const LutWeights& w, int64_t t, int half_tile, const __m256* yacc, float* const* y) {
+  const int64_t r0 = t * 16 + 8 * half_tile, rows = std::min<int64_t>(8, w.rows() - r0);
+  for (int n = 0; n < NB; ++n) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, yacc[n]);
+    for (int64_t i = 0; i < rows; ++i) y[n][r0 + i] = out[i];
+  }
+}
+
 // Lookup of 32 index bytes (values 0..15; byte 4r+j uses table j) in four 16-entry tables.
 inline __m256i lookup4(__m256i idx, const __m256i* tab, const __m256i* off) {
   __m256i r = _mm256_shuffle_epi8(tab[0], _mm256_or_si256(idx, off[0]));
@@ -30,9 +59,7 @@ inline __m256i lookup4(__m256i idx, const __m256i* tab, const __m256i* off) {
 template <int NB>
 void lut_half_tile(const LutWeights& w, int64_t t, int half_tile, const LutColumn* cols, float* const* y) {
   // Rows 8*half_tile .. +8 of tile t: bytes [32*half_tile, +32) of each 64-byte plane vector.
-  const int P = w.planes(), sb = w.scale_bytes();
-  const bool zero_term = !w.format().symmetric || w.format().ternary;
-  const __m256 half = _mm256_set1_ps(lut_half(w.format()));
+  const int P = w.planes();
   const __m256i nib = _mm256_set1_epi8(0x0F), ones16 = _mm256_set1_epi16(1);
   __m256i off[4];
   for (int j = 0; j < 4; ++j) {
@@ -76,33 +103,16 @@ void lut_half_tile(const LutWeights& w, int64_t t, int half_tile, const LutColum
           acc[n] = _mm256_setzero_si256();
         }
     }
-    const __m256 ws = load_scales8(v + 8 * half_tile * sb, sb);
-    __m256 zc = _mm256_setzero_ps();
-    if (zero_term) {
-      const __m256 z = w.has_zeros() ? load_scales8(v + 16 * sb + 8 * half_tile * sb, sb) : _mm256_set1_ps(1.f);
-      zc = _mm256_mul_ps(ws, _mm256_sub_ps(half, z));
-    }
-    const __m256 coef = _mm256_mul_ps(ws, _mm256_set1_ps(0.5f));
-    for (int n = 0; n < NB; ++n) {
-      yacc[n] = _mm256_fmadd_ps(facc[n], coef, yacc[n]);
-      if (zero_term) yacc[n] = _mm256_fmadd_ps(zc, _mm256_set1_ps(cols[n].sa[g]), yacc[n]);
-    }
+    group_epilogue<NB>(w, v, half_tile, cols, g, facc, yacc);
   }
-  const int64_t r0 = t * 16 + 8 * half_tile, rows = std::min<int64_t>(8, w.rows() - r0);
-  for (int n = 0; n < NB; ++n) {
-    alignas(32) float out[8];
-    _mm256_store_ps(out, yacc[n]);
-    for (int64_t i = 0; i < rows; ++i) y[n][r0 + i] = out[i];
-  }
+  store_rows8<NB>(w, t, half_tile, yacc, y);
 }
 
 // Exact mode: f32 tables. A 16-entry lookup is two VPERMPS over the table halves, blended on
 // bit 3 of the index; dword lane r of a 32-byte plane vector holds row r's four quad nibbles.
 template <int NB>
 void lut_half_tile_exact(const LutWeights& w, int64_t t, int half_tile, const LutColumn* cols, float* const* y) {
-  const int P = w.planes(), sb = w.scale_bytes();
-  const bool zero_term = !w.format().symmetric || w.format().ternary;
-  const __m256 half = _mm256_set1_ps(lut_half(w.format()));
+  const int P = w.planes();
   const __m256i nib = _mm256_set1_epi32(0x0F);
   __m256 yacc[NB];
   for (int n = 0; n < NB; ++n) yacc[n] = _mm256_setzero_ps();
@@ -130,24 +140,9 @@ void lut_half_tile_exact(const LutWeights& w, int64_t t, int half_tile, const Lu
           }
         }
       }
-    const __m256 ws = load_scales8(v + 8 * half_tile * sb, sb);
-    __m256 zc = _mm256_setzero_ps();
-    if (zero_term) {
-      const __m256 z = w.has_zeros() ? load_scales8(v + 16 * sb + 8 * half_tile * sb, sb) : _mm256_set1_ps(1.f);
-      zc = _mm256_mul_ps(ws, _mm256_sub_ps(half, z));
-    }
-    const __m256 coef = _mm256_mul_ps(ws, _mm256_set1_ps(0.5f));
-    for (int n = 0; n < NB; ++n) {
-      yacc[n] = _mm256_fmadd_ps(acc[n], coef, yacc[n]);
-      if (zero_term) yacc[n] = _mm256_fmadd_ps(zc, _mm256_set1_ps(cols[n].sa[g]), yacc[n]);
-    }
+    group_epilogue<NB>(w, v, half_tile, cols, g, acc, yacc);
   }
-  const int64_t r0 = t * 16 + 8 * half_tile, rows = std::min<int64_t>(8, w.rows() - r0);
-  for (int n = 0; n < NB; ++n) {
-    alignas(32) float out[8];
-    _mm256_store_ps(out, yacc[n]);
-    for (int64_t i = 0; i < rows; ++i) y[n][r0 + i] = out[i];
-  }
+  store_rows8<NB>(w, t, half_tile, yacc, y);
 }
 
 template <int NB>
