@@ -3,6 +3,7 @@
 // spectrum, c2r, scale. Error: max |y − ref| / max |ref| on the first row against a float64 FFT.
 #include "bench/fftconv_bench.h"
 
+#include <algorithm>
 #include <fftw3.h>
 #include <fmt/core.h>
 
@@ -150,6 +151,10 @@ void bench_fftconv(const FftConvBenchOptions& o, Reporter& rep, const std::funct
       const int64_t h = std::max<int64_t>(1, std::min(o.h, o.max_elements / (b * n)));
       const auto k = gaussian(size_t(h * n), 3, 1.f / std::sqrt(float(n)));
       const auto plan = FftConvPlan::create(n, h, k.data(), n);
+      FftConvOptions obf;
+      obf.dtype = ConvDtype::Bf16;
+      const bool want_bf = std::find(o.dtypes.begin(), o.dtypes.end(), "bf16") != o.dtypes.end();
+      const auto plan_bf = want_bf ? FftConvPlan::create(n, h, k.data(), n, obf) : plan;
       const auto u = gaussian(size_t(b * h * n), 4, 1.f);
       std::vector<uint16_t> ub(u.size());
       f32_to_bf16(u.data(), ub.data(), u.size());
@@ -175,15 +180,16 @@ void bench_fftconv(const FftConvBenchOptions& o, Reporter& rep, const std::funct
         for (const auto& dt : o.dtypes) {
           const bool bf = dt == "bf16";
           const auto run = [&](int) {
-            if (bf) plan.conv_bf16(ub.data(), b, y.data());
+            if (bf) plan_bf.conv_bf16(ub.data(), b, y.data());
             else plan.conv(u.data(), b, y.data());
           };
           run(0);
           const double err = err_vs(y.data(), bf ? ref_bf : ref);
           const Timing tt = time_it(run, o.warmup, o.repeats, o.budget_s);
-          Row r{"fftconv", std::string(plan.kernel()), "fftw", dt, shape, "hot", t, tt, flops,
+          Row r{"fftconv", std::string(bf ? plan_bf.kernel_bf16() : plan.kernel()), "fftw", dt, shape, "hot", t, tt, flops,
                 bf ? rows * double(n) * 6 : bytes, tf.ms_median, err, std::nullopt, {}};
-          r.extra["extra_bytes_peak"] = double(plan.workspace_bytes_per_thread()) * t;
+          r.extra["extra_bytes_peak"] =
+              double(bf ? plan_bf.workspace_bytes_per_thread(ConvDtype::Bf16) : plan.workspace_bytes_per_thread()) * t;
           rep.add(r);
         }
       }

@@ -6,8 +6,8 @@
 //
 // Status (see docs/kernels.md "FFT convolution"): fp32 convolution and its backward (du, dk, gated
 // variant), causal and circular, partial filters, frequency masks, Hyena gating; in-place
-// depth-first radix-4 FFT vectorized across 16 rows (AVX-512), 8 (AVX2) or one row (scalar). Not yet: the
-// Monarch/AMX bf16 matrix-unit path.
+// depth-first radix-4 FFT vectorized across 16 rows (AVX-512), 8 (AVX2) or one row (scalar); bf16
+// convolution as a Monarch (radix-16 DFT-matrix) FFT on AMX tiles, one row at a time.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -20,12 +20,23 @@ enum class ConvMode {
   Circular,  // circular convolution of period N
 };
 
+// The input dtype a plan is built for. Bf16 plans also build the AMX Monarch tables (when the CPU
+// has AMX and m >= 256) that conv_bf16 runs on; any plan accepts either input.
+enum class ConvDtype { F32, Bf16 };
+// Which kernel conv_bf16 of a Bf16 plan uses. Auto: the AMX Monarch FFT from m = 2048 complex
+// points on (n >= 2048 causal, >= 4096 circular), where it measured faster; below, the fp32
+// 16-row kernel (converting on load) was faster here. Monarch: whenever the CPU has AMX and
+// m >= 256. F32Kernel: never.
+enum class ConvBf16Path { Auto, Monarch, F32Kernel };
+
 struct FftConvOptions {
   ConvMode mode = ConvMode::Causal;
   // Frequency-sparse convolution: one flag per block of kFreqMaskBlock spectrum bins
   // (bins 0 .. N (causal) or 0 .. N/2 (circular)); a 0 zeroes the filter's spectrum there and the
   // spectral product of those bins is skipped. Empty = dense.
   std::vector<uint8_t> freq_mask;
+  ConvDtype dtype = ConvDtype::F32;
+  ConvBf16Path bf16_path = ConvBf16Path::Auto;
 };
 constexpr int64_t kFreqMaskBlock = 64;
 
@@ -40,8 +51,12 @@ class FftConvPlan {
   void conv(const float* u, int64_t b, float* y) const;
   // Hyena-style gating fused in:  y = v ⊙ conv(u ⊙ w, k);  v, w: [b, H, N].
   void conv_gated(const float* u, const float* v, const float* w, int64_t b, float* y) const;
-  // bf16 inputs (converted inside the row loads, f32 arithmetic); output f32.
+  // bf16 inputs, f32 output. A plan built with dtype Bf16 on an AMX CPU runs the Monarch FFT on
+  // AMX tiles (bf16 operands, fp32 accumulation; relative error ~3e-3); otherwise the fp32 kernel
+  // with the inputs converted inside the row loads.
   void conv_bf16(const uint16_t* u, int64_t b, float* y) const;
+  // The kernel conv_bf16 runs.
+  const char* kernel_bf16() const;
 
   // Backward of y = conv(u, k) given dy = ∂L/∂y: du = corr(dy, k) (skipped when du is null) and
   // dk[h, 0..nk) = Σ_b corr(dy, u) — the filter gradient reduced over the batch (overwritten).
@@ -54,8 +69,9 @@ class FftConvPlan {
   int64_t h() const;
   int64_t filter_length() const;
   ConvMode mode() const;
-  // Extra memory one thread uses while convolving (per-thread, independent of B and H).
-  size_t workspace_bytes_per_thread() const;
+  // Extra memory one thread uses while convolving (per-thread, independent of B and H): conv()
+  // (F32) or conv_bf16() (Bf16).
+  size_t workspace_bytes_per_thread(ConvDtype dtype = ConvDtype::F32) const;
   const char* kernel() const;  // the kernel variant the plan was built for
 
   struct Impl;

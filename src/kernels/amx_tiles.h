@@ -23,6 +23,9 @@ inline void load_tile_config_16x64() {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
+  // GCC 12 does not treat LDTILECFG as a read of cfg and may drop the stores above (seen: the
+  // loop vanished, leaving an all-zero config and SIGILL on the first tile load). Force them.
+  __asm__ __volatile__("" : : "r"(&cfg) : "memory");
   _tile_loadconfig(&cfg);
 }
 

@@ -129,6 +129,70 @@ TEST(FftConv, Bf16Inputs) {
   EXPECT_LE(rel_l2(y.data(), reference(ur, k, 1, h, n, nk, ConvMode::Causal)), 1e-5);
 }
 
+// The bf16 plan (AMX Monarch on AMX CPUs, else the fp32 kernel) against the fp32 kernel on the
+// same bf16-rounded inputs (itself within 1e-5 of float64, above): relative L2 <= 1e-2, every size
+// from one 256-block to 64K (top radix 1, 2, 4 and 8), causal and circular, partial filters,
+// odd H, B = 1 and 2, frequency masks.
+TEST_P(FftConvIsa, Bf16PlanMatchesF32) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  set_num_threads(2);
+  double worst = 0;
+  for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular})
+    for (int64_t n : {256, 512, 1024, 2048, 4096, 8192, 65536, 262144})
+      for (int64_t h : {1, 3}) {
+        if (n > 65536 && h > 1) continue;
+        const int64_t b = h == 3 ? 2 : 1, nk = h == 3 ? n / 3 + 1 : n;
+        const auto u = test::random_floats(size_t(b * h * n), uint32_t(n + h + 5));
+        const auto k = test::random_floats(size_t(h * nk), uint32_t(n * 3 + nk), 1.f / std::sqrt(float(nk)));
+        const auto ub = test::to_bf16(u);
+        std::vector<float> ur(ub.size());
+        for (size_t i = 0; i < ub.size(); ++i) ur[i] = bf16_to_f32_scalar(ub[i]);
+        FftConvOptions o{mode, {}};
+        if (n == 4096) {
+          const int64_t bins = (mode == ConvMode::Causal ? n : n / 2) + 1;
+          o.freq_mask.assign(size_t((bins + kFreqMaskBlock - 1) / kFreqMaskBlock), 1);
+          o.freq_mask[3] = 0;
+        }
+        const auto ref_plan = FftConvPlan::create(n, h, k.data(), nk, o);
+        o.dtype = ConvDtype::Bf16;
+        o.bf16_path = ConvBf16Path::Monarch;
+        const auto plan = FftConvPlan::create(n, h, k.data(), nk, o);
+        const bool amx = GetParam() == Isa::Amx && (mode == ConvMode::Causal ? n : n / 2) >= 256;
+        EXPECT_EQ(std::string(plan.kernel_bf16()).find("amx") != std::string::npos, amx) << plan.kernel_bf16();
+        std::vector<float> y(u.size(), NAN), yr(u.size());
+        ref_plan.conv(ur.data(), b, yr.data());
+        plan.conv_bf16(ub.data(), b, y.data());
+        std::vector<double> yd(yr.begin(), yr.end());
+        const double e = rel_l2(y.data(), yd);
+        worst = std::max(worst, e);
+        EXPECT_LE(e, amx ? 1e-2 : 1e-5) << "n=" << n << " h=" << h << " mode=" << int(mode);
+      }
+  std::printf("worst relative L2 error of the bf16 plan (%s): %.2e\n", isa_name(GetParam()), worst);
+}
+
+// Auto picks the Monarch kernel from m = 2048 on (AMX CPUs), the fp32 kernel below; F32Kernel
+// never builds the Monarch tables.
+TEST(FftConv, Bf16PathChoice) {
+  const std::vector<float> k(4096, 0.01f);
+  const bool amx = cpu_info().max_isa == Isa::Amx;
+  const auto name = [&](int64_t n, ConvMode mode, ConvBf16Path path) {
+    FftConvOptions o{mode, {}};
+    o.dtype = ConvDtype::Bf16;
+    o.bf16_path = path;
+    return std::string(FftConvPlan::create(n, 1, k.data(), 16, o).kernel_bf16());
+  };
+  const auto monarch = [](const std::string& s) { return s.find("monarch") != std::string::npos; };
+  EXPECT_FALSE(monarch(name(1024, ConvMode::Causal, ConvBf16Path::Auto)));
+  EXPECT_EQ(monarch(name(2048, ConvMode::Causal, ConvBf16Path::Auto)), amx);
+  EXPECT_FALSE(monarch(name(2048, ConvMode::Circular, ConvBf16Path::Auto)));  // m = 1024
+  EXPECT_EQ(monarch(name(256, ConvMode::Causal, ConvBf16Path::Monarch)), amx);
+  EXPECT_FALSE(monarch(name(256, ConvMode::Circular, ConvBf16Path::Monarch)));  // m = 128: unsupported
+  EXPECT_FALSE(monarch(name(4096, ConvMode::Causal, ConvBf16Path::F32Kernel)));
+  FftConvOptions f32;
+  EXPECT_FALSE(monarch(FftConvPlan::create(4096, 1, k.data(), 16, f32).kernel_bf16()));  // f32 plans
+}
+
 TEST(FftConv, BadArguments) {
   const std::vector<float> k(64, 0.1f);
   EXPECT_THROW(FftConvPlan::create(48, 1, k.data(), 8), Error);   // not a power of two
