@@ -4,6 +4,7 @@
 
 #include "bench/gemm_bench.h"
 #include "bench/harness.h"
+#include "bench/lowrank_bench.h"
 #include "bench/membw.h"
 #include "bench/mpgemm_bench.h"
 #ifdef TZ_HAVE_FFTW
@@ -127,6 +128,29 @@ void add_bench(CLI::App& app) {
     bench::bench_fftconv(fc, rep, [&](const std::string& s) { bar.step(s); });
   });
 #endif
+
+  static bench::LowRankBenchOptions lr;
+  auto* lrc = cmd->add_subcommand("lowrank", "Randomized vs full SVD, low-rank operator vs dense GEMM, fused multi-LoRA vs loop");
+  add_common(lrc, common);
+  lrc->add_option("--parts", lr.parts, "Any of rsvd, op, adapters")->delimiter(',');
+  lrc->add_option("--m", lr.m, "Rows / output features")->check(CLI::PositiveNumber);
+  lrc->add_option("--k", lr.k, "Columns / input features")->check(CLI::PositiveNumber);
+  lrc->add_option("--svd-rank", lr.svd_rank, "Rank of the randomized SVD")->check(CLI::PositiveNumber);
+  lrc->add_option("--oversample", lr.oversample, "Randomized SVD oversampling")->check(CLI::NonNegativeNumber);
+  lrc->add_option("--power-iters", lr.power_iters, "Randomized SVD power iterations")->check(CLI::NonNegativeNumber);
+  lrc->add_option("--op-rank", lr.op_rank, "Rank of the low-rank operator")->check(CLI::PositiveNumber);
+  lrc->add_option("--n", lr.n, "Tokens for the operator, e.g. 1,16,64,256")->delimiter(',')->check(CLI::PositiveNumber);
+  lrc->add_option("--adapters", lr.adapters, "Distinct LoRA adapters in the batch")->check(CLI::PositiveNumber);
+  lrc->add_option("--adapter-rank", lr.adapter_rank, "Rank of each adapter")->check(CLI::PositiveNumber);
+  lrc->add_option("--rows", lr.rows, "Batch rows (each names an adapter)")->check(CLI::PositiveNumber);
+  lrc->callback([] {
+    lr.threads = common.threads;
+    lr.repeats = common.repeats;
+    lr.warmup = common.warmup;
+    bench::Reporter rep(common.json);
+    Progress bar(bench::lowrank_bench_cases(lr), !common.json);
+    bench::bench_lowrank(lr, rep, [&](const std::string& s) { bar.step(s); });
+  });
 
   auto* mb = cmd->add_subcommand("membw", "DRAM read bandwidth with 1 and N threads (the roofline)");
   add_common(mb, common);

@@ -1,0 +1,119 @@
+// Factored linear operators applied without rebuilding the dense weight, and LoRA-family adapters
+// on a frozen base weight, one at a time or many per batch (S-LoRA).
+//
+// Layout as everywhere in tensorzip: a linear layer y = x·Wᵀ with W [out, in] row-major, x [n, in],
+// y [n, out]. LoRA: W' = W + s·B·A with A [r, in] (PEFT lora_A), B [out, r] (lora_B), s = α / r.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tensorzip/decompose.h"
+
+namespace tz {
+
+// W ≈ B · A with B = U·diag(S) [out, r] and A = Vt [r, in]: y = (x·Aᵀ)·Bᵀ, two GEMMs.
+class LowRankLinear {
+ public:
+  LowRankLinear() = default;
+  LowRankLinear(int64_t out, int64_t in, int64_t rank, std::vector<float> b, std::vector<float> a);
+  static LowRankLinear from_svd(const Svd<float>& svd);
+  void apply(const float* x, int64_t n, float* y) const;
+  std::vector<float> dense() const;  // B·A [out, in]
+  int64_t out() const { return out_; }
+  int64_t in() const { return in_; }
+  int64_t rank() const { return rank_; }
+  double flops(int64_t n) const { return 2.0 * double(n) * double(rank_) * double(in_ + out_); }
+
+ private:
+  int64_t out_ = 0, in_ = 0, rank_ = 0;
+  std::vector<float> b_, a_;
+};
+
+// ------------------------------------------------------------------------------ adapters
+struct LoraAdapter {
+  int64_t rank = 0;
+  float alpha = 0;         // scale s = alpha / rank
+  std::vector<float> a;    // [rank, in]
+  std::vector<float> b;    // [out, rank]
+  float scale() const { return alpha / float(rank); }
+};
+
+// y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, unmerged (W untouched).
+void lora_apply(const float* w, int64_t out, int64_t in, const LoraAdapter& ad, const float* x, int64_t n, float* y);
+// W += s·B·A, and back. ΔW = s·B·A is formed the same way both times, so unmerge(merge(W)) equals
+// W up to the f32 rounding of W + ΔW: |W'' − W| <= 2^-24·(|W| + |ΔW|) per element.
+void lora_merge(float* w, int64_t out, int64_t in, const LoraAdapter& ad);
+void lora_unmerge(float* w, int64_t out, int64_t in, const LoraAdapter& ad);
+
+// DoRA: W' = m ⊙ (W + s·B·A) / ‖W + s·B·A‖ with the norm per output row and magnitude m [out]
+// (initialized to the row norms of W, so a zero B leaves W unchanged).
+struct DoraAdapter {
+  LoraAdapter lora;
+  std::vector<float> magnitude;  // [out]
+  static DoraAdapter init(const float* w, int64_t out, int64_t in, LoraAdapter lora);
+};
+void dora_apply(const float* w, int64_t out, int64_t in, const DoraAdapter& ad, const float* x, int64_t n, float* y);
+std::vector<float> dora_merged(const float* w, int64_t out, int64_t in, const DoraAdapter& ad);
+
+// Block-LoRA: the input split into `blocks` equal blocks sharing one down-projection A [r, in/blocks]
+// with a per-block B_j [out, r]: ΔW = s·[B_1 A | B_2 A | …]. Parameters r·(in/blocks + blocks·out).
+struct BlockLoraAdapter {
+  int64_t rank = 0, blocks = 1;
+  float alpha = 0;
+  std::vector<float> a;                // [rank, in / blocks]
+  std::vector<std::vector<float>> b;   // blocks x [out, rank]
+  float scale() const { return alpha / float(rank); }
+};
+void block_lora_apply(const float* w, int64_t out, int64_t in, const BlockLoraAdapter& ad, const float* x, int64_t n,
+                      float* y);
+std::vector<float> block_lora_delta(int64_t out, int64_t in, const BlockLoraAdapter& ad);  // ΔW
+
+// Tucker-core adapters for N-D weights (FLoRA) and CP-LoRA: ΔW of a weight tensor with the given
+// shape is s·(core ×_k U_k) (Tucker) or s·Σ_r λ_r ∘_k u_k,r (CP); returned flattened, added to the
+// weight on merge and subtracted on unmerge like LoRA.
+std::vector<float> flora_delta(const Tucker<float>& t, float scale);
+std::vector<float> cp_lora_delta(const Cp<float>& cp, float scale);
+
+// Many LoRA adapters on one base layer, each batch row naming its adapter (S-LoRA / Punica BGMV).
+// Ranks may differ. apply() adds every row's adapter contribution in one fused kernel: rows are
+// grouped by adapter, each adapter's A and B are read once, the shrink (x·Aᵀ) and expand (·Bᵀ) run
+// as gathered GEMV/GEMM tasks over the pool. apply_loop() is the baseline it is measured against:
+// a loop over the adapters present (gather their rows, two GEMMs, scatter-add).
+class AdapterBank {
+ public:
+  AdapterBank(int64_t out, int64_t in);
+  int32_t add(const LoraAdapter& ad);  // returns its id
+  int64_t size() const { return int64_t(adapters_.size()); }
+  // y[t] += s_i·(x[t]·A_iᵀ)·B_iᵀ with i = ids[t] (ids[t] < 0: no adapter).
+  void apply(const float* x, int64_t n, const int32_t* ids, float* y) const;
+  void apply_loop(const float* x, int64_t n, const int32_t* ids, float* y) const;
+  const char* kernel() const;
+
+ private:
+  struct Entry {
+    int64_t rank;
+    float scale;
+    std::vector<float> a;   // [rank, in]
+    std::vector<float> bt;  // [rank, out]: B transposed, rows of the expand
+    std::vector<float> b;   // [out, rank] for the baseline GEMM
+  };
+  int64_t out_, in_;
+  std::vector<Entry> adapters_;
+};
+
+// PEFT layout: adapter_model.safetensors with "<prefix><module>.lora_A.weight" [r, in] and
+// ".lora_B.weight" [out, r] tensors (f32, f16 or bf16), adapter_config.json with r, lora_alpha and
+// target_modules. Modules are keyed by their path without the "base_model.model." prefix.
+struct PeftAdapter {
+  int64_t r = 0;
+  double lora_alpha = 0;
+  std::vector<std::string> target_modules;
+  std::map<std::string, LoraAdapter> modules;
+};
+PeftAdapter read_peft_adapter(const std::string& dir);
+// Writes both files atomically (temp file, then rename), f32 tensors.
+void write_peft_adapter(const std::string& dir, const PeftAdapter& adapter);
+
+}  // namespace tz

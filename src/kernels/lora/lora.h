@@ -1,0 +1,28 @@
+// Fused multi-adapter LoRA (S-LoRA / Punica BGMV): rows grouped by adapter; the shrink
+// h = x·Aᵀ and the expand y += s·h·Bᵀ of one adapter's rows as gathered GEMV/GEMM tasks.
+#pragma once
+#include <cstdint>
+
+namespace tz::kernels::lora {
+
+struct Task {
+  const float* a;      // [rank, in]
+  const float* bt;     // [rank, out]
+  int64_t rank;
+  float scale;
+  const int32_t* rows; // batch rows using this adapter
+  int64_t nrows;
+};
+
+struct Kernels {
+  // h[t, 0..rank) = A · x[rows[t]]
+  void (*shrink)(const Task& t, const float* x, int64_t in, float* h);
+  // y[rows[t], o0..o1) += scale · Σ_j h[t, j] · Bt[j, o]
+  void (*expand)(const Task& t, const float* h, int64_t out, int64_t o0, int64_t o1, float* y);
+};
+
+const Kernels* kernels__ref();
+const Kernels* kernels__avx2();
+const Kernels* kernels__avx512();
+
+}  // namespace tz::kernels::lora

@@ -1,0 +1,20 @@
+// Scalar reference of the fused LoRA kernels (one lane).
+#include "kernels/lora/lora_impl.h"
+
+namespace tz::kernels::lora {
+namespace {
+struct Vec1 {
+  static constexpr int L = 1;
+  float v;
+  static Vec1 zero() { return {0.f}; }
+  static Vec1 set1(float x) { return {x}; }
+  static Vec1 load(const float* p) { return {*p}; }
+  void store(float* p) const { *p = v; }
+  static Vec1 fma(Vec1 a, Vec1 b, Vec1 c) { return {a.v * b.v + c.v}; }
+  friend Vec1 operator+(Vec1 a, Vec1 b) { return {a.v + b.v}; }
+  float sum() const { return v; }
+};
+const Kernels k{shrink<Vec1>, expand<Vec1>};
+}  // namespace
+const Kernels* kernels__ref() { return &k; }
+}  // namespace tz::kernels::lora

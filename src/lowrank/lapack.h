@@ -1,0 +1,63 @@
+// Typed wrappers over OpenBLAS (cblas) and LAPACKE for the decompositions, row-major throughout,
+// for float and double. BLAS threads follow the tensorzip pool size.
+#pragma once
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensorzip/error.h"
+
+namespace tz::lowrank {
+
+void sync_blas_threads();
+
+// C (m x n) = alpha · op(A) · op(B) + beta · C.
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc) {
+  sync_blas_threads();
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, blasint(m), blasint(n),
+              blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+}
+inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                 const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  sync_blas_threads();
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, blasint(m), blasint(n),
+              blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc));
+}
+
+// Thin SVD of a (m x n, overwritten): u m x k, s k, vt k x n, k = min(m, n).
+inline void gesdd(int64_t m, int64_t n, float* a, float* s, float* u, float* vt) {
+  sync_blas_threads();
+  const int64_t k = std::min(m, n);
+  const lapack_int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', lapack_int(m), lapack_int(n), a, lapack_int(n), s, u,
+                                         lapack_int(k), vt, lapack_int(n));
+  require(info == 0, "svd: LAPACK sgesdd failed (info " + std::to_string(info) + ")");
+}
+inline void gesdd(int64_t m, int64_t n, double* a, double* s, double* u, double* vt) {
+  sync_blas_threads();
+  const int64_t k = std::min(m, n);
+  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', lapack_int(m), lapack_int(n), a, lapack_int(n), s, u,
+                                         lapack_int(k), vt, lapack_int(n));
+  require(info == 0, "svd: LAPACK dgesdd failed (info " + std::to_string(info) + ")");
+}
+
+// a (m x l, m >= l) <- an orthonormal basis of its columns (QR).
+inline void orthonormalize(int64_t m, int64_t l, float* a) {
+  sync_blas_threads();
+  std::vector<float> tau(static_cast<size_t>(l));
+  lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), a, lapack_int(l), tau.data());
+  if (info == 0) info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), lapack_int(l), a, lapack_int(l), tau.data());
+  require(info == 0, "svd: LAPACK QR failed (info " + std::to_string(info) + ")");
+}
+inline void orthonormalize(int64_t m, int64_t l, double* a) {
+  sync_blas_threads();
+  std::vector<double> tau(static_cast<size_t>(l));
+  lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), a, lapack_int(l), tau.data());
+  if (info == 0) info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), lapack_int(l), a, lapack_int(l), tau.data());
+  require(info == 0, "svd: LAPACK QR failed (info " + std::to_string(info) + ")");
+}
+
+}  // namespace tz::lowrank

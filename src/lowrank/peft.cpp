@@ -1,0 +1,116 @@
+// PEFT LoRA adapters: adapter_model.safetensors + adapter_config.json (see tensorzip/lowrank_ops.h).
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tensorzip/error.h"
+#include "tensorzip/io/atomic_file.h"
+#include "tensorzip/io/safetensors.h"
+#include "tensorzip/lowrank_ops.h"
+
+namespace tz {
+namespace {
+
+const std::string kPrefix = "base_model.model.";
+const std::string kA = ".lora_A.weight", kB = ".lora_B.weight";
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<float> as_f32(const io::SafetensorsFile& f, const std::string& name, const std::string& path) {
+  const Tensor t = f.tensor(name);
+  require(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
+          path + ": tensor " + name + " must be f32, f16 or bf16");
+  const Tensor c = t.to(DType::F32);
+  const float* p = c.data<float>();
+  std::vector<float> v(p, p + c.numel());
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i])) throw Error(path + ": tensor " + name + " has a non-finite value at " + std::to_string(i));
+  return v;
+}
+
+}  // namespace
+
+PeftAdapter read_peft_adapter(const std::string& dir) {
+  const std::string cfg_path = dir + "/adapter_config.json", st_path = dir + "/adapter_model.safetensors";
+  std::ifstream in(cfg_path);
+  require(bool(in), cfg_path + ": cannot open");
+  nlohmann::json cfg;
+  try {
+    in >> cfg;
+  } catch (const std::exception& e) {
+    throw Error(cfg_path + ": not valid JSON (" + e.what() + ")");
+  }
+  PeftAdapter ad;
+  try {
+    require(cfg.contains("r") && cfg["r"].is_number_integer(), cfg_path + ": needs an integer \"r\"");
+    require(cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(), cfg_path + ": needs a number \"lora_alpha\"");
+    ad.r = cfg["r"].get<int64_t>();
+    ad.lora_alpha = cfg["lora_alpha"].get<double>();
+    require(ad.r >= 1, cfg_path + ": \"r\" must be >= 1");
+    if (cfg.contains("target_modules")) {
+      const auto& tm = cfg["target_modules"];
+      if (tm.is_string()) ad.target_modules.push_back(tm.get<std::string>());
+      else if (tm.is_array())
+        for (const auto& m : tm) ad.target_modules.push_back(m.get<std::string>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cfg_path + ": " + e.what());
+  }
+  const auto f = io::SafetensorsFile::open(st_path);
+  for (const auto& e : f.tensors()) {
+    if (!ends_with(e.name, kA)) continue;
+    std::string module = e.name.substr(0, e.name.size() - kA.size());
+    const std::string bname = module + kB;
+    require(f.find(bname) != nullptr, st_path + ": " + e.name + " has no matching " + bname);
+    const auto* be = f.find(bname);
+    require(e.shape.size() == 2 && be->shape.size() == 2 && e.shape[0] == be->shape[1],
+            st_path + ": " + module + ": lora_A must be [r, in] and lora_B [out, r] with the same r");
+    if (module.rfind(kPrefix, 0) == 0) module = module.substr(kPrefix.size());
+    LoraAdapter l;
+    l.rank = e.shape[0];
+    l.alpha = float(ad.lora_alpha);
+    l.a = as_f32(f, e.name, st_path);
+    l.b = as_f32(f, bname, st_path);
+    ad.modules[module] = std::move(l);
+  }
+  for (const auto& e : f.tensors())
+    if (ends_with(e.name, kB)) {
+      std::string module = e.name.substr(0, e.name.size() - kB.size());
+      require(f.find(module + kA) != nullptr, st_path + ": " + e.name + " has no matching lora_A");
+    }
+  require(!ad.modules.empty(), st_path + ": no lora_A / lora_B tensors");
+  return ad;
+}
+
+void write_peft_adapter(const std::string& dir, const PeftAdapter& ad) {
+  require(!ad.modules.empty(), "peft: nothing to write");
+  io::SafetensorsWriter w;
+  std::vector<Tensor> keep;
+  for (const auto& [module, l] : ad.modules) {
+    require(l.rank >= 1 && l.a.size() % size_t(l.rank) == 0 && l.b.size() % size_t(l.rank) == 0,
+            "peft: module " + module + " has inconsistent factor sizes");
+    const int64_t in = int64_t(l.a.size()) / l.rank, out = int64_t(l.b.size()) / l.rank;
+    keep.push_back(Tensor::view(DType::F32, {l.rank, in}, const_cast<float*>(l.a.data())));
+    w.add(kPrefix + module + kA, keep.back());
+    keep.push_back(Tensor::view(DType::F32, {out, l.rank}, const_cast<float*>(l.b.data())));
+    w.add(kPrefix + module + kB, keep.back());
+  }
+  w.set_metadata("format", "pt");
+  nlohmann::json cfg;
+  cfg["peft_type"] = "LORA";
+  cfg["r"] = ad.r;
+  cfg["lora_alpha"] = ad.lora_alpha;
+  cfg["target_modules"] = ad.target_modules;
+  cfg["bias"] = "none";
+  cfg["lora_dropout"] = 0.0;
+  const std::string text = cfg.dump(2) + "\n";
+  io::AtomicFile cf(dir + "/adapter_config.json");
+  cf.write(text.data(), text.size());
+  w.write(dir + "/adapter_model.safetensors");
+  cf.commit();
+}
+
+}  // namespace tz

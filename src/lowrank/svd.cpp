@@ -1,0 +1,216 @@
+// Truncated, randomized and weighted SVD (see tensorzip/decompose.h).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "lowrank/lapack.h"
+#include "tensorzip/decompose.h"
+#include "tensorzip/runtime.h"
+
+namespace tz {
+namespace lowrank {
+
+void sync_blas_threads() {
+  static int current = 0;
+  const int n = num_threads();
+  if (current != n) {
+    openblas_set_num_threads(n);
+    current = n;
+  }
+}
+
+}  // namespace lowrank
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+template <class T>
+void check_matrix(const char* what, const T* a, int64_t m, int64_t n) {
+  require(a != nullptr && m >= 1 && n >= 1,
+          std::string(what) + ": need a non-empty matrix, got " + std::to_string(m) + " x " + std::to_string(n));
+  for (int64_t i = 0; i < m * n; ++i)
+    if (!std::isfinite(double(a[i])))
+      throw Error(std::string(what) + ": non-finite value at (" + std::to_string(i / n) + ", " + std::to_string(i % n) + ")");
+}
+
+// The rank a spec asks for, given the singular values when they are known.
+template <class T>
+int64_t choose_rank(const char* what, const RankSpec& spec, int64_t m, int64_t n, const std::vector<T>* spectrum) {
+  const int64_t kmax = std::min(m, n);
+  const int set = (spec.rank > 0) + (spec.energy > 0) + (spec.param_ratio > 0);
+  require(set == 1, std::string(what) + ": give exactly one of rank, energy, param_ratio");
+  if (spec.rank > 0) {
+    require(spec.rank <= kmax, std::string(what) + ": rank " + std::to_string(spec.rank) + " exceeds min(m, n) = " +
+                                   std::to_string(kmax));
+    return spec.rank;
+  }
+  if (spec.param_ratio > 0) {
+    require(spec.param_ratio <= 1, std::string(what) + ": param_ratio must be in (0, 1]");
+    const int64_t r = int64_t(std::floor(spec.param_ratio * double(m) * double(n) / double(m + n)));
+    return std::clamp<int64_t>(r, 1, kmax);
+  }
+  require(spec.energy <= 1, std::string(what) + ": energy must be in (0, 1]");
+  require(spectrum != nullptr, std::string(what) + ": an energy threshold needs the full spectrum (use svd_truncated)");
+  double total = 0;
+  for (T s : *spectrum) total += double(s) * double(s);
+  double kept = 0;
+  for (int64_t r = 0; r < int64_t(spectrum->size()); ++r) {
+    kept += double((*spectrum)[size_t(r)]) * double((*spectrum)[size_t(r)]);
+    if (kept >= spec.energy * total * (1 - 1e-12)) return r + 1;
+  }
+  return int64_t(spectrum->size());
+}
+
+template <class T>
+double frob2(const T* a, size_t count) {
+  double s = 0;
+  for (size_t i = 0; i < count; ++i) s += double(a[i]) * double(a[i]);
+  return s;
+}
+
+// Keep the leading r of a thin SVD with k = min(m, n) columns.
+template <class T>
+void truncate(Svd<T>& out, const std::vector<T>& u, const std::vector<T>& s, const std::vector<T>& vt, int64_t k, int64_t r) {
+  out.rank = r;
+  out.u.resize(size_t(out.m * r));
+  for (int64_t i = 0; i < out.m; ++i)
+    for (int64_t j = 0; j < r; ++j) out.u[size_t(i * r + j)] = u[size_t(i * k + j)];
+  out.s.assign(s.begin(), s.begin() + r);
+  out.vt.assign(vt.begin(), vt.begin() + r * out.n);
+}
+
+}  // namespace
+
+template <class T>
+std::vector<T> Svd<T>::reconstruct() const {
+  std::vector<T> us(u), out(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < rank; ++j) us[size_t(i * rank + j)] *= s[size_t(j)];
+  if (rank > 0) lowrank::gemm(false, false, m, n, rank, T(1), us.data(), rank, vt.data(), n, T(0), out.data(), n);
+  return out;
+}
+
+template <class T>
+double relative_error(const T* a, const T* ahat, size_t count) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double d = double(a[i]) - double(ahat[i]);
+    num += d * d;
+    den += double(a[i]) * double(a[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+template <class T>
+Svd<T> svd_truncated(const T* a, int64_t m, int64_t n, const RankSpec& spec) {
+  const auto t0 = Clock::now();
+  check_matrix("svd", a, m, n);
+  if (spec.rank > 0) choose_rank<T>("svd", spec, m, n, nullptr);  // validate before the work
+  const int64_t k = std::min(m, n);
+  std::vector<T> work(a, a + m * n), s(static_cast<size_t>(k)), u(size_t(m * k)), vt(size_t(k * n));
+  lowrank::gesdd(m, n, work.data(), s.data(), u.data(), vt.data());
+  Svd<T> out;
+  out.m = m;
+  out.n = n;
+  out.spectrum = s;
+  const int64_t r = choose_rank<T>("svd", spec, m, n, &s);
+  truncate(out, u, s, vt, k, r);
+  double total = 0, tail = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    total += double(s[size_t(i)]) * double(s[size_t(i)]);
+    if (i >= r) tail += double(s[size_t(i)]) * double(s[size_t(i)]);
+  }
+  out.report = {"svd", r, {r}, total > 0 ? std::sqrt(tail / total) : 0.0, m * n, r * (m + n + 1), since(t0), 0};
+  return out;
+}
+
+template <class T>
+Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, const RandomizedSvdOptions& opt) {
+  const auto t0 = Clock::now();
+  check_matrix("randomized svd", a, m, n);
+  require(opt.oversample >= 0 && opt.power_iters >= 0, "randomized svd: oversample and power_iters must be >= 0");
+  const int64_t r = choose_rank<T>("randomized svd", spec, m, n, nullptr);
+  const int64_t l = std::min(std::min(m, n), r + opt.oversample);
+  // Range finder: Y = A Ω, then (A Aᵀ)^q Y with re-orthonormalization between the products.
+  std::vector<T> omega(size_t(n * l)), y(size_t(m * l)), z(size_t(n * l));
+  std::mt19937_64 rng(opt.seed);
+  std::normal_distribution<double> g;
+  for (auto& v : omega) v = T(g(rng));
+  lowrank::gemm(false, false, m, l, n, T(1), a, n, omega.data(), l, T(0), y.data(), l);
+  for (int it = 0; it < opt.power_iters; ++it) {
+    lowrank::orthonormalize(m, l, y.data());
+    lowrank::gemm(true, false, n, l, m, T(1), a, n, y.data(), l, T(0), z.data(), l);  // Z = Aᵀ Q
+    lowrank::orthonormalize(n, l, z.data());
+    lowrank::gemm(false, false, m, l, n, T(1), a, n, z.data(), l, T(0), y.data(), l);  // Y = A Z
+  }
+  lowrank::orthonormalize(m, l, y.data());  // Q
+  // B = Qᵀ A (l x n), its SVD, U = Q · U_B.
+  std::vector<T> b(size_t(l * n)), sb(static_cast<size_t>(l)), ub(size_t(l * l)), vtb(size_t(l * n));
+  lowrank::gemm(true, false, l, n, m, T(1), y.data(), l, a, n, T(0), b.data(), n);
+  lowrank::gesdd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
+  std::vector<T> u(size_t(m * l));
+  lowrank::gemm(false, false, m, l, l, T(1), y.data(), l, ub.data(), l, T(0), u.data(), l);
+  Svd<T> out;
+  out.m = m;
+  out.n = n;
+  out.spectrum = sb;
+  truncate(out, u, sb, vtb, l, r);
+  const auto ahat = out.reconstruct();
+  out.report = {"rsvd", r, {r}, relative_error(a, ahat.data(), size_t(m * n)), m * n, r * (m + n + 1), since(t0),
+                opt.power_iters};
+  return out;
+}
+
+template <class T>
+Svd<T> svd_weighted(const T* a, int64_t m, int64_t n, const T* row_w, const T* col_w, const RankSpec& spec) {
+  const auto t0 = Clock::now();
+  check_matrix("weighted svd", a, m, n);
+  const auto check_w = [](const char* what, const T* w, int64_t len) {
+    if (w == nullptr) return;
+    for (int64_t i = 0; i < len; ++i)
+      require(std::isfinite(double(w[i])) && w[i] > 0,
+              std::string("weighted svd: ") + what + " weight " + std::to_string(i) + " must be finite and > 0");
+  };
+  check_w("row", row_w, m);
+  check_w("column", col_w, n);
+  std::vector<T> scaled(a, a + m * n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      scaled[size_t(i * n + j)] *= (row_w ? row_w[i] : T(1)) * (col_w ? col_w[j] : T(1));
+  Svd<T> out = svd_truncated(scaled.data(), m, n, spec);
+  // Â = diag(1/row_w) U S Vt diag(1/col_w).
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < out.rank; ++j) out.u[size_t(i * out.rank + j)] /= row_w ? row_w[i] : T(1);
+  for (int64_t i = 0; i < out.rank; ++i)
+    for (int64_t j = 0; j < n; ++j) out.vt[size_t(i * n + j)] /= col_w ? col_w[j] : T(1);
+  out.report.method = "weighted_svd";
+  out.report.seconds = since(t0);
+  return out;
+}
+
+std::vector<float> activation_col_weights(const float* x, int64_t tokens, int64_t n) {
+  check_matrix("activation weights", x, tokens, n);
+  std::vector<double> acc(static_cast<size_t>(n), 0.0);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < n; ++j) acc[size_t(j)] += double(x[t * n + j]) * double(x[t * n + j]);
+  double mx = 0;
+  for (double& v : acc) mx = std::max(mx, v = std::sqrt(v / double(tokens)));
+  require(mx > 0, "activation weights: all activations are zero");
+  std::vector<float> w(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) w[size_t(j)] = float(std::max(acc[size_t(j)], 1e-6 * mx));
+  return w;
+}
+
+#define TZ_SVD_INSTANTIATE(T)                                                                              \
+  template struct Svd<T>;                                                                                  \
+  template double relative_error<T>(const T*, const T*, size_t);                                           \
+  template Svd<T> svd_truncated<T>(const T*, int64_t, int64_t, const RankSpec&);                           \
+  template Svd<T> svd_randomized<T>(const T*, int64_t, int64_t, const RankSpec&, const RandomizedSvdOptions&); \
+  template Svd<T> svd_weighted<T>(const T*, int64_t, int64_t, const T*, const T*, const RankSpec&);
+TZ_SVD_INSTANTIATE(float)
+TZ_SVD_INSTANTIATE(double)
+
+}  // namespace tz
