@@ -52,6 +52,8 @@ struct RandomizedSvdOptions {
   int64_t oversample = 10;
   int power_iters = 4;
   uint64_t seed = 0x5eed;
+  // Measure ‖A − Â‖/‖A‖ for the report (one more m·n·r product); false leaves rel_error NaN.
+  bool report_error = true;
 };
 template <class T>
 Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, const RandomizedSvdOptions& opt = {});

@@ -31,6 +31,41 @@ class LowRankLinear {
   std::vector<float> b_, a_;
 };
 
+// A linear layer whose weight (out = Π o_k, in = Π i_k) is a Tucker or CP factorization of the
+// tensor with modes (o_1 … o_d, i_1 … i_d), or a matrix product operator (tensor train over the
+// merged modes (o_k i_k)): y = x·Wᵀ is contracted factor by factor, never forming W. A small cost
+// model picks the contraction order — for Tucker, the order of the input-mode contractions and of
+// the output-mode expansions (every permutation is costed, d <= 6); for the MPO, a left-to-right
+// or right-to-left sweep. CP layers run as x·KR_inᵀ·diag(λ)·KR_out (Khatri-Rao products formed at
+// construction: a rank-R low-rank product). flops() reports the chosen order's cost.
+class FactoredLinear {
+ public:
+  static FactoredLinear from_tucker(const Tucker<float>& t, const std::vector<int64_t>& out_modes,
+                                    const std::vector<int64_t>& in_modes);
+  static FactoredLinear from_cp(const Cp<float>& cp, const std::vector<int64_t>& out_modes,
+                                const std::vector<int64_t>& in_modes);
+  static FactoredLinear from_mpo(const TensorTrain<float>& tt, const std::vector<int64_t>& out_modes,
+                                 const std::vector<int64_t>& in_modes);
+  void apply(const float* x, int64_t n, float* y) const;
+  double flops(int64_t n) const { return flops_per_row_ * double(n); }
+  double dense_flops(int64_t n) const { return 2.0 * double(n) * double(out_) * double(in_); }
+  const std::string& plan() const { return plan_; }  // the chosen order, readable
+  int64_t out() const { return out_; }
+  int64_t in() const { return in_; }
+
+ private:
+  enum class Kind { Tucker, Cp, Mpo };
+  Kind kind_ = Kind::Tucker;
+  int64_t out_ = 0, in_ = 0;
+  std::vector<int64_t> out_modes_, in_modes_, ranks_;
+  std::vector<std::vector<float>> factors_;  // Tucker: 2d factors; CP: KR_in, KR_out; MPO: cores
+  std::vector<float> core_;                  // Tucker core; CP: λ
+  std::vector<int> in_order_, out_order_;    // Tucker contraction orders
+  bool reverse_ = false;                     // MPO: right-to-left sweep
+  double flops_per_row_ = 0;
+  std::string plan_;
+};
+
 // ------------------------------------------------------------------------------ adapters
 struct LoraAdapter {
   int64_t rank = 0;

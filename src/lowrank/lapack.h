@@ -44,20 +44,37 @@ inline void gesdd(int64_t m, int64_t n, double* a, double* s, double* u, double*
   require(info == 0, "svd: LAPACK dgesdd failed (info " + std::to_string(info) + ")");
 }
 
-// a (m x l, m >= l) <- an orthonormal basis of its columns (QR).
+// a (m x l row-major, m >= l) <- an orthonormal basis of its columns. Row-major m x l is
+// column-major l x m (its transpose), so this is an LQ factorization in LAPACK's own layout — no
+// transposed copies.
 inline void orthonormalize(int64_t m, int64_t l, float* a) {
   sync_blas_threads();
   std::vector<float> tau(static_cast<size_t>(l));
-  lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), a, lapack_int(l), tau.data());
-  if (info == 0) info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), lapack_int(l), a, lapack_int(l), tau.data());
-  require(info == 0, "svd: LAPACK QR failed (info " + std::to_string(info) + ")");
+  lapack_int info = LAPACKE_sgelqf(LAPACK_COL_MAJOR, lapack_int(l), lapack_int(m), a, lapack_int(l), tau.data());
+  if (info == 0) info = LAPACKE_sorglq(LAPACK_COL_MAJOR, lapack_int(l), lapack_int(m), lapack_int(l), a, lapack_int(l), tau.data());
+  require(info == 0, "svd: LAPACK LQ failed (info " + std::to_string(info) + ")");
 }
 inline void orthonormalize(int64_t m, int64_t l, double* a) {
   sync_blas_threads();
   std::vector<double> tau(static_cast<size_t>(l));
-  lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), a, lapack_int(l), tau.data());
-  if (info == 0) info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, lapack_int(m), lapack_int(l), lapack_int(l), a, lapack_int(l), tau.data());
-  require(info == 0, "svd: LAPACK QR failed (info " + std::to_string(info) + ")");
+  lapack_int info = LAPACKE_dgelqf(LAPACK_COL_MAJOR, lapack_int(l), lapack_int(m), a, lapack_int(l), tau.data());
+  if (info == 0) info = LAPACKE_dorglq(LAPACK_COL_MAJOR, lapack_int(l), lapack_int(m), lapack_int(l), a, lapack_int(l), tau.data());
+  require(info == 0, "svd: LAPACK LQ failed (info " + std::to_string(info) + ")");
+}
+
+// a (m x l row-major) <- a well-conditioned basis of the same column space, cheaper than QR: the
+// U factor of the LU factorization of aᵀ (column-major l x m, LAPACK's layout for this memory),
+// transposed back — the normalization fbpca uses between power iterations.
+template <class T>
+inline void lu_basis(int64_t m, int64_t l, T* a) {
+  sync_blas_threads();
+  std::vector<lapack_int> piv(static_cast<size_t>(l));
+  lapack_int info;
+  if constexpr (sizeof(T) == 4) info = LAPACKE_sgetrf(LAPACK_COL_MAJOR, lapack_int(l), lapack_int(m), a, lapack_int(l), piv.data());
+  else info = LAPACKE_dgetrf(LAPACK_COL_MAJOR, lapack_int(l), lapack_int(m), a, lapack_int(l), piv.data());
+  require(info >= 0, "svd: LAPACK LU failed (info " + std::to_string(info) + ")");
+  for (int64_t j = 0; j < l; ++j)  // drop L (strictly below the diagonal of the first l columns)
+    for (int64_t i = j + 1; i < l; ++i) a[i + j * l] = T(0);
 }
 
 }  // namespace tz::lowrank

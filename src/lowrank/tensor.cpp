@@ -6,30 +6,11 @@
 #include <random>
 
 #include "lowrank/lapack.h"
+#include "lowrank/tensor_ops.h"
 #include "tensorzip/decompose.h"
 
 namespace tz {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-int64_t product(const std::vector<int64_t>& v) {
-  return std::accumulate(v.begin(), v.end(), int64_t(1), [](int64_t a, int64_t b) { return a * b; });
-}
-
-template <class T>
-void check_tensor(const char* what, const DenseTensor<T>& a) {
-  const int d = int(a.shape.size());
-  require(d >= 2 && d <= 6, std::string(what) + ": tensors of order 2 to 6 are supported, got order " + std::to_string(d));
-  for (int64_t s : a.shape) require(s >= 1, std::string(what) + ": every mode needs size >= 1");
-  require(int64_t(a.data.size()) == product(a.shape),
-          std::string(what) + ": data holds " + std::to_string(a.data.size()) + " values, the shape needs " +
-              std::to_string(product(a.shape)));
-  for (size_t i = 0; i < a.data.size(); ++i)
-    if (!std::isfinite(double(a.data[i]))) throw Error(std::string(what) + ": non-finite value at flat index " + std::to_string(i));
-}
-
+namespace lowrank {
 // out[i_perm...] = a[i...]: out mode j is a's mode perm[j].
 template <class T>
 DenseTensor<T> permute(const DenseTensor<T>& a, const std::vector<int>& perm) {
@@ -57,7 +38,7 @@ DenseTensor<T> permute(const DenseTensor<T>& a, const std::vector<int>& perm) {
   return out;
 }
 
-std::vector<int> front(int d, int k) {
+std::vector<int> front_(int d, int k) {
   std::vector<int> p{k};
   for (int j = 0; j < d; ++j)
     if (j != k) p.push_back(j);
@@ -72,14 +53,14 @@ std::vector<int> inverse(const std::vector<int>& p) {
 // Mode-k unfolding: shape[k] x (the other modes in order), row-major.
 template <class T>
 std::vector<T> unfold(const DenseTensor<T>& a, int k) {
-  return permute(a, front(int(a.shape.size()), k)).data;
+  return permute(a, front_(int(a.shape.size()), k)).data;
 }
 
 // a ×_k M with M (J x n_k), or with Mᵀ when `transposed` (M then n_k x J).
 template <class T>
 DenseTensor<T> mode_product(const DenseTensor<T>& a, int k, const T* mat, int64_t j, bool transposed) {
   const int d = int(a.shape.size());
-  const auto p = front(d, k);
+  const auto p = front_(d, k);
   const DenseTensor<T> f = permute(a, p);
   const int64_t nk = a.shape[size_t(k)], rest = int64_t(a.data.size()) / nk;
   DenseTensor<T> y;
@@ -88,6 +69,32 @@ DenseTensor<T> mode_product(const DenseTensor<T>& a, int k, const T* mat, int64_
   y.data.resize(size_t(j * rest));
   lowrank::gemm(transposed, false, j, rest, nk, T(1), mat, transposed ? j : nk, f.data.data(), rest, T(0), y.data.data(), rest);
   return permute(y, inverse(p));
+}
+
+}  // namespace lowrank
+using lowrank::permute;
+using lowrank::mode_product;
+using lowrank::unfold;
+using lowrank::inverse;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int64_t product(const std::vector<int64_t>& v) {
+  return std::accumulate(v.begin(), v.end(), int64_t(1), [](int64_t a, int64_t b) { return a * b; });
+}
+
+template <class T>
+void check_tensor(const char* what, const DenseTensor<T>& a) {
+  const int d = int(a.shape.size());
+  require(d >= 2 && d <= 6, std::string(what) + ": tensors of order 2 to 6 are supported, got order " + std::to_string(d));
+  for (int64_t s : a.shape) require(s >= 1, std::string(what) + ": every mode needs size >= 1");
+  require(int64_t(a.data.size()) == product(a.shape),
+          std::string(what) + ": data holds " + std::to_string(a.data.size()) + " values, the shape needs " +
+              std::to_string(product(a.shape)));
+  for (size_t i = 0; i < a.data.size(); ++i)
+    if (!std::isfinite(double(a.data[i]))) throw Error(std::string(what) + ": non-finite value at flat index " + std::to_string(i));
 }
 
 // The leading r left singular vectors of an m x n matrix, m x r row-major.
@@ -393,6 +400,8 @@ std::vector<T> mpo_to_matrix(const TensorTrain<T>& tt, const std::vector<int64_t
 }
 
 #define TZ_TENSOR_INSTANTIATE(T)                                                                                   \
+  template DenseTensor<T> lowrank::permute<T>(const DenseTensor<T>&, const std::vector<int>&);                      \
+  template DenseTensor<T> lowrank::mode_product<T>(const DenseTensor<T>&, int, const T*, int64_t, bool);            \
   template struct DenseTensor<T>;                                                                                  \
   template struct Tucker<T>;                                                                                       \
   template struct Cp<T>;                                                                                           \

@@ -163,4 +163,55 @@ TEST(Cli, BenchColdCarriesRoofline) {
   EXPECT_GT(j["copies"].get<int>(), 1);
 }
 
+TEST(Cli, DecomposeReportsAndWritesFactors) {
+  namespace fs = std::filesystem;
+  // A generated exact-rank matrix: the SVD at that rank is exact.
+  auto r = test::run_cli("decompose --synthetic 120x80:6 --method svd --rank 6 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  for (const char* k : {"method", "rank", "rel_error", "params_before", "params_after", "param_ratio", "seconds"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_LT(j["rel_error"].get<double>(), 1e-5);
+  EXPECT_EQ(j["params_before"].get<int64_t>(), 120 * 80);
+  EXPECT_EQ(j["params_after"].get<int64_t>(), 6 * (120 + 80 + 1));
+  const std::string out = (fs::temp_directory_path() / ("tz_dec_" + std::to_string(::getpid()) + ".safetensors")).string();
+  for (const char* m : {"rsvd --rank 8", "tucker --shape 12,10,8,10 --ranks 4,4,4,4", "cp --shape 12,10,80 --rank 3 --iters 30",
+                        "tt --shape 12,10,8,10 --max-rank 5", "mpo --out-modes 12,10 --in-modes 8,10 --max-rank 6"}) {
+    auto d = test::run_cli(std::string("decompose --synthetic 120x80 --method ") + m + " --json -o " + out);
+    ASSERT_EQ(d.code, 0) << m << ": " << d.err;
+    const json jd = json::parse(d.out);
+    EXPECT_LT(jd["params_after"].get<int64_t>(), jd["params_before"].get<int64_t>()) << m;
+    EXPECT_GE(jd["rel_error"].get<double>(), 0.0) << m;
+    EXPECT_TRUE(fs::exists(out)) << m;
+    auto i = test::run_cli("inspect " + out + " --json");  // the factors file is a valid safetensors file
+    EXPECT_EQ(i.code, 0) << i.err;
+    fs::remove(out);
+  }
+  // Bad input: a clear one-line error, non-zero exit, no output file.
+  for (const char* bad : {"--synthetic 12x8 --method svd --rank 9", "--synthetic 12x8 --method tucker --ranks 2",
+                          "--synthetic 12x8 --method nope --rank 2", "--synthetic 12x8 --method mpo --out-modes 5 --in-modes 8 --max-rank 2",
+                          "--synthetic 0x8 --method svd --rank 1", "/no/such/file --tensor w --method svd --rank 1"}) {
+    auto b = test::run_cli(std::string("decompose ") + bad + " -o " + out);
+    EXPECT_NE(b.code, 0) << bad;
+    EXPECT_NE(b.err.find("error"), std::string::npos) << bad << ": " << b.err;
+    EXPECT_FALSE(fs::exists(out)) << bad;
+  }
+}
+
+TEST(Cli, BenchLowRankJson) {
+  auto r = test::run_cli("bench lowrank --m 256 --k 192 --svd-rank 8 --op-rank 16 --n 1,4 --adapters 4 --adapter-rank 4 --rows 8 --repeats 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::map<std::string, int> ops;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);
+    ++ops[j["op"].get<std::string>()];
+    if (!j["baseline"].get<std::string>().empty()) EXPECT_GT(j["ratio_to_baseline"].get<double>(), 0) << line;
+  }
+  EXPECT_EQ(ops["svd"], 2);
+  EXPECT_EQ(ops["lowrank_op"], 4);
+  EXPECT_EQ(ops["multi_lora"], 2);
+}
+
 }  // namespace tz

@@ -247,3 +247,52 @@ TEST(Lora, BadInput) {
 }
 
 }  // namespace tz
+
+namespace tz {
+
+// Tucker-, CP- and MPO-factored layers equal the dense product of their reconstruction, whatever
+// contraction order the cost model picks (both MPO sweep directions are exercised).
+TEST(FactoredLinear, EqualsDenseReconstruction) {
+  set_num_threads(2);
+  const int64_t n = 5;
+  bool saw_l2r = false, saw_r2l = false;
+  for (auto [om, im] : {std::pair<std::vector<int64_t>, std::vector<int64_t>>{{4, 6}, {5, 3}},
+                        {{2, 3, 4}, {3, 2, 5}},
+                        {{16, 2}, {2, 16}},
+                        {{2, 16}, {16, 2}}}) {
+    int64_t out = 1, in = 1;
+    for (int64_t v : om) out *= v;
+    for (int64_t v : im) in *= v;
+    const auto w = gauss(size_t(out * in), uint64_t(out * 3 + in));
+    const auto x = gauss(size_t(n * in), 8);
+    DenseTensor<float> t;
+    t.shape = om;
+    t.shape.insert(t.shape.end(), im.begin(), im.end());
+    t.data = w;
+    std::vector<int64_t> ranks;
+    for (int64_t s : t.shape) ranks.push_back(std::max<int64_t>(1, s / 2));
+    const auto check = [&](const FactoredLinear& f, const std::vector<float>& dense) {
+      std::vector<float> y(size_t(n * out));
+      f.apply(x.data(), n, y.data());
+      EXPECT_LE(rel(y, linear64(x, std::vector<double>(dense.begin(), dense.end()), n, out, in)), 1e-5) << f.plan();
+      EXPECT_GT(f.flops(n), 0);
+    };
+    const auto tk = tucker(t, ranks, 2);
+    const auto ft = FactoredLinear::from_tucker(tk, om, im);
+    check(ft, tk.reconstruct().data);
+    const auto cp = cp_als(t, 3, 5);
+    check(FactoredLinear::from_cp(cp, om, im), cp.reconstruct().data);
+    const auto mpo = mpo_from_matrix(w.data(), om, im, 3, 0);
+    const auto fm = FactoredLinear::from_mpo(mpo, om, im);
+    check(fm, mpo_to_matrix(mpo, om, im));
+    (fm.plan().find("right-to-left") != std::string::npos ? saw_r2l : saw_l2r) = true;
+  }
+  EXPECT_TRUE(saw_l2r);
+  EXPECT_TRUE(saw_r2l);
+  // The cost model: a Tucker layer of small ranks is far cheaper than the dense product.
+  DenseTensor<float> big{{8, 8, 8, 8}, gauss(4096, 3)};
+  const auto f = FactoredLinear::from_tucker(tucker(big, {2, 2, 2, 2}, 1), {8, 8}, {8, 8});
+  EXPECT_LT(f.flops(1), f.dense_flops(1) / 10);
+}
+
+}  // namespace tz

@@ -7,5 +7,6 @@ namespace tz::cli {
 void add_info(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_decompose(CLI::App& app);
 
 }  // namespace tz::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   tz::cli::add_info(app);
   tz::cli::add_inspect(app);
   tz::cli::add_bench(app);
+  tz::cli::add_decompose(app);
   app.parse_complete_callback([&] {
     if (threads > 0) tz::set_num_threads(threads);
   });
