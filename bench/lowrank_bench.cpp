@@ -102,30 +102,35 @@ void bench_lowrank(const LowRankBenchOptions& o, Reporter& rep, const std::funct
     }
     if (has(o, "adapters")) {
       progress(fmt::format("adapters {} x rank {} rows {} threads={}", o.adapters, o.adapter_rank, o.rows, t));
-      AdapterBank bank(m, k);
-      for (int64_t i = 0; i < o.adapters; ++i)
-        bank.add(LoraAdapter{o.adapter_rank, float(2 * o.adapter_rank),
-                             gaussian(size_t(o.adapter_rank * k), uint32_t(300 + i), 0.02f),
-                             gaussian(size_t(m * o.adapter_rank), uint32_t(400 + i), 0.02f)});
-      std::vector<int32_t> ids(static_cast<size_t>(o.rows));
-      for (int64_t r = 0; r < o.rows; ++r) ids[size_t(r)] = int32_t((r * 7) % o.adapters);  // mixed order
-      const auto x = gaussian(size_t(o.rows * k), 500);
-      std::vector<float> yf(size_t(o.rows * m), 0.f), yl(size_t(o.rows * m), 0.f);
-      const Timing tl = time_it([&](int) { bank.apply_loop(x.data(), o.rows, ids.data(), yl.data()); }, o.warmup,
-                                o.repeats, o.budget_s);
-      const Timing tf = time_it([&](int) { bank.apply(x.data(), o.rows, ids.data(), yf.data()); }, o.warmup, o.repeats,
-                                o.budget_s);
-      std::fill(yf.begin(), yf.end(), 0.f);
-      std::fill(yl.begin(), yl.end(), 0.f);
-      bank.apply(x.data(), o.rows, ids.data(), yf.data());
-      bank.apply_loop(x.data(), o.rows, ids.data(), yl.data());
-      const std::string shape = fmt::format("{}x{} {} adapters r={} rows={}", m, k, o.adapters, o.adapter_rank, o.rows);
-      const double flops = 2.0 * double(o.rows) * double(o.adapter_rank) * double(m + k);
-      const double bytes = double(o.adapters) * double(o.adapter_rank) * double(m + k) * 4;
-      rep.add(Row{"multi_lora", "loop_over_adapters_gemm", "", "f32", shape, "hot", t, tl, flops, bytes, 0, 0,
-                  std::nullopt, {}});
-      rep.add(Row{"multi_lora", bank.kernel(), "loop_over_adapters_gemm", "f32", shape, "hot", t, tf, flops, bytes,
-                  tl.ms_median, max_rel_err(yf.data(), yl.data(), yf.size()), std::nullopt, {}});
+      for (DType storage : {DType::F32, DType::BF16}) {
+        AdapterBank bank(m, k, storage);
+        for (int64_t i = 0; i < o.adapters; ++i)
+          bank.add(LoraAdapter{o.adapter_rank, float(2 * o.adapter_rank),
+                               gaussian(size_t(o.adapter_rank * k), uint32_t(300 + i), 0.02f),
+                               gaussian(size_t(m * o.adapter_rank), uint32_t(400 + i), 0.02f)});
+        std::vector<int32_t> ids(static_cast<size_t>(o.rows));
+        for (int64_t r = 0; r < o.rows; ++r) ids[size_t(r)] = int32_t((r * 7) % o.adapters);  // mixed order
+        const auto x = gaussian(size_t(o.rows * k), 500);
+        std::vector<float> yf(size_t(o.rows * m), 0.f), yl(size_t(o.rows * m), 0.f);
+        const Timing tl = time_it([&](int) { bank.apply_loop(x.data(), o.rows, ids.data(), yl.data()); }, o.warmup,
+                                  o.repeats, o.budget_s);
+        const Timing tf = time_it([&](int) { bank.apply(x.data(), o.rows, ids.data(), yf.data()); }, o.warmup,
+                                  o.repeats, o.budget_s);
+        std::fill(yf.begin(), yf.end(), 0.f);
+        std::fill(yl.begin(), yl.end(), 0.f);
+        bank.apply(x.data(), o.rows, ids.data(), yf.data());
+        bank.apply_loop(x.data(), o.rows, ids.data(), yl.data());
+        const bool bf = storage == DType::BF16;
+        const std::string shape = fmt::format("{}x{} {} adapters r={} rows={}", m, k, o.adapters, o.adapter_rank, o.rows);
+        const double flops = 2.0 * double(o.rows) * double(o.adapter_rank) * double(m + k);
+        const double bytes = double(o.adapters) * double(o.adapter_rank) * double(m + k) * 4;
+        const std::string loop = "loop_over_adapters_gemm_f32";
+        if (!bf) rep.add(Row{"multi_lora", loop, "", "f32", shape, "hot", t, tl, flops, bytes, 0, 0, std::nullopt, {}});
+        Row r{"multi_lora", std::string(bank.kernel()) + (bf ? "+bf16_weights" : ""), loop, bf ? "bf16" : "f32", shape,
+              "hot", t, tf, flops, bf ? bytes / 2 : bytes, tl.ms_median, max_rel_err(yf.data(), yl.data(), yf.size()),
+              std::nullopt, {}};
+        rep.add(r);
+      }
     }
   }
 }

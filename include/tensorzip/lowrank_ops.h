@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tensorzip/decompose.h"
+#include "tensorzip/mpgemm.h"
 
 namespace tz {
 
@@ -77,6 +78,9 @@ struct LoraAdapter {
 
 // y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, unmerged (W untouched).
 void lora_apply(const float* w, int64_t out, int64_t in, const LoraAdapter& ad, const float* x, int64_t n, float* y);
+// The same on a low-bit frozen base (QLoRA-style): the base product runs the LUT / int8 mpGEMM
+// kernels on the packed weights (mpgemm.h), the adapter in f32.
+void lora_apply(const LutWeights& w, const LoraAdapter& ad, const float* x, int64_t n, float* y);
 // W += s·B·A, and back. ΔW = s·B·A is formed the same way both times, so unmerge(merge(W)) equals
 // W up to the f32 rounding of W + ΔW: |W'' − W| <= 2^-24·(|W| + |ΔW|) per element.
 void lora_merge(float* w, int64_t out, int64_t in, const LoraAdapter& ad);
@@ -116,13 +120,19 @@ std::vector<float> cp_lora_delta(const Cp<float>& cp, float scale);
 // grouped by adapter, each adapter's A and B are read once, the shrink (x·Aᵀ) and expand (·Bᵀ) run
 // as gathered GEMV/GEMM tasks over the pool. apply_loop() is the baseline it is measured against:
 // a loop over the adapters present (gather their rows, two GEMMs, scatter-add).
+// storage = BF16 keeps A and B as bf16 (rounded on add; PEFT adapters are commonly shipped in
+// bf16/f16): the fused kernel then reads half the bytes — the batch is bound by reading every
+// adapter once — and widens on load, accumulating in f32. apply_loop uses the same rounded values
+// in f32 (OpenBLAS has no bf16 GEMM).
 class AdapterBank {
  public:
-  AdapterBank(int64_t out, int64_t in);
+  AdapterBank(int64_t out, int64_t in, DType storage = DType::F32);
   int32_t add(const LoraAdapter& ad);  // returns its id
   int64_t size() const { return int64_t(adapters_.size()); }
   // y[t] += s_i·(x[t]·A_iᵀ)·B_iᵀ with i = ids[t] (ids[t] < 0: no adapter).
   void apply(const float* x, int64_t n, const int32_t* ids, float* y) const;
+  // y = x·Ŵᵀ (low-bit base through mpGEMM) plus every row's adapter, as one call.
+  void apply_with_base(const LutWeights& base, const float* x, int64_t n, const int32_t* ids, float* y) const;
   void apply_loop(const float* x, int64_t n, const int32_t* ids, float* y) const;
   const char* kernel() const;
 
@@ -131,10 +141,12 @@ class AdapterBank {
     int64_t rank;
     float scale;
     std::vector<float> a;   // [rank, in]
-    std::vector<float> bt;  // [rank, out]: B transposed, rows of the expand
+    std::vector<float> bt;  // [rank, out]: B transposed, rows of the expand (f32 storage)
     std::vector<float> b;   // [out, rank] for the baseline GEMM
+    std::vector<uint16_t> a16, bt16;  // bf16 storage
   };
   int64_t out_, in_;
+  DType storage_;
   std::vector<Entry> adapters_;
 };
 

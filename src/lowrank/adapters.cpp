@@ -7,6 +7,7 @@
 #include "core/dispatch.h"
 #include "kernels/lora/lora.h"
 #include "lowrank/lapack.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/gemm.h"
 #include "tensorzip/lowrank_ops.h"
@@ -107,6 +108,12 @@ void lora_apply(const float* w, int64_t out, int64_t in, const LoraAdapter& ad, 
   check_lora("lora", out, in, ad);
   gemm_f32(n, out, in, x, in, w, in, y, out);
   add_lora(out, in, ad, x, n, y);
+}
+
+void lora_apply(const LutWeights& w, const LoraAdapter& ad, const float* x, int64_t n, float* y) {
+  check_lora("lora", w.rows(), w.cols(), ad);
+  mpgemm(w, x, n, w.cols(), y, w.rows());
+  add_lora(w.rows(), w.cols(), ad, x, n, y);
 }
 
 void lora_merge(float* w, int64_t out, int64_t in, const LoraAdapter& ad) {
@@ -218,15 +225,29 @@ std::vector<float> cp_lora_delta(const Cp<float>& cp, float scale) {
 }
 
 // ------------------------------------------------------------------------------ AdapterBank
-AdapterBank::AdapterBank(int64_t out, int64_t in) : out_(out), in_(in) {
+AdapterBank::AdapterBank(int64_t out, int64_t in, DType storage) : out_(out), in_(in), storage_(storage) {
   require(out >= 1 && in >= 1, "adapter bank: out and in must be >= 1");
+  require(storage == DType::F32 || storage == DType::BF16, "adapter bank: storage must be F32 or BF16");
 }
 
 int32_t AdapterBank::add(const LoraAdapter& ad) {
   check_lora("adapter bank", out_, in_, ad);
-  Entry e{ad.rank, ad.scale(), ad.a, std::vector<float>(size_t(ad.rank * out_)), ad.b};
+  Entry e{ad.rank, ad.scale(), ad.a, std::vector<float>(size_t(ad.rank * out_)), ad.b, {}, {}};
   for (int64_t o = 0; o < out_; ++o)
     for (int64_t j = 0; j < ad.rank; ++j) e.bt[size_t(j * out_ + o)] = ad.b[size_t(o * ad.rank + j)];
+  if (storage_ == DType::BF16) {
+    const auto round = [](const std::vector<float>& v, std::vector<uint16_t>& h, std::vector<float>* widened) {
+      h.resize(v.size());
+      f32_to_bf16(v.data(), h.data(), v.size());
+      if (widened) bf16_to_f32(h.data(), widened->data(), h.size());
+    };
+    round(e.a, e.a16, &e.a);
+    round(e.bt, e.bt16, nullptr);
+    std::vector<uint16_t> b16;
+    round(e.b, b16, &e.b);  // the baseline's B: the same rounded values
+    e.bt.clear();
+    e.bt.shrink_to_fit();
+  }
   adapters_.push_back(std::move(e));
   return int32_t(adapters_.size() - 1);
 }
@@ -263,7 +284,9 @@ void AdapterBank::apply(const float* x, int64_t n, const int32_t* ids, float* y)
     const int64_t nr = off[size_t(i + 1)] - off[size_t(i)];
     if (nr == 0) continue;
     const Entry& e = adapters_[size_t(i)];
-    tasks.push_back({e.a.data(), e.bt.data(), e.rank, e.scale, rows.data() + off[size_t(i)], nr});
+    const bool bf = storage_ == DType::BF16;
+    tasks.push_back({bf ? nullptr : e.a.data(), bf ? nullptr : e.bt.data(), bf ? e.a16.data() : nullptr,
+                     bf ? e.bt16.data() : nullptr, e.rank, e.scale, rows.data() + off[size_t(i)], nr});
     hoff.push_back(hoff.back() + nr * e.rank);
   }
   std::vector<float> h(size_t(hoff.back()));
@@ -274,6 +297,14 @@ void AdapterBank::apply(const float* x, int64_t n, const int32_t* ids, float* y)
     const int64_t ti = i / chunks, c = i % chunks;
     k->expand(tasks[size_t(ti)], h.data() + hoff[size_t(ti)], out_, c * kChunk, std::min(out_, (c + 1) * kChunk), y);
   });
+}
+
+void AdapterBank::apply_with_base(const LutWeights& base, const float* x, int64_t n, const int32_t* ids, float* y) const {
+  require(base.rows() == out_ && base.cols() == in_,
+          "adapter bank: base weights are " + std::to_string(base.rows()) + " x " + std::to_string(base.cols()) +
+              ", the adapters " + std::to_string(out_) + " x " + std::to_string(in_));
+  mpgemm(base, x, n, in_, y, out_);
+  apply(x, n, ids, y);
 }
 
 void AdapterBank::apply_loop(const float* x, int64_t n, const int32_t* ids, float* y) const {

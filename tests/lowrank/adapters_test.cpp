@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/gemm.h"
 #include "tensorzip/lowrank_ops.h"
@@ -99,6 +100,38 @@ TEST(Lora, ApplyMergeUnmerge) {
   EXPECT_EQ(w2, w0);
 }
 
+// LoRA on a 4-bit base: the mpGEMM product plus the adapter, against the dequantized base in
+// float64 (the mpGEMM fast mode's own bound applies to the base part).
+TEST(Lora, OnLowBitBase) {
+  set_num_threads(2);
+  const int64_t out = 48, in = 256, n = 3;
+  const auto w = gauss(size_t(out * in), 31);
+  QuantFormat fmt;
+  fmt.bits = 4;
+  fmt.group = 64;
+  const auto q = quantize_rtn_ref(w.data(), out, in, fmt);
+  const auto lw = LutWeights::pack(q);
+  std::vector<float> wd(size_t(out * in));
+  dequantize_ref(q, wd.data());
+  const auto ad = random_lora(out, in, 8, 33);
+  const auto x = gauss(size_t(n * in), 34);
+  std::vector<float> y(size_t(n * out)), ref(size_t(n * out));
+  lora_apply(lw, ad, x.data(), n, y.data());
+  lora_apply(wd.data(), out, in, ad, x.data(), n, ref.data());
+  EXPECT_LE(rel(y, std::vector<double>(ref.begin(), ref.end())), 1e-2);  // fast-mode LUT (int8 tables)
+  AdapterBank bank(out, in);
+  bank.add(ad);
+  const std::vector<int32_t> ids{0, -1, 0};
+  std::vector<float> yb(size_t(n * out));
+  bank.apply_with_base(lw, x.data(), n, ids.data(), yb.data());
+  std::vector<float> base(size_t(n * out));
+  mpgemm(lw, x.data(), n, in, base.data(), out);
+  for (int64_t o = 0; o < out; ++o) EXPECT_EQ(yb[size_t(out + o)], base[size_t(out + o)]);  // row 1: base only
+  for (int64_t o = 0; o < out; ++o) EXPECT_NEAR(yb[size_t(o)], y[size_t(o)], 1e-4 * (1 + std::abs(y[size_t(o)])));
+  AdapterBank wrong(out + 1, in);
+  EXPECT_THROW(wrong.apply_with_base(lw, x.data(), n, ids.data(), yb.data()), Error);
+}
+
 TEST(Lora, DoraBlockFloraCp) {
   const int64_t out = 12, in = 20, r = 3, n = 4;
   const auto w = gauss(size_t(out * in), 11);
@@ -145,13 +178,19 @@ class AdapterBankIsa : public ::testing::TestWithParam<Isa> {};
 TEST_P(AdapterBankIsa, FusedEqualsLoopAndReference) {
   if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
   test::ScopedIsa cap(GetParam());
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2})
+  for (DType storage : {DType::F32, DType::BF16}) {
     set_num_threads(threads);
     for (auto [out, in, n] : {std::tuple{7, 4095, 9}, {1030, 33, 64}, {16, 16, 1}}) {
-      AdapterBank bank(out, in);
+      AdapterBank bank(out, in, storage);
       std::vector<LoraAdapter> ads;
       for (int64_t r : {1, 3, 16, 5}) ads.push_back(random_lora(out, in, r, uint64_t(r * 31 + out)));
       for (const auto& a : ads) bank.add(a);
+      if (storage == DType::BF16)  // the reference uses the rounded weights the bank holds
+        for (auto& a : ads) {
+          for (float& v : a.a) v = bf16_to_f32_scalar(f32_to_bf16_scalar(v));
+          for (float& v : a.b) v = bf16_to_f32_scalar(f32_to_bf16_scalar(v));
+        }
       std::vector<int32_t> ids(static_cast<size_t>(n));
       for (int64_t t = 0; t < n; ++t) ids[size_t(t)] = int32_t(t % 5) - 1;  // -1 = no adapter, repeats
       const auto x = gauss(size_t(n * in), 77);

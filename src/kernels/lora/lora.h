@@ -6,8 +6,10 @@
 namespace tz::kernels::lora {
 
 struct Task {
-  const float* a;      // [rank, in]
+  const float* a;      // [rank, in]   (f32 storage)
   const float* bt;     // [rank, out]
+  const uint16_t* a16; // the same in bf16 when the bank stores bf16 (a, bt null then)
+  const uint16_t* bt16;
   int64_t rank;
   float scale;
   const int32_t* rows; // batch rows using this adapter
