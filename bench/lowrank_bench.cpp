@@ -62,20 +62,24 @@ void bench_lowrank(const LowRankBenchOptions& o, Reporter& rep, const std::funct
              {full_ms, full_ms, 1}, 0, double(m * k) * 4, 0, full.report.rel_error, std::nullopt, {}};
       rf.extra["rel_error"] = full.report.rel_error;
       rep.add(rf);
-      RandomizedSvdOptions ro;
-      ro.oversample = o.oversample;
-      ro.power_iters = o.power_iters;
-      ro.report_error = false;  // measured once below, outside the timed runs
-      Svd<float> rs;
-      const Timing tr = time_it([&](int) { rs = svd_randomized(a.data(), m, k, RankSpec::of_rank(o.svd_rank), ro); },
-                                o.warmup, o.repeats, o.budget_s);
-      rs.report.rel_error = relative_error(a.data(), rs.reconstruct().data(), a.size());
-      Row rr{"svd", fmt::format("randomized_p{}_q{}", o.oversample, o.power_iters), "lapack_sgesdd_full", "f32", rf.shape,
-             "hot", t, tr, 0, double(m * k) * 4, full_ms, rs.report.rel_error, std::nullopt, {}};
-      rr.extra["rel_error"] = rs.report.rel_error;
-      rr.extra["optimal_rel_error"] = full.report.rel_error;
-      rr.extra["error_excess"] = rs.report.rel_error / full.report.rel_error - 1;
-      rep.add(rr);
+      for (bool bf16 : {false, true}) {
+        RandomizedSvdOptions ro;
+        ro.oversample = o.oversample;
+        ro.power_iters = o.power_iters;
+        ro.report_error = false;  // measured once below, outside the timed runs
+        ro.bf16_range = bf16;
+        Svd<float> rs;
+        const Timing tr = time_it([&](int) { rs = svd_randomized(a.data(), m, k, RankSpec::of_rank(o.svd_rank), ro); },
+                                  o.warmup, o.repeats, o.budget_s);
+        rs.report.rel_error = relative_error(a.data(), rs.reconstruct().data(), a.size());
+        Row rr{"svd", fmt::format("randomized_p{}_q{}{}", o.oversample, o.power_iters, bf16 ? "_bf16range" : ""),
+               "lapack_sgesdd_full", "f32", rf.shape, "hot", t, tr, 0, double(m * k) * 4, full_ms, rs.report.rel_error,
+               std::nullopt, {}};
+        rr.extra["rel_error"] = rs.report.rel_error;
+        rr.extra["optimal_rel_error"] = full.report.rel_error;
+        rr.extra["error_excess"] = rs.report.rel_error / full.report.rel_error - 1;
+        rep.add(rr);
+      }
     }
     if (has(o, "op")) {
       const auto w = gaussian(size_t(m * k), 201, 0.02f);

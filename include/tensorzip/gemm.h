@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tensorzip/tensor.h"
 
@@ -18,6 +19,20 @@ void gemm_f32(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, cons
               int64_t ldw, float* y, int64_t ldy);
 void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, const uint16_t* w,
                int64_t ldw, float* y, int64_t ldy);
+// bf16 weights reused across many products (an iterative solver, a layer at every step): packed
+// once into the AMX kernel's tile layout where that kernel is active, so gemm_bf16 on them skips
+// the per-call repacking; elsewhere the plain copy of W is used.
+struct PackedBf16Weights {
+  int64_t m = 0, k = 0;
+  std::vector<uint16_t> w;      // [m, k] as given, when not packed into tiles
+  std::vector<uint16_t> tiles;  // AMX layout (then w is empty), or empty
+};
+PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int64_t ldw);
+// The same straight from f32 weights (rounded to nearest-even bf16): W = w [m, k] (row stride ldw),
+// or, with transposed, W = wᵀ where w is [k, m] — no bf16 or transposed copy in between.
+PackedBf16Weights pack_bf16_weights_f32(const float* w, int64_t m, int64_t k, int64_t ldw, bool transposed = false);
+void gemm_bf16(int64_t n, const uint16_t* x, int64_t ldx, const PackedBf16Weights& w, float* y, int64_t ldy);
+
 // Tensor form: x [n,k], w [m,k] of the same dtype (F32 or BF16); returns y [n,m] F32.
 Tensor linear(const Tensor& x, const Tensor& w);
 

@@ -77,4 +77,26 @@ inline void lu_basis(int64_t m, int64_t l, T* a) {
     for (int64_t i = j + 1; i < l; ++i) a[i + j * l] = T(0);
 }
 
+// a: column-major m x l (m >= l) <- a basis of the same column space: P·L from its LU
+// factorization (unit lower trapezoidal L, rows put back in the original order).
+inline void lu_basis_colmajor(int64_t m, int64_t l, float* a) {
+  sync_blas_threads();
+  std::vector<lapack_int> piv(static_cast<size_t>(l));
+  const lapack_int info = LAPACKE_sgetrf(LAPACK_COL_MAJOR, lapack_int(m), lapack_int(l), a, lapack_int(m), piv.data());
+  require(info >= 0, "svd: LAPACK LU failed (info " + std::to_string(info) + ")");
+  for (int64_t j = 0; j < l; ++j) {
+    for (int64_t i = 0; i < j; ++i) a[i + j * m] = 0.f;
+    a[j + j * m] = 1.f;
+  }
+  LAPACKE_slaswp(LAPACK_COL_MAJOR, lapack_int(l), a, lapack_int(m), 1, lapack_int(l), piv.data(), -1);
+}
+// a: column-major m x l <- Q of its QR factorization (orthonormal columns).
+inline void qr_colmajor(int64_t m, int64_t l, float* a) {
+  sync_blas_threads();
+  std::vector<float> tau(static_cast<size_t>(l));
+  lapack_int info = LAPACKE_sgeqrf(LAPACK_COL_MAJOR, lapack_int(m), lapack_int(l), a, lapack_int(m), tau.data());
+  if (info == 0) info = LAPACKE_sorgqr(LAPACK_COL_MAJOR, lapack_int(m), lapack_int(l), lapack_int(l), a, lapack_int(m), tau.data());
+  require(info == 0, "svd: LAPACK QR failed (info " + std::to_string(info) + ")");
+}
+
 }  // namespace tz::lowrank

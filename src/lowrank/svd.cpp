@@ -3,9 +3,12 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <type_traits>
 
 #include "lowrank/lapack.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/decompose.h"
+#include "tensorzip/gemm.h"
 #include "tensorzip/runtime.h"
 
 namespace tz {
@@ -129,6 +132,41 @@ Svd<T> svd_truncated(const T* a, int64_t m, int64_t n, const RankSpec& spec) {
   return out;
 }
 
+// The range finder in bf16 on transposed panels (Yᵀ [l, m], Zᵀ [l, n] row-major = Y, Z
+// column-major), so every product has the bf16 GEMM's X·Wᵀ form with W = A or Aᵀ, packed once.
+Svd<float> svd_randomized_bf16(const float* a, int64_t m, int64_t n, int64_t r, int64_t l, const std::vector<float>& omega,
+                               const RandomizedSvdOptions& opt, Clock::time_point t0) {
+  std::vector<uint16_t> pb(size_t(l * std::max(m, n)));
+  const PackedBf16Weights wa = pack_bf16_weights_f32(a, m, n, n);          // Yᵀ = Zᵀ·Aᵀ: W = A [m, n]
+  const PackedBf16Weights wat = pack_bf16_weights_f32(a, n, m, n, true);   // Zᵀ = Yᵀ·A:  W = Aᵀ [n, m]
+  std::vector<float> yt(size_t(l * m)), zt(size_t(l * n)), ot(size_t(l * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < l; ++j) ot[size_t(j * n + i)] = omega[size_t(i * l + j)];
+  f32_to_bf16(ot.data(), pb.data(), ot.size());
+  gemm_bf16(l, pb.data(), n, wa, yt.data(), m);  // Yᵀ = Ωᵀ Aᵀ
+  for (int it = 0; it < opt.power_iters; ++it) {
+    lowrank::lu_basis_colmajor(m, l, yt.data());
+    f32_to_bf16(yt.data(), pb.data(), yt.size());
+    gemm_bf16(l, pb.data(), m, wat, zt.data(), n);  // Zᵀ = Yᵀ A
+    lowrank::lu_basis_colmajor(n, l, zt.data());
+    f32_to_bf16(zt.data(), pb.data(), zt.size());
+    gemm_bf16(l, pb.data(), n, wa, yt.data(), m);  // Yᵀ = Zᵀ Aᵀ
+  }
+  lowrank::qr_colmajor(m, l, yt.data());  // Qᵀ [l, m]
+  std::vector<float> b(size_t(l * n)), sb(static_cast<size_t>(l)), ub(size_t(l * l)), vtb(size_t(l * n)), u(size_t(m * l));
+  lowrank::gemm(false, false, l, n, m, 1.f, yt.data(), m, a, n, 0.f, b.data(), n);  // B = QᵀA in fp32
+  lowrank::gesdd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
+  lowrank::gemm(true, false, m, l, l, 1.f, yt.data(), m, ub.data(), l, 0.f, u.data(), l);  // U = Q U_B
+  Svd<float> out;
+  out.m = m;
+  out.n = n;
+  out.spectrum = sb;
+  truncate(out, u, sb, vtb, l, r);
+  const double err = opt.report_error ? relative_error(a, out.reconstruct().data(), size_t(m * n)) : NAN;
+  out.report = {"rsvd_bf16_range", r, {r}, err, m * n, r * (m + n + 1), since(t0), opt.power_iters};
+  return out;
+}
+
 template <class T>
 Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, const RandomizedSvdOptions& opt) {
   const auto t0 = Clock::now();
@@ -141,6 +179,9 @@ Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, co
   std::mt19937_64 rng(opt.seed);
   std::normal_distribution<double> g;
   for (auto& v : omega) v = T(g(rng));
+  if constexpr (std::is_same_v<T, float>) {
+    if (opt.bf16_range) return svd_randomized_bf16(a, m, n, r, l, omega, opt, t0);
+  }
   lowrank::gemm(false, false, m, l, n, T(1), a, n, omega.data(), l, T(0), y.data(), l);
   for (int it = 0; it < opt.power_iters; ++it) {  // LU-normalized between products (fbpca), QR at the end
     lowrank::lu_basis(m, l, y.data());

@@ -87,6 +87,28 @@ TEST_P(GemmIsa, Bf16MatchesReference) {
       gemm_bf16_ref(s.n, s.m, s.k, xb.data(), s.k, wb.data(), s.k, ref.data(), s.m);
       expect_close(y, ref, abs_dot(xf, wf, s.n, s.m, s.k), s.k,
                    chosen_kernel("gemm_bf16") + " n=" + std::to_string(s.n) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k));
+      // Pre-packed weights run the same arithmetic: bit-identical results.
+      const auto packed = pack_bf16_weights(wb.data(), s.m, s.k, s.k);
+      EXPECT_EQ(packed.tiles.empty(), s.m * s.k == 0 || chosen_kernel("gemm_bf16").find("amx") == std::string::npos);
+      // On tiles, n < 16 stays on the AMX kernel (no plain copy of W is kept): same bound, not bitwise.
+      std::vector<float> yp(y.size(), NAN);
+      gemm_bf16(s.n, xb.data(), s.k, packed, yp.data(), s.m);
+      // From f32 (rounded the same way), directly and transposed: identical tiles / copies.
+      {
+        std::vector<float> wt(size_t(s.k * s.m));
+        for (int64_t i = 0; i < s.m; ++i)
+          for (int64_t j = 0; j < s.k; ++j) wt[size_t(j * s.m + i)] = wf[size_t(i * s.k + j)];
+        const auto pf = pack_bf16_weights_f32(wf.data(), s.m, s.k, s.k);
+        const auto pt = pack_bf16_weights_f32(wt.data(), s.m, s.k, s.m, true);
+        EXPECT_EQ(pf.tiles, packed.tiles);
+        EXPECT_EQ(pt.tiles, packed.tiles);
+        EXPECT_EQ(pf.w, packed.w);
+        EXPECT_EQ(pt.w, packed.w);
+      }
+      if (packed.tiles.empty() || s.n >= 16)
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(yp[i], y[i]) << "packed, element " << i;
+      else
+        expect_close(yp, ref, abs_dot(xf, wf, s.n, s.m, s.k), s.k, "packed amx n=" + std::to_string(s.n));
     }
   }
 }

@@ -123,6 +123,11 @@ TEST(Svd, RandomizedWithinOnePercentOfOptimal) {
     EXPECT_EQ(s.rank, r);
     EXPECT_LE(s.report.rel_error, optimal * 1.01) << "decay " << decay << " optimal " << optimal;
     EXPECT_NEAR(s.report.rel_error, relative_error(a.data(), s.reconstruct().data(), a.size()), 1e-9);
+    RandomizedSvdOptions mixed;
+    mixed.bf16_range = true;  // bf16 range finder, fp32 projection
+    const auto sb = svd_randomized(a.data(), m, n, RankSpec::of_rank(r), mixed);
+    EXPECT_LE(sb.report.rel_error, optimal * 1.01) << "bf16 range, decay " << decay << " optimal " << optimal;
+    EXPECT_NEAR(sb.report.rel_error, relative_error(a.data(), sb.reconstruct().data(), a.size()), 1e-9);
   }
   // Exact on a planted rank with any oversampling.
   const auto p = planted_rank<double>(80, 90, 6, 11);

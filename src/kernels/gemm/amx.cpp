@@ -11,6 +11,7 @@
 
 #include "kernels/amx_tiles.h"
 #include "kernels/gemm/gemm.h"
+#include "tensorzip/runtime.h"
 
 namespace tz::kernels {
 namespace {
@@ -40,9 +41,81 @@ void pack_w_slab(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, int64_t r
 
 }  // namespace
 
+int64_t amx_slab_elems(int64_t k) { return 2 * ((k + kKStep - 1) / kKStep) * kTile * kKStep; }
+
+void amx_pack_weights(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out) {
+  const int64_t kb = (k + kKStep - 1) / kKStep, slabs = (m + 31) / 32;
+  parallel_for(slabs, [&](int64_t s, int) { pack_w_slab(w, ldw, m, k, s * 32, kb, out + s * amx_slab_elems(k)); });
+}
+
+namespace {
+// 16 x 16 transpose of 32-bit elements.
+void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0xDD);
+    t[8 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xDD);
+  }
+}
+inline __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
+}  // namespace
+
+void amx_pack_weights_f32(const float* w, int64_t ldw, int64_t m, int64_t k, bool transposed, uint16_t* out) {
+  const int64_t kb = (k + kKStep - 1) / kKStep, halves = 2 * ((m + 31) / 32);
+  alignas(64) static const uint16_t pair_idx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  parallel_for(halves * kb, [&](int64_t task, int) {
+    const int64_t hv = task / kb, b = task % kb, r0 = hv * kTile, k0 = b * kKStep;
+    uint16_t* dst = out + (hv * kb + b) * kTile * kKStep;  // = slab hv/2, half hv%2, block b
+    if (!transposed) {
+      // Rows r0.. of W, 32 values each: to bf16 pairs, then pair p2 of row c goes to dst[p2][c].
+      __m512i r[16];
+      for (int c = 0; c < 16; ++c) {
+        const int64_t row = r0 + c;
+        if (row >= m) {
+          r[c] = _mm512_setzero_si512();
+          continue;
+        }
+        const float* src = w + row * ldw + k0;
+        const __m512 lo = _mm512_maskz_loadu_ps(first(k - k0), src), hi = _mm512_maskz_loadu_ps(first(k - k0 - 16), src + 16);
+        r[c] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+      }
+      transpose16(r);
+      for (int p2 = 0; p2 < 16; ++p2) _mm512_storeu_si512(dst + p2 * kKStep, r[p2]);
+    } else {
+      // W = wᵀ with w [k, m]: pair p2 of W row c = (w[k0 + 2 p2][r0 + c], w[k0 + 2 p2 + 1][r0 + c]).
+      const __m512i idx = _mm512_load_si512(pair_idx);
+      const __mmask16 cm = first(m - r0);
+      for (int p2 = 0; p2 < 16; ++p2) {
+        const int64_t i = k0 + 2 * p2;
+        const __m512 a0 = i < k ? _mm512_maskz_loadu_ps(cm, w + i * ldw + r0) : _mm512_setzero_ps();
+        const __m512 a1 = i + 1 < k ? _mm512_maskz_loadu_ps(cm, w + (i + 1) * ldw + r0) : _mm512_setzero_ps();
+        _mm512_storeu_si512(dst + p2 * kKStep, _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(a1, a0)));
+      }
+    }
+  });
+}
+
 void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args& a) {
   // Tiles need 16 rows of X to pay off; below that the AVX-512-BF16 dot kernel wins.
-  if (a.n < kTile) return gemm_bf16_bf16_f32_4x4__avx512bf16(a);
+  // (Pre-packed weights stay on the tiles: the caller kept no other copy.)
+  if (a.n < kTile && a.w_tiles == nullptr) return gemm_bf16_bf16_f32_4x4__avx512bf16(a);
   const int64_t np = (a.n + 31) / 32 * 32, kb = (a.k + kKStep - 1) / kKStep, kp = kb * kKStep;
   std::vector<uint16_t> xp(size_t(np * kp), 0);
   for (int64_t i = 0; i < a.n; ++i) std::memcpy(&xp[size_t(i * kp)], a.x + i * a.ldx, size_t(a.k) * 2);
@@ -52,9 +125,11 @@ void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args& a) {
     std::vector<uint16_t> wp(static_cast<size_t>(2 * kb * kTile * kKStep));
     alignas(64) float out[4][kTile * kTile];
     for (int64_t r0 = m0; r0 < m1; r0 += 32) {
-      pack_w_slab(a.w, a.ldw, a.m, a.k, r0, kb, wp.data());
-      const uint16_t* b0 = wp.data();
-      const uint16_t* b1 = wp.data() + kb * kTile * kKStep;
+      const uint16_t* slab = wp.data();
+      if (a.w_tiles != nullptr) slab = a.w_tiles + (r0 / 32) * amx_slab_elems(a.k);  // packed once by the caller
+      else pack_w_slab(a.w, a.ldw, a.m, a.k, r0, kb, wp.data());
+      const uint16_t* b0 = slab;
+      const uint16_t* b1 = slab + kb * kTile * kKStep;
       for (int64_t i0 = 0; i0 < a.n; i0 += 32) {
         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
         const uint16_t* x0 = &xp[size_t(i0 * kp)];

@@ -6,6 +6,7 @@
 
 #include "core/dispatch.h"
 #include "kernels/gemm/gemm.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/gemm.h"
 
@@ -60,6 +61,54 @@ void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, 
   check_args("gemm_bf16", n, m, k, x, ldx, w, ldw, y, ldy);
   if (n == 0 || m == 0) return;
   detail::gemm_bf16_op().get<kernels::GemmBf16Fn>()({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int64_t ldw) {
+  require(m >= 0 && k >= 0 && ldw >= k && (w != nullptr || m * k == 0), "pack_bf16_weights: need W [m, k] with ldw >= k");
+  PackedBf16Weights p;
+  p.m = m;
+  p.k = k;
+  if (m * k > 0 && detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx)) {
+    p.tiles.resize(size_t(((m + 31) / 32) * kernels::amx_slab_elems(k)));
+    kernels::amx_pack_weights(w, ldw, m, k, p.tiles.data());
+    return p;
+  }
+  p.w.resize(size_t(m * k));
+  for (int64_t i = 0; i < m; ++i) std::copy(w + i * ldw, w + i * ldw + k, p.w.begin() + i * k);
+  return p;
+}
+
+PackedBf16Weights pack_bf16_weights_f32(const float* w, int64_t m, int64_t k, int64_t ldw, bool transposed) {
+  require(m >= 0 && k >= 0 && ldw >= (transposed ? m : k) && (w != nullptr || m * k == 0),
+          "pack_bf16_weights_f32: need w [m, k] (or [k, m] transposed) with a large enough row stride");
+  PackedBf16Weights p;
+  p.m = m;
+  p.k = k;
+  if (m * k > 0 && detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx)) {
+    p.tiles.resize(size_t(((m + 31) / 32) * kernels::amx_slab_elems(k)));
+    kernels::amx_pack_weights_f32(w, ldw, m, k, transposed, p.tiles.data());
+    return p;
+  }
+  p.w.resize(size_t(m * k));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < k; ++j) p.w[size_t(i * k + j)] = f32_to_bf16_scalar(transposed ? w[j * ldw + i] : w[i * ldw + j]);
+  return p;
+}
+
+void gemm_bf16(int64_t n, const uint16_t* x, int64_t ldx, const PackedBf16Weights& w, float* y, int64_t ldy) {
+  if (n == 0 || w.m == 0) return;
+  if (!w.tiles.empty()) {
+    // Packed for the AMX kernel; it must still be the active one (a cap lowered since is an error:
+    // the plain copy of W was not kept).
+    require(detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx),
+            "gemm_bf16: these weights were packed for the AMX kernel, which the ISA cap now excludes; pack again");
+    check_args("gemm_bf16", n, w.m, w.k, x, ldx, w.tiles.data(), w.k, y, ldy);
+    kernels::GemmBf16Args a{n, w.m, w.k, x, ldx, nullptr, w.k, y, ldy};
+    a.w_tiles = w.tiles.data();
+    return kernels::gemm_bf16_bf16_f32_32x32__amx(a);
+  }
+  check_args("gemm_bf16", n, w.m, w.k, x, ldx, w.w.data(), w.k, y, ldy);
+  detail::gemm_bf16_op().get<kernels::GemmBf16Fn>()({n, w.m, w.k, x, ldx, w.w.data(), w.k, y, ldy});
 }
 
 void gemm_f32_ref(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,

@@ -7,7 +7,15 @@
 namespace tz::kernels {
 
 struct GemmF32Args { int64_t n, m, k; const float* x; int64_t ldx; const float* w; int64_t ldw; float* y; int64_t ldy; };
-struct GemmBf16Args { int64_t n, m, k; const uint16_t* x; int64_t ldx; const uint16_t* w; int64_t ldw; float* y; int64_t ldy; };
+struct GemmBf16Args {
+  int64_t n, m, k; const uint16_t* x; int64_t ldx; const uint16_t* w; int64_t ldw; float* y; int64_t ldy;
+  const uint16_t* w_tiles = nullptr;  // W already in the AMX kernel's tile layout (amx_pack_weights)
+};
+// W [m, k] into the AMX kernel's slabs: ceil(m/32) slabs of amx_slab_elems(k) values each.
+int64_t amx_slab_elems(int64_t k);
+void amx_pack_weights(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out);
+// The same from f32 (rounded to bf16), W = w [m, k], or W = wᵀ with w [k, m] when transposed.
+void amx_pack_weights_f32(const float* w, int64_t ldw, int64_t m, int64_t k, bool transposed, uint16_t* out);
 using GemmF32Fn = void (*)(const GemmF32Args&);
 using GemmBf16Fn = void (*)(const GemmBf16Args&);
 
