@@ -56,6 +56,7 @@ class FactoredLinear {
 
  private:
   enum class Kind { Tucker, Cp, Mpo };
+  static FactoredLinear with_modes(Kind kind, const std::vector<int64_t>& out_modes, const std::vector<int64_t>& in_modes);
   Kind kind_ = Kind::Tucker;
   int64_t out_ = 0, in_ = 0;
   std::vector<int64_t> out_modes_, in_modes_, ranks_;

@@ -1,5 +1,6 @@
 // Tensor storage, views and conversions.
 #include "tensorzip/tensor.h"
+#include "tensorzip/memory.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -28,10 +29,7 @@ int64_t shape_numel(const Shape& s) {
 }
 
 std::shared_ptr<void> aligned_alloc_shared(size_t bytes) {
-  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  if (p == nullptr) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
-  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  return std::shared_ptr<void>(alloc_large(bytes), [](void* q) { free_large(q); });  // >= 64-byte aligned
 }
 
 namespace {

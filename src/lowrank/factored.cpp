@@ -49,17 +49,23 @@ std::string order_text(const char* prefix, const std::vector<int>& order) {
 
 }  // namespace
 
-FactoredLinear FactoredLinear::from_tucker(const Tucker<float>& t, const std::vector<int64_t>& out_modes,
-                                           const std::vector<int64_t>& in_modes) {
-  check_modes("tucker linear", out_modes, in_modes);
-  const size_t d = out_modes.size();
-  require(t.factors.size() == 2 * d && t.core.shape.size() == 2 * d, "tucker linear: the factorization needs 2d modes");
+FactoredLinear FactoredLinear::with_modes(Kind kind, const std::vector<int64_t>& out_modes,
+                                          const std::vector<int64_t>& in_modes) {
+  check_modes(kind == Kind::Tucker ? "tucker linear" : kind == Kind::Cp ? "cp linear" : "mpo linear", out_modes, in_modes);
   FactoredLinear f;
-  f.kind_ = Kind::Tucker;
+  f.kind_ = kind;
   f.out_modes_ = out_modes;
   f.in_modes_ = in_modes;
   f.out_ = prod(out_modes);
   f.in_ = prod(in_modes);
+  return f;
+}
+
+FactoredLinear FactoredLinear::from_tucker(const Tucker<float>& t, const std::vector<int64_t>& out_modes,
+                                           const std::vector<int64_t>& in_modes) {
+  const size_t d = out_modes.size();
+  require(t.factors.size() == 2 * d && t.core.shape.size() == 2 * d, "tucker linear: the factorization needs 2d modes");
+  FactoredLinear f = with_modes(Kind::Tucker, out_modes, in_modes);
   f.ranks_ = t.core.shape;
   for (size_t k = 0; k < 2 * d; ++k) {
     const int64_t size = k < d ? out_modes[k] : in_modes[k - d];
@@ -80,15 +86,9 @@ FactoredLinear FactoredLinear::from_tucker(const Tucker<float>& t, const std::ve
 
 FactoredLinear FactoredLinear::from_cp(const Cp<float>& cp, const std::vector<int64_t>& out_modes,
                                        const std::vector<int64_t>& in_modes) {
-  check_modes("cp linear", out_modes, in_modes);
   const size_t d = out_modes.size();
   require(cp.factors.size() == 2 * d, "cp linear: the factorization needs 2d modes");
-  FactoredLinear f;
-  f.kind_ = Kind::Cp;
-  f.out_modes_ = out_modes;
-  f.in_modes_ = in_modes;
-  f.out_ = prod(out_modes);
-  f.in_ = prod(in_modes);
+  FactoredLinear f = with_modes(Kind::Cp, out_modes, in_modes);
   const int64_t r = cp.rank;
   f.ranks_ = {r};
   // Khatri-Rao products over the output and the input modes: KR[(i_1..i_d), r] = Π_k A_k[i_k, r].
@@ -119,15 +119,9 @@ FactoredLinear FactoredLinear::from_cp(const Cp<float>& cp, const std::vector<in
 
 FactoredLinear FactoredLinear::from_mpo(const TensorTrain<float>& tt, const std::vector<int64_t>& out_modes,
                                         const std::vector<int64_t>& in_modes) {
-  check_modes("mpo linear", out_modes, in_modes);
   const size_t d = out_modes.size();
   require(tt.cores.size() == d && tt.ranks.size() == d + 1, "mpo linear: need one core per mode pair");
-  FactoredLinear f;
-  f.kind_ = Kind::Mpo;
-  f.out_modes_ = out_modes;
-  f.in_modes_ = in_modes;
-  f.out_ = prod(out_modes);
-  f.in_ = prod(in_modes);
+  FactoredLinear f = with_modes(Kind::Mpo, out_modes, in_modes);
   f.ranks_ = tt.ranks;
   for (size_t k = 0; k < d; ++k)
     require(int64_t(tt.cores[k].size()) == tt.ranks[k] * out_modes[k] * in_modes[k] * tt.ranks[k + 1],

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <type_traits>
 
@@ -15,6 +16,10 @@ namespace tz {
 namespace lowrank {
 
 void sync_blas_threads() {
+  // Inputs are checked for non-finite values before any LAPACK call; LAPACKE's own NaN scan of
+  // every argument matrix would be a second pass.
+  static const bool nancheck_off = (LAPACKE_set_nancheck(0), true);
+  (void)nancheck_off;
   static int current = 0;
   const int n = num_threads();
   if (current != n) {
@@ -34,18 +39,38 @@ template <class T>
 void check_matrix(const char* what, const T* a, int64_t m, int64_t n) {
   require(a != nullptr && m >= 1 && n >= 1,
           std::string(what) + ": need a non-empty matrix, got " + std::to_string(m) + " x " + std::to_string(n));
-  // x·0 is NaN exactly for non-finite x: one vectorizable pass (8 independent sums), then locate.
-  T probe[8] = {};
-  int64_t i0 = 0;
-  for (; i0 + 8 <= m * n; i0 += 8)
-    for (int j = 0; j < 8; ++j) probe[j] += a[i0 + j] * T(0);
-  T sum = 0;
-  for (int j = 0; j < 8; ++j) sum += probe[j];
-  for (; i0 < m * n; ++i0) sum += a[i0] * T(0);
-  if (sum == T(0)) return;
+  // One vectorizable pass over the exponent bits (all ones: Inf or NaN), then locate.
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+  Bits bad = 0;
+  for (int64_t i = 0; i < m * n; ++i) {
+    Bits b;
+    std::memcpy(&b, a + i, sizeof(T));
+    bad |= Bits((b & kExp) == kExp);
+  }
+  if (bad == 0) return;
   for (int64_t i = 0; i < m * n; ++i)
     if (!std::isfinite(double(a[i])))
       throw Error(std::string(what) + ": non-finite value at (" + std::to_string(i / n) + ", " + std::to_string(i % n) + ")");
+}
+
+// Standard normal samples from a seed: splitmix64 + Box–Muller (the test matrix of the range
+// finder: any decent Gaussian will do, and std::normal_distribution cost more than a power iteration).
+template <class T>
+void gaussian_fill(T* out, size_t n, uint64_t seed) {
+  uint64_t state = seed;
+  const auto next = [&] {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  for (size_t i = 0; i < n; i += 2) {
+    const double u1 = (double(next() >> 11) + 1.0) * 0x1.0p-53, u2 = double(next() >> 11) * 0x1.0p-53;
+    const double r = std::sqrt(-2.0 * std::log(u1)), t = 2.0 * M_PI * u2;
+    out[i] = T(r * std::cos(t));
+    if (i + 1 < n) out[i + 1] = T(r * std::sin(t));
+  }
 }
 
 // The rank a spec asks for, given the singular values when they are known.
@@ -132,6 +157,26 @@ Svd<T> svd_truncated(const T* a, int64_t m, int64_t n, const RankSpec& spec) {
   return out;
 }
 
+// The rest of a randomized SVD once the basis Q of the range is known: B = QᵀA (l x n, fp32),
+// its SVD, U = Q·U_B. q is Q [m, l] row-major, or Qᵀ [l, m] when q_transposed.
+template <class T>
+Svd<T> from_range_basis(const T* a, int64_t m, int64_t n, int64_t r, int64_t l, const T* q, bool q_transposed,
+                        const char* method, const RandomizedSvdOptions& opt, Clock::time_point t0) {
+  std::vector<T> b(size_t(l * n)), sb(static_cast<size_t>(l)), ub(size_t(l * l)), vtb(size_t(l * n)), u(size_t(m * l));
+  const int64_t ldq = q_transposed ? m : l;
+  lowrank::gemm(!q_transposed, false, l, n, m, T(1), q, ldq, a, n, T(0), b.data(), n);
+  lowrank::gesdd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
+  lowrank::gemm(q_transposed, false, m, l, l, T(1), q, ldq, ub.data(), l, T(0), u.data(), l);
+  Svd<T> out;
+  out.m = m;
+  out.n = n;
+  out.spectrum = sb;
+  truncate(out, u, sb, vtb, l, r);
+  const double err = opt.report_error ? relative_error(a, out.reconstruct().data(), size_t(m * n)) : NAN;
+  out.report = {method, r, {r}, err, m * n, r * (m + n + 1), since(t0), opt.power_iters};
+  return out;
+}
+
 // The range finder in bf16 on transposed panels (Yᵀ [l, m], Zᵀ [l, n] row-major = Y, Z
 // column-major), so every product has the bf16 GEMM's X·Wᵀ form with W = A or Aᵀ, packed once.
 Svd<float> svd_randomized_bf16(const float* a, int64_t m, int64_t n, int64_t r, int64_t l, const std::vector<float>& omega,
@@ -153,18 +198,7 @@ Svd<float> svd_randomized_bf16(const float* a, int64_t m, int64_t n, int64_t r, 
     gemm_bf16(l, pb.data(), n, wa, yt.data(), m);  // Yᵀ = Zᵀ Aᵀ
   }
   lowrank::qr_colmajor(m, l, yt.data());  // Qᵀ [l, m]
-  std::vector<float> b(size_t(l * n)), sb(static_cast<size_t>(l)), ub(size_t(l * l)), vtb(size_t(l * n)), u(size_t(m * l));
-  lowrank::gemm(false, false, l, n, m, 1.f, yt.data(), m, a, n, 0.f, b.data(), n);  // B = QᵀA in fp32
-  lowrank::gesdd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
-  lowrank::gemm(true, false, m, l, l, 1.f, yt.data(), m, ub.data(), l, 0.f, u.data(), l);  // U = Q U_B
-  Svd<float> out;
-  out.m = m;
-  out.n = n;
-  out.spectrum = sb;
-  truncate(out, u, sb, vtb, l, r);
-  const double err = opt.report_error ? relative_error(a, out.reconstruct().data(), size_t(m * n)) : NAN;
-  out.report = {"rsvd_bf16_range", r, {r}, err, m * n, r * (m + n + 1), since(t0), opt.power_iters};
-  return out;
+  return from_range_basis(a, m, n, r, l, yt.data(), true, "rsvd_bf16_range", opt, t0);
 }
 
 template <class T>
@@ -176,9 +210,7 @@ Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, co
   const int64_t l = std::min(std::min(m, n), r + opt.oversample);
   // Range finder: Y = A Ω, then (A Aᵀ)^q Y with re-orthonormalization between the products.
   std::vector<T> omega(size_t(n * l)), y(size_t(m * l)), z(size_t(n * l));
-  std::mt19937_64 rng(opt.seed);
-  std::normal_distribution<double> g;
-  for (auto& v : omega) v = T(g(rng));
+  gaussian_fill(omega.data(), omega.size(), opt.seed);
   if constexpr (std::is_same_v<T, float>) {
     if (opt.bf16_range) return svd_randomized_bf16(a, m, n, r, l, omega, opt, t0);
   }
@@ -190,20 +222,7 @@ Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, co
     lowrank::gemm(false, false, m, l, n, T(1), a, n, z.data(), l, T(0), y.data(), l);  // Y = A Z
   }
   lowrank::orthonormalize(m, l, y.data());  // Q
-  // B = Qᵀ A (l x n), its SVD, U = Q · U_B.
-  std::vector<T> b(size_t(l * n)), sb(static_cast<size_t>(l)), ub(size_t(l * l)), vtb(size_t(l * n));
-  lowrank::gemm(true, false, l, n, m, T(1), y.data(), l, a, n, T(0), b.data(), n);
-  lowrank::gesdd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
-  std::vector<T> u(size_t(m * l));
-  lowrank::gemm(false, false, m, l, l, T(1), y.data(), l, ub.data(), l, T(0), u.data(), l);
-  Svd<T> out;
-  out.m = m;
-  out.n = n;
-  out.spectrum = sb;
-  truncate(out, u, sb, vtb, l, r);
-  const double err = opt.report_error ? relative_error(a, out.reconstruct().data(), size_t(m * n)) : NAN;
-  out.report = {"rsvd", r, {r}, err, m * n, r * (m + n + 1), since(t0), opt.power_iters};
-  return out;
+  return from_range_basis(a, m, n, r, l, y.data(), false, "rsvd", opt, t0);
 }
 
 template <class T>

@@ -164,6 +164,20 @@ inline void mul_w(__m512& re, __m512& im, int t) {
   }
 }
 
+// Output a of a radix-R DFT whose inputs 0 .. N-1 are x (the rest zero): Σ_i x_i · W_R^{i·a}.
+template <int R, int N>
+inline void small_dft_term(const __m512* xr, const __m512* xi, int a, __m512& re, __m512& im) {
+  re = xr[0];
+  im = xi[0];
+#pragma GCC unroll 8
+  for (int i = 1; i < N; ++i) {
+    __m512 tr = xr[i], ti = xi[i];
+    mul_w<R>(tr, ti, i * a);
+    re = _mm512_add_ps(re, tr);
+    im = _mm512_add_ps(im, ti);
+  }
+}
+
 // Forward top stage for r > 1: the radix-r DIF butterflies (Live nonzero inputs: r/2 when causal
 // — the upper half is the zero padding) and their twiddles, reading the bf16 input row directly
 // (bf16 pairs are already the packed complex values).
@@ -178,14 +192,8 @@ void top_forward_r(Row& w, const uint32_t* u32) {
     for (int i = 0; i < Live; ++i) unpack(_mm512_loadu_si512(u32 + i * q + p0), xr[i], xi[i]);
 #pragma GCC unroll 8
     for (int a = 0; a < R; ++a) {
-      __m512 re = xr[0], im = xi[0];
-#pragma GCC unroll 8
-      for (int i = 1; i < Live; ++i) {
-        __m512 tr = xr[i], ti = xi[i];
-        mul_w<R>(tr, ti, i * a);
-        re = _mm512_add_ps(re, tr);
-        im = _mm512_add_ps(im, ti);
-      }
+      __m512 re, im;
+      small_dft_term<R, Live>(xr, xi, a, re, im);
       cmul(re, im, _mm512_load_ps(T.re.data() + a * q + p0), _mm512_load_ps(T.im.data() + a * q + p0));
       _mm512_storeu_si512(w.x + a * q + p0, pack(re, im, w.k));
     }
@@ -203,14 +211,8 @@ void top_inverse_r(Row& w, float* y) {
     for (int a = 0; a < R; ++a) unpack(_mm512_loadu_si512(w.x + a * q + p0), xr[a], xi[a]);
 #pragma GCC unroll 8
     for (int i = 0; i < Out; ++i) {
-      __m512 re = xr[0], im = xi[0];
-#pragma GCC unroll 8
-      for (int a = 1; a < R; ++a) {
-        __m512 tr = xr[a], ti = xi[a];
-        mul_w<R>(tr, ti, i * a);
-        re = _mm512_add_ps(re, tr);
-        im = _mm512_add_ps(im, ti);
-      }
+      __m512 re, im;
+      small_dft_term<R, R>(xr, xi, i, re, im);
       const __m512 nim = _mm512_sub_ps(_mm512_setzero_ps(), im);
       float* dst = y + 2 * (i * q + p0);
       _mm512_storeu_ps(dst, _mm512_permutex2var_ps(re, w.k.lo, nim));

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels/fft/fft.h"
+#include "kernels/transpose16_avx512.h"
 
 namespace tz::kernels::fft {
 namespace {
@@ -21,29 +22,7 @@ struct Vec16 {
   friend Vec16 operator*(Vec16 a, Vec16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
 
   // r[i] = row i's 16 samples  ->  r[i] = sample i of the 16 rows.
-  static void transpose(__m512 r[16]) {
-    __m512 t[16], u[16], v[16];
-    for (int i = 0; i < 8; ++i) {
-      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {
-      u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-      u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-      u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-      u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; ++i) {
-      v[i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88);
-      v[4 + i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xDD);
-      v[8 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88);
-      v[12 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xDD);
-    }
-    for (int i = 0; i < 8; ++i) {
-      r[i] = _mm512_shuffle_f32x4(v[i], v[8 + i], 0x88);
-      r[8 + i] = _mm512_shuffle_f32x4(v[i], v[8 + i], 0xDD);
-    }
-  }
+  static void transpose(__m512 r[16]) { transpose16x16_ps(r); }
   static void load_block(const float* const* u, const float* const* g, int rows, int64_t t0, int cnt, Vec16* out) {
     const __mmask16 m = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
     __m512 r[16];

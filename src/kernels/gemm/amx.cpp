@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/amx_tiles.h"
+#include "kernels/transpose16_avx512.h"
 #include "kernels/gemm/gemm.h"
 #include "tensorzip/runtime.h"
 
@@ -49,30 +50,6 @@ void amx_pack_weights(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint
 }
 
 namespace {
-// 16 x 16 transpose of 32-bit elements.
-void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0x88);
-    t[4 + i] = _mm512_shuffle_i32x4(u[i], u[4 + i], 0xDD);
-    t[8 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0x88);
-    t[12 + i] = _mm512_shuffle_i32x4(u[8 + i], u[12 + i], 0xDD);
-  }
-  for (int i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);
-    r[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xDD);
-  }
-}
 inline __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
 }  // namespace
 
@@ -96,7 +73,7 @@ void amx_pack_weights_f32(const float* w, int64_t ldw, int64_t m, int64_t k, boo
         const __m512 lo = _mm512_maskz_loadu_ps(first(k - k0), src), hi = _mm512_maskz_loadu_ps(first(k - k0 - 16), src + 16);
         r[c] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
       }
-      transpose16(r);
+      transpose16x16_epi32(r);
       for (int p2 = 0; p2 < 16; ++p2) _mm512_storeu_si512(dst + p2 * kKStep, r[p2]);
     } else {
       // W = wᵀ with w [k, m]: pair p2 of W row c = (w[k0 + 2 p2][r0 + c], w[k0 + 2 p2 + 1][r0 + c]).

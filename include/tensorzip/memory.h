@@ -1,0 +1,25 @@
+// Allocation of large buffers: 2 MiB-aligned and marked for transparent huge pages (Linux,
+// madvise), so first touch costs one fault per 2 MiB instead of per 4 KiB — for workspaces and
+// packed weights of tens of MB that are filled once per call. Small sizes use 64-byte alignment.
+#pragma once
+#include <cstddef>
+#include <new>
+#include <vector>
+
+namespace tz {
+
+void* alloc_large(size_t bytes);  // throws tz::Error when out of memory
+void free_large(void* p) noexcept;
+
+template <class T>
+struct LargeAllocator {
+  using value_type = T;
+  LargeAllocator() = default;
+  template <class U> LargeAllocator(const LargeAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(alloc_large(n * sizeof(T))); }
+  void deallocate(T* p, size_t) noexcept { free_large(p); }
+  template <class U> bool operator==(const LargeAllocator<U>&) const { return true; }
+};
+template <class T> using LargeVector = std::vector<T, LargeAllocator<T>>;
+
+}  // namespace tz
