@@ -313,9 +313,12 @@ namespace tz {
 
 // Fewer row groups than threads and long rows: the group's stages are split across the pool.
 // Same arithmetic per element as one thread, so the result is identical.
+// Long rows: 32K (two fused top levels) and 256K (three), one and two threads (few rows: the
+// group's stages are split across the pool), bit-identical and against float64.
 TEST(FftConv, LongRowsSplitAcrossThreads) {
-  const int64_t n = 32768, h = 3, nk = 100;
+  const int64_t h = 3, nk = 100;
   const auto k = test::random_floats(size_t(h * nk), 42, 0.1f);
+  for (int64_t n : {int64_t(32768), int64_t(262144)})
   for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular}) {
     const int64_t nn = mode == ConvMode::Causal ? n : 2 * n;  // circular: m = n/2, so double n
     const auto uu = test::random_floats(size_t(h * nn), 43);
