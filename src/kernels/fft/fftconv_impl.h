@@ -82,11 +82,13 @@ void conv_stage(const PlanCore& pc, Stage stage, int64_t group, const RowPtrs& i
         else V::load_block(io.u, io.w, io.rows, t0, cnt, xs);
         for (int i = 0; i < cnt; i += 2) z[(t0 + i) / 2] = {xs[i], xs[i + 1]};
       }
-      for (int64_t j = std::max(r0, n / 2); j < r1; ++j) z[j] = {V::zero(), V::zero()};
+      // The causal padding: zeros, except where the fused top pass (nb = 16) skips it unread.
+      const int64_t pad_end = nb == 16 ? std::min(r1, m / 2) : r1;
+      for (int64_t j = std::max(r0, n / 2); j < pad_end; ++j) z[j] = {V::zero(), V::zero()};
       return;
     }
     case Stage::FwdTop:  // bins end digit-reversed
-      if (nb == 16) return dif16_butterflies<V>(z, m, pc.tw, r0, r1);
+      if (nb == 16) return dif16_butterflies<V>(z, m, pc.tw, r0, r1, n / 2 < m ? 8 : 16);
       return dif4_butterflies<V>(z, m, pc.tw, 0, r0, r1);
     case Stage::FwdBlock:
       for (int64_t s = r0; s < r1; ++s) dif4<V>(z + s * q, q, pc.tw, sub);

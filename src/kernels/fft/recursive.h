@@ -71,14 +71,16 @@ void dif4_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int stage, int64_
 // fit in cache): for p in [p0, p1) ⊂ [0, n/16) the 16 values x[p + i·n/16] go through level 0
 // (4 butterflies over i = t + 4r) then level 1 (4 butterflies over i = 4r + s) in registers —
 // the same operations as two dif4_butterflies passes, in the same order per value.
+// live: how many of the 16 inputs are stored; the rest are zero and never read (8 for a causal
+// convolution, whose upper half is the padding — the load stage does not write it either).
 template <class V>
-void dif16_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int64_t p0, int64_t p1) {
+void dif16_butterflies(Cx<V>* x, int64_t n, const Twiddles& tw, int64_t p0, int64_t p1, int live = 16) {
   const int64_t q16 = n / 16;
   const float* w0 = tw.stage[0].data();
   const float* w1 = tw.stage[1].data();
   for (int64_t p = p0; p < p1; ++p) {
     Cx<V> e[16];
-    for (int i = 0; i < 16; ++i) e[i] = x[p + i * q16];
+    for (int i = 0; i < 16; ++i) e[i] = i < live ? x[p + i * q16] : Cx<V>{V::zero(), V::zero()};
     for (int t = 0; t < 4; ++t) dif_bfly<V>(e[t], e[t + 4], e[t + 8], e[t + 12], w0 + 6 * (p + t * q16));
     for (int r = 0; r < 4; ++r) dif_bfly<V>(e[4 * r], e[4 * r + 1], e[4 * r + 2], e[4 * r + 3], w1 + 6 * p);
     for (int i = 0; i < 16; ++i) x[p + i * q16] = e[i];
