@@ -313,6 +313,30 @@ namespace tz {
 
 // Fewer row groups than threads and long rows: the group's stages are split across the pool.
 // Same arithmetic per element as one thread, so the result is identical.
+// Rows long enough for the fused top pass (m >= 16K: two radix-4 levels in one pass, the causal
+// padding neither written nor read) on every ISA path: plain and gated, causal and circular.
+TEST_P(FftConvIsa, FusedTopPassEveryPath) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  const int64_t h = 3, nk = 77;
+  const auto k = test::random_floats(size_t(h * nk), 52, 0.1f);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular}) {
+      const int64_t n = mode == ConvMode::Causal ? 16384 : 32768;  // m = 16K either way
+      const int64_t b = 2;
+      const auto u = test::random_floats(size_t(b * h * n), 53), v = test::random_floats(size_t(b * h * n), 54),
+                 w = test::random_floats(size_t(b * h * n), 55);
+      const auto plan = FftConvPlan::create(n, h, k.data(), nk, {mode, {}});
+      std::vector<float> y(u.size(), NAN);
+      plan.conv(u.data(), b, y.data());
+      EXPECT_LE(rel_l2(y.data(), reference(u, k, b, h, n, nk, mode)), 1e-5) << "plain";
+      plan.conv_gated(u.data(), v.data(), w.data(), b, y.data());
+      EXPECT_LE(rel_l2(y.data(), reference(u, k, b, h, n, nk, mode, v.data(), w.data())), 1e-5) << "gated";
+    }
+  }
+}
+
 // Long rows: 32K (two fused top levels) and 256K (three), one and two threads (few rows: the
 // group's stages are split across the pool), bit-identical and against float64.
 TEST(FftConv, LongRowsSplitAcrossThreads) {
