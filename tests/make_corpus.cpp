@@ -1,5 +1,5 @@
 // Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
-// variants, into <dir>/{safetensors,gguf,llama2c}/. Run by ctest before the fuzz targets.
+// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config}/. Run by ctest before the fuzz targets.
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   emit("gguf", tz::test::sample_gguf());
   emit("llama2c", tz::test::sample_llama2c(0, true));
   emit("llama2c_v1", tz::test::sample_llama2c(1, false));
+  const std::string peft = R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "bias": "none"})";
+  emit("peft_config", std::vector<uint8_t>(peft.begin(), peft.end()));
   std::cout << "corpus written to " << root << "\n";
   return 0;
 }

@@ -161,6 +161,9 @@ struct PeftAdapter {
   std::map<std::string, LoraAdapter> modules;
 };
 PeftAdapter read_peft_adapter(const std::string& dir);
+// The adapter_config.json part alone (r, lora_alpha, target_modules; no modules); `label` names the
+// source in errors.
+PeftAdapter parse_peft_config(const std::string& json_text, const std::string& label);
 // Writes both files atomically (temp file, then rename), f32 tensors.
 void write_peft_adapter(const std::string& dir, const PeftAdapter& adapter);
 

@@ -33,32 +33,42 @@ std::vector<float> as_f32(const io::SafetensorsFile& f, const std::string& name,
 
 }  // namespace
 
-PeftAdapter read_peft_adapter(const std::string& dir) {
-  const std::string cfg_path = dir + "/adapter_config.json", st_path = dir + "/adapter_model.safetensors";
-  std::ifstream in(cfg_path);
-  require(bool(in), cfg_path + ": cannot open");
+PeftAdapter parse_peft_config(const std::string& text, const std::string& label) {
   nlohmann::json cfg;
   try {
-    in >> cfg;
+    cfg = nlohmann::json::parse(text);
   } catch (const std::exception& e) {
-    throw Error(cfg_path + ": not valid JSON (" + e.what() + ")");
+    throw Error(label + ": not valid JSON (" + e.what() + ")");
   }
   PeftAdapter ad;
   try {
-    require(cfg.contains("r") && cfg["r"].is_number_integer(), cfg_path + ": needs an integer \"r\"");
-    require(cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(), cfg_path + ": needs a number \"lora_alpha\"");
+    require(cfg.is_object(), label + ": must be a JSON object");
+    require(cfg.contains("r") && cfg["r"].is_number_integer(), label + ": needs an integer \"r\"");
+    require(cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(), label + ": needs a number \"lora_alpha\"");
     ad.r = cfg["r"].get<int64_t>();
     ad.lora_alpha = cfg["lora_alpha"].get<double>();
-    require(ad.r >= 1, cfg_path + ": \"r\" must be >= 1");
+    require(ad.r >= 1, label + ": \"r\" must be >= 1");
+    require(std::isfinite(ad.lora_alpha), label + ": \"lora_alpha\" must be finite");
     if (cfg.contains("target_modules")) {
       const auto& tm = cfg["target_modules"];
       if (tm.is_string()) ad.target_modules.push_back(tm.get<std::string>());
       else if (tm.is_array())
         for (const auto& m : tm) ad.target_modules.push_back(m.get<std::string>());
+      else if (!tm.is_null()) throw Error(label + ": \"target_modules\" must be a string or a list of strings");
     }
   } catch (const nlohmann::json::exception& e) {
-    throw Error(cfg_path + ": " + e.what());
+    throw Error(label + ": " + e.what());
   }
+  return ad;
+}
+
+PeftAdapter read_peft_adapter(const std::string& dir) {
+  const std::string cfg_path = dir + "/adapter_config.json", st_path = dir + "/adapter_model.safetensors";
+  std::ifstream in(cfg_path);
+  require(bool(in), cfg_path + ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  PeftAdapter ad = parse_peft_config(text.str(), cfg_path);
   const auto f = io::SafetensorsFile::open(st_path);
   for (const auto& e : f.tensors()) {
     if (!ends_with(e.name, kA)) continue;

@@ -52,17 +52,6 @@ inline void cmul(__m512& re, __m512& im, __m512 wr, __m512 wi) {
   re = r;
 }
 
-// C[k1][p] = Σ_n1 F[k1][n1] · x[n1][p] for the 16 x 16 complex block at src (rows `stride` bytes
-// apart): the DFT-16 down the columns, data as the B operand.
-inline void dft_down(const void* src, int64_t stride, float* cre, float* cim) {
-  _tile_loadd(2, src, stride);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_dpbf16ps(0, 3, 2);
-  _tile_dpbf16ps(1, 4, 2);
-  _tile_stored(0, cre, 64);
-  _tile_stored(1, cim, 64);
-}
 // C[j][k1] = Σ_n1 x[j][n1] · F[n1][k1]: the DFT-16 of each contiguous row, data as the A operand.
 inline void dft_across(const void* src, float* cre, float* cim) {
   _tile_loadd(2, src, 64);
@@ -74,10 +63,10 @@ inline void dft_across(const void* src, float* cre, float* cim) {
   _tile_stored(1, cim, 64);
 }
 
-// dft_down (or dft_across) over `count` chunks with the tile work of chunk c + 1 issued before the epilogue of
-// chunk c, so the matrix unit and the vector epilogue overlap (one chunk at a time leaves both
-// waiting on each other: tile store -> vector load -> store -> next tile load).
-// Across = true: the DFT of each contiguous row (dft_across) instead of down the columns.
+// The DFT-16 down the columns of each 16 x 16 chunk (data as the B operand; Across: of each
+// contiguous row, data as A) over `count` chunks, then epi(chunk, C re, C im). The tile work of
+// chunk c + 1 is issued before the epilogue of chunk c so the two may overlap (on the machine of
+// docs/benchmarks.md they measured not to: the epilogue's vector work is the bound either way).
 template <bool Across = false, class Src, class Epi>
 inline void pipelined(int64_t count, Scratch& s, Src src, Epi epi) {
   const auto issue = [&](int64_t c) {
