@@ -73,6 +73,13 @@ void gaussian_fill(T* out, size_t n, uint64_t seed) {
   }
 }
 
+template <class T>
+bool all_finite(const T* p, size_t n) {
+  T probe = 0;
+  for (size_t i = 0; i < n; ++i) probe += p[i] * T(0);  // NaN exactly when some value is not finite
+  return probe == T(0);
+}
+
 // The rank a spec asks for, given the singular values when they are known.
 template <class T>
 int64_t choose_rank(const char* what, const RankSpec& spec, int64_t m, int64_t n, const std::vector<T>* spectrum) {
@@ -189,6 +196,7 @@ Svd<float> svd_randomized_bf16(const float* a, int64_t m, int64_t n, int64_t r, 
     for (int64_t j = 0; j < l; ++j) ot[size_t(j * n + i)] = omega[size_t(i * l + j)];
   f32_to_bf16(ot.data(), pb.data(), ot.size());
   gemm_bf16(l, pb.data(), n, wa, yt.data(), m);  // Yᵀ = Ωᵀ Aᵀ
+  if (!all_finite(yt.data(), yt.size())) check_matrix("randomized svd", a, m, n);  // see svd_randomized
   for (int it = 0; it < opt.power_iters; ++it) {
     lowrank::lu_basis_colmajor(m, l, yt.data());
     f32_to_bf16(yt.data(), pb.data(), yt.size());
@@ -204,7 +212,10 @@ Svd<float> svd_randomized_bf16(const float* a, int64_t m, int64_t n, int64_t r, 
 template <class T>
 Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, const RandomizedSvdOptions& opt) {
   const auto t0 = Clock::now();
-  check_matrix("randomized svd", a, m, n);
+  // A non-finite value anywhere in A makes its whole row of the first product Y = AΩ non-finite, so
+  // the input is checked through Y (m·l values instead of m·n); check_matrix then locates it.
+  require(a != nullptr && m >= 1 && n >= 1,
+          "randomized svd: need a non-empty matrix, got " + std::to_string(m) + " x " + std::to_string(n));
   require(opt.oversample >= 0 && opt.power_iters >= 0, "randomized svd: oversample and power_iters must be >= 0");
   const int64_t r = choose_rank<T>("randomized svd", spec, m, n, nullptr);
   const int64_t l = std::min(std::min(m, n), r + opt.oversample);
@@ -215,6 +226,7 @@ Svd<T> svd_randomized(const T* a, int64_t m, int64_t n, const RankSpec& spec, co
     if (opt.bf16_range) return svd_randomized_bf16(a, m, n, r, l, omega, opt, t0);
   }
   lowrank::gemm(false, false, m, l, n, T(1), a, n, omega.data(), l, T(0), y.data(), l);
+  if (!all_finite(y.data(), y.size())) check_matrix("randomized svd", a, m, n);
   for (int it = 0; it < opt.power_iters; ++it) {  // LU-normalized between products (fbpca), QR at the end
     lowrank::lu_basis(m, l, y.data());
     lowrank::gemm(true, false, n, l, m, T(1), a, n, y.data(), l, T(0), z.data(), l);  // Z = Aᵀ Y

@@ -176,6 +176,16 @@ TEST(Svd, BadInput) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("(1, 1)"), std::string::npos) << e.what();
   }
+  for (bool bf16 : {false, true}) {  // the randomized SVD finds it through its first product
+    RandomizedSvdOptions o;
+    o.bf16_range = bf16;
+    try {
+      svd_randomized(bad.data(), 3, 4, RankSpec::of_rank(1), o);
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("(1, 1)"), std::string::npos) << e.what();
+    }
+  }
   const std::vector<float> w{1, 0, 1};
   EXPECT_THROW(svd_weighted(a.data(), 3, 4, w.data(), static_cast<const float*>(nullptr), RankSpec::of_rank(1)), Error);
 }
