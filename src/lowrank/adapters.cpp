@@ -46,22 +46,27 @@ void check_lora(const char* what, int64_t out, int64_t in, const LoraAdapter& ad
   check_finite(what, ad.b.data(), ad.b.size());
 }
 
-// ΔW = s·B·A, each element a double-accumulated dot product in a fixed order, so it is the same
-// whatever the thread count (merge and unmerge must subtract exactly what they added).
-std::vector<float> lora_delta(int64_t out, int64_t in, const LoraAdapter& ad) {
-  std::vector<float> at(size_t(in * ad.rank)), d(size_t(out * in));
-  for (int64_t j = 0; j < ad.rank; ++j)
-    for (int64_t i = 0; i < in; ++i) at[size_t(i * ad.rank + j)] = ad.a[size_t(j * in + i)];
-  const double s = double(ad.scale());
+// d[o·ldd + i] = s·(B·A)[o, i] for B [out, rank], A [rank, in]: each element a double-accumulated
+// dot product in a fixed order, so it is the same whatever the thread count (merge and unmerge must
+// subtract exactly what they added).
+void delta_into(int64_t out, int64_t in, int64_t rank, double s, const float* a, const float* b, float* d, int64_t ldd) {
+  std::vector<float> at(size_t(in * rank));
+  for (int64_t j = 0; j < rank; ++j)
+    for (int64_t i = 0; i < in; ++i) at[size_t(i * rank + j)] = a[j * in + i];
   parallel_for(out, [&](int64_t o, int) {
-    const float* b = ad.b.data() + o * ad.rank;
+    const float* bo = b + o * rank;
     for (int64_t i = 0; i < in; ++i) {
       double acc = 0;
-      const float* a = at.data() + i * ad.rank;
-      for (int64_t j = 0; j < ad.rank; ++j) acc += double(b[j]) * double(a[j]);
-      d[size_t(o * in + i)] = float(s * acc);
+      const float* ai = at.data() + i * rank;
+      for (int64_t j = 0; j < rank; ++j) acc += double(bo[j]) * double(ai[j]);
+      d[o * ldd + i] = float(s * acc);
     }
   });
+}
+
+std::vector<float> lora_delta(int64_t out, int64_t in, const LoraAdapter& ad) {
+  std::vector<float> d(size_t(out * in));
+  delta_into(out, in, ad.rank, double(ad.scale()), ad.a.data(), ad.b.data(), d.data(), in);
   return d;
 }
 
@@ -99,8 +104,9 @@ void LowRankLinear::apply(const float* x, int64_t n, float* y) const {
 }
 
 std::vector<float> LowRankLinear::dense() const {
-  LoraAdapter ad{rank_, float(rank_), a_, b_};  // scale 1
-  return lora_delta(out_, in_, ad);
+  std::vector<float> d(size_t(out_ * in_));
+  delta_into(out_, in_, rank_, 1.0, a_.data(), b_.data(), d.data(), in_);
+  return d;
 }
 
 // ------------------------------------------------------------------------------ LoRA family
@@ -204,11 +210,8 @@ std::vector<float> block_lora_delta(int64_t out, int64_t in, const BlockLoraAdap
   check_block(out, in, ad);
   const int64_t ib = in / ad.blocks;
   std::vector<float> d(size_t(out * in));
-  for (int64_t j = 0; j < ad.blocks; ++j) {
-    const auto dj = lora_delta(out, ib, LoraAdapter{ad.rank, ad.alpha, ad.a, ad.b[size_t(j)]});
-    for (int64_t o = 0; o < out; ++o)
-      std::copy(dj.begin() + o * ib, dj.begin() + (o + 1) * ib, d.begin() + o * in + j * ib);
-  }
+  for (int64_t j = 0; j < ad.blocks; ++j)  // block j of the columns: s·B_j·A
+    delta_into(out, ib, ad.rank, double(ad.scale()), ad.a.data(), ad.b[size_t(j)].data(), d.data() + j * ib, in);
   return d;
 }
 
@@ -235,18 +238,18 @@ int32_t AdapterBank::add(const LoraAdapter& ad) {
   Entry e{ad.rank, ad.scale(), ad.a, std::vector<float>(size_t(ad.rank * out_)), ad.b, {}, {}};
   for (int64_t o = 0; o < out_; ++o)
     for (int64_t j = 0; j < ad.rank; ++j) e.bt[size_t(j * out_ + o)] = ad.b[size_t(o * ad.rank + j)];
-  if (storage_ == DType::BF16) {
-    const auto round = [](const std::vector<float>& v, std::vector<uint16_t>& h, std::vector<float>* widened) {
-      h.resize(v.size());
+  if (storage_ == DType::BF16) {  // the kernel reads a16 / bt16; the baseline the same values in f32
+    const auto to_bf16 = [](const std::vector<float>& v) {
+      std::vector<uint16_t> h(v.size());
       f32_to_bf16(v.data(), h.data(), v.size());
-      if (widened) bf16_to_f32(h.data(), widened->data(), h.size());
+      return h;
     };
-    round(e.a, e.a16, &e.a);
-    round(e.bt, e.bt16, nullptr);
-    std::vector<uint16_t> b16;
-    round(e.b, b16, &e.b);  // the baseline's B: the same rounded values
-    e.bt.clear();
-    e.bt.shrink_to_fit();
+    const auto widen = [](const std::vector<uint16_t>& h, std::vector<float>& v) { bf16_to_f32(h.data(), v.data(), h.size()); };
+    e.a16 = to_bf16(e.a);
+    e.bt16 = to_bf16(e.bt);
+    widen(e.a16, e.a);
+    widen(to_bf16(e.b), e.b);
+    std::vector<float>().swap(e.bt);
   }
   adapters_.push_back(std::move(e));
   return int32_t(adapters_.size() - 1);

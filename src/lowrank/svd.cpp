@@ -35,20 +35,25 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// One vectorizable pass over the exponent bits (all ones: Inf or NaN).
+template <class T>
+bool all_finite(const T* p, size_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
+  Bits bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    Bits b;
+    std::memcpy(&b, p + i, sizeof(T));
+    bad |= Bits((b & kExp) == kExp);
+  }
+  return bad == 0;
+}
+
 template <class T>
 void check_matrix(const char* what, const T* a, int64_t m, int64_t n) {
   require(a != nullptr && m >= 1 && n >= 1,
           std::string(what) + ": need a non-empty matrix, got " + std::to_string(m) + " x " + std::to_string(n));
-  // One vectorizable pass over the exponent bits (all ones: Inf or NaN), then locate.
-  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
-  Bits bad = 0;
-  for (int64_t i = 0; i < m * n; ++i) {
-    Bits b;
-    std::memcpy(&b, a + i, sizeof(T));
-    bad |= Bits((b & kExp) == kExp);
-  }
-  if (bad == 0) return;
+  if (all_finite(a, size_t(m * n))) return;
   for (int64_t i = 0; i < m * n; ++i)
     if (!std::isfinite(double(a[i])))
       throw Error(std::string(what) + ": non-finite value at (" + std::to_string(i / n) + ", " + std::to_string(i % n) + ")");
@@ -71,13 +76,6 @@ void gaussian_fill(T* out, size_t n, uint64_t seed) {
     out[i] = T(r * std::cos(t));
     if (i + 1 < n) out[i + 1] = T(r * std::sin(t));
   }
-}
-
-template <class T>
-bool all_finite(const T* p, size_t n) {
-  T probe = 0;
-  for (size_t i = 0; i < n; ++i) probe += p[i] * T(0);  // NaN exactly when some value is not finite
-  return probe == T(0);
 }
 
 // The rank a spec asks for, given the singular values when they are known.

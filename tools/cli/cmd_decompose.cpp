@@ -15,6 +15,7 @@
 #include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/file_format.h"
 
 namespace tz::cli {
 namespace {
@@ -30,16 +31,13 @@ struct Opts {
 
 // The tensor as f32 with its shape, from any of the three formats.
 Tensor load(const std::string& path, const std::string& name) {
-  const auto m = io::MappedFile::open(path);
-  const uint8_t* p = m->data();
-  if (m->size() >= 4 && std::memcmp(p, "GGUF", 4) == 0) {
+  const std::string format = detect_format(*io::MappedFile::open(path));
+  if (format == "gguf") {
     const auto f = io::GgufFile::open(path);
     require(f.find_tensor(name) != nullptr, path + ": no tensor named '" + name + "'");
     return f.tensor_f32(name);
   }
-  uint64_t n = 0;
-  if (m->size() >= 9) std::memcpy(&n, p, 8);
-  if (m->size() >= 9 && n + 8 <= m->size() && p[8] == 0x7b) {
+  if (format == "safetensors") {
     const auto f = io::SafetensorsFile::open(path);
     require(f.find(name) != nullptr, path + ": no tensor named '" + name + "'");
     const Tensor t = f.tensor(name);

@@ -10,6 +10,7 @@
 #include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/file_format.h"
 
 namespace tz::cli {
 namespace {
@@ -22,16 +23,6 @@ struct Listing {
   ojson tensors = ojson::array();  // {name, dtype, shape, bytes}
 };
 
-std::string detect_format(const io::MappedFile& f) {
-  const uint8_t* p = f.data();
-  if (f.size() >= 4 && std::memcmp(p, "GGUF", 4) == 0) return "gguf";
-  if (f.size() >= 9) {
-    uint64_t n;
-    std::memcpy(&n, p, 8);
-    if (n + 8 <= f.size() && p[8] == '{') return "safetensors";
-  }
-  return "llama2c";
-}
 
 ojson scalar_json(const io::GgufScalar& s) {
   return std::visit([](const auto& v) { return ojson(v); }, s);

@@ -4,7 +4,6 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <cstdlib>
 
 #include "kernels/amx_tiles.h"
 #include "kernels/fft/monarch.h"
@@ -13,7 +12,6 @@ namespace tz::kernels::fft {
 namespace {
 
 struct alignas(64) Scratch {
-  float cre[256], cim[256];          // C tiles
   float cbuf[2][512];                // C tiles of the pipelined loops, double-buffered
   // The inner pass works on batches of up to kBatch 256-blocks (mirrored pairs kept together),
   // phase by phase, so the tile work of one block overlaps the vector work of another.
@@ -215,7 +213,7 @@ void top_inverse_r(Row& w, float* y) {
   const MonarchPlan& mp = w.mp;
   const int64_t nv = mp.n / 2, m = mp.m;  // complex values present; beyond: causal zero padding
   const uint32_t* u32 = reinterpret_cast<const uint32_t*>(u);
-  const bool causal = nv < m;
+  const bool causal = mp.causal();
   switch (mp.r) {
     case 2: return causal ? top_forward_r<2, 1>(w, u32) : top_forward_r<2, 2>(w, u32);
     case 4: return causal ? top_forward_r<4, 2>(w, u32) : top_forward_r<4, 4>(w, u32);
@@ -227,7 +225,7 @@ void top_inverse_r(Row& w, float* y) {
 }
 
 [[gnu::noinline]] void top_inverse(Row& w, float* y) {
-  const bool causal = w.mp.n / 2 < w.mp.m;
+  const bool causal = w.mp.causal();
   switch (w.mp.r) {
     case 2: return causal ? top_inverse_r<2, 1>(w, y) : top_inverse_r<2, 2>(w, y);
     case 4: return causal ? top_inverse_r<4, 2>(w, y) : top_inverse_r<4, 4>(w, y);

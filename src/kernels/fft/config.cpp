@@ -163,15 +163,8 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   if (opt.dtype == ConvDtype::Bf16 && want_monarch && monarch_supported(pc.m)) {
     auto& bop = detail::fftconv_bf16_op();
     if (bop.chosen().isa == Isa::Amx) {
-      std::vector<double> sr(size_t(h) * size_t(bins)), si(size_t(h) * size_t(bins));
-      for (int64_t c = 0; c < h; ++c)
-        for (int64_t b = 0; b < bins; ++b) {
-          sr[size_t(c * bins + b)] = spectra[size_t(c)][size_t(b)].real();
-          si[size_t(c * bins + b)] = spectra[size_t(c)][size_t(b)].imag();
-        }
-      impl->monarch = std::make_unique<MonarchPlan>(make_monarch_plan(
-          n, pc.m, h, opt.mode == ConvMode::Causal, sr.data(), si.data(), pc.skip.empty() ? nullptr : pc.skip.data(),
-          kFreqMaskBlock));
+      impl->monarch = std::make_unique<MonarchPlan>(
+          make_monarch_plan(n, pc.m, h, spectra, pc.skip.empty() ? nullptr : pc.skip.data(), kFreqMaskBlock));
       impl->monarch_fn = bop.get<MonarchRowsFn>();
       impl->kernel_bf16 = bop.chosen().name;
     }

@@ -15,6 +15,7 @@
 // A row's buffer is 4·m bytes: it stays in L2 up to m = 256K.
 #pragma once
 #include <cstddef>
+#include <complex>
 #include <cstdint>
 #include <new>
 #include <vector>
@@ -41,7 +42,7 @@ struct TwiddleTable {
 
 struct MonarchPlan {
   int64_t n = 0, m = 0, h = 0;
-  bool causal = true;
+  bool causal() const { return n / 2 < m; }  // causal: the row is zero-padded to 2n, m = n
   int r = 1;                        // top radix (1: none)
   float top_c[8] = {}, top_s[8] = {};  // W_r^t = top_c[t] + i·top_s[t]
   // stage[0] is the top stage (size m, radix r, or radix 16 when r = 1), then sizes /16 down to 256.
@@ -73,9 +74,9 @@ struct MonarchPlan {
 int64_t monarch_bin_of_position(int64_t m, int r, int64_t pos);
 // Supported when the complex size is at least one 256-block.
 inline bool monarch_supported(int64_t m) { return m >= 256; }
-// spectra[c][k], k = 0 .. m: the filter's float64 spectrum (real DFT of length 2m).
-MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, bool causal, const double* spectra_re,
-                              const double* spectra_im, const uint8_t* skip, int64_t skip_block);
+// spectra[c][k], k = 0 .. m: channel c's float64 filter spectrum (real DFT of length 2m).
+MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, const std::vector<std::vector<std::complex<double>>>& spectra,
+                              const uint8_t* skip, int64_t skip_block);
 constexpr size_t kMonarchScratchBytes = 65536;  // per-thread tile staging (amx_monarch.cpp)
 inline size_t monarch_workspace_bytes(const MonarchPlan& mp) { return size_t(4 * mp.m) + kMonarchScratchBytes; }
 

@@ -49,14 +49,13 @@ TwiddleTable twiddles(int64_t L, int radix) {
 
 }  // namespace
 
-MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, bool causal, const double* spectra_re,
-                              const double* spectra_im, const uint8_t* skip, int64_t skip_block) {
+MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, const std::vector<std::vector<std::complex<double>>>& spectra,
+                              const uint8_t* skip, int64_t skip_block) {
   require(monarch_supported(m), "fftconv: the Monarch path needs m >= 256");
   MonarchPlan mp;
   mp.n = n;
   mp.m = m;
   mp.h = h;
-  mp.causal = causal;
   int e = 0;
   while ((int64_t(1) << e) < m) ++e;
   mp.r = 1 << (e % 4);
@@ -123,9 +122,8 @@ MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, bool causal, cons
       }
   }
   for (int64_t c = 0; c < h; ++c) {
-    const double* kr = spectra_re + c * (m + 1);
-    const double* ki = spectra_im + c * (m + 1);
-    const auto K = [&](int64_t k) { return off(k) ? std::complex<double>() : std::complex<double>(kr[k], ki[k]) * inv_m; };
+    const auto& spec = spectra[size_t(c)];
+    const auto K = [&](int64_t k) { return off(k) ? std::complex<double>() : spec[size_t(k)] * inv_m; };
     const auto SD = [&](int64_t k, std::complex<double>* S, std::complex<double>* D) {
       const std::complex<double> P = K(k), Q = std::conj(K(k == 0 ? m : m - k));
       *S = (P + Q) * 0.5;

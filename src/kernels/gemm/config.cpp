@@ -63,12 +63,19 @@ void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, 
   detail::gemm_bf16_op().get<kernels::GemmBf16Fn>()({n, m, k, x, ldx, w, ldw, y, ldy});
 }
 
+namespace {
+// Packed tiles are in the AMX bf16 kernel's layout: usable only while that kernel is the chosen one.
+bool amx_bf16_active() {
+  return detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx);
+}
+}  // namespace
+
 PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int64_t ldw) {
   require(m >= 0 && k >= 0 && ldw >= k && (w != nullptr || m * k == 0), "pack_bf16_weights: need W [m, k] with ldw >= k");
   PackedBf16Weights p;
   p.m = m;
   p.k = k;
-  if (m * k > 0 && detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx)) {
+  if (m * k > 0 && amx_bf16_active()) {
     p.tiles.resize(size_t(((m + 31) / 32) * kernels::amx_slab_elems(k)));
     kernels::amx_pack_weights(w, ldw, m, k, p.tiles.data());
     return p;
@@ -84,7 +91,7 @@ PackedBf16Weights pack_bf16_weights_f32(const float* w, int64_t m, int64_t k, in
   PackedBf16Weights p;
   p.m = m;
   p.k = k;
-  if (m * k > 0 && detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx)) {
+  if (m * k > 0 && amx_bf16_active()) {
     p.tiles.resize(size_t(((m + 31) / 32) * kernels::amx_slab_elems(k)));
     kernels::amx_pack_weights_f32(w, ldw, m, k, transposed, p.tiles.data());
     return p;
@@ -100,8 +107,7 @@ void gemm_bf16(int64_t n, const uint16_t* x, int64_t ldx, const PackedBf16Weight
   if (!w.tiles.empty()) {
     // Packed for the AMX kernel; it must still be the active one (a cap lowered since is an error:
     // the plain copy of W was not kept).
-    require(detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx),
-            "gemm_bf16: these weights were packed for the AMX kernel, which the ISA cap now excludes; pack again");
+    require(amx_bf16_active(), "gemm_bf16: these weights were packed for the AMX kernel, which the ISA cap now excludes; pack again");
     check_args("gemm_bf16", n, w.m, w.k, x, ldx, w.tiles.data(), w.k, y, ldy);
     kernels::GemmBf16Args a{n, w.m, w.k, x, ldx, nullptr, w.k, y, ldy};
     a.w_tiles = w.tiles.data();
