@@ -6,6 +6,7 @@
 #include "bench/harness.h"
 #include "bench/lowrank_bench.h"
 #include "bench/membw.h"
+#include "bench/model_bench.h"
 #include "bench/mpgemm_bench.h"
 #ifdef TZ_HAVE_FFTW
 #include "bench/fftconv_bench.h"
@@ -150,6 +151,25 @@ void add_bench(CLI::App& app) {
     bench::Reporter rep(common.json);
     Progress bar(bench::lowrank_bench_cases(lr), !common.json);
     bench::bench_lowrank(lr, rep, [&](const std::string& s) { bar.step(s); });
+  });
+
+  static bench::ModelBenchOptions mo;
+  auto* mdl = cmd->add_subcommand("model", "LLaMA model prefill/decode tokens/s per weight format, ratio to f32 in the same run");
+  add_common(mdl, common);
+  mdl->add_option("-m,--model", mo.model, "Model file or directory (default: --synthetic)");
+  mdl->add_option("--synthetic", mo.synthetic, "7b:LAYERS (LLaMA-2-7B layer shapes, random weights) or DIM,HIDDEN,HEADS,LAYERS")->capture_default_str();
+  mdl->add_option("--formats", mo.formats, "Weight formats, e.g. f32,bf16,q4,q2 (f32 is always the baseline)")->delimiter(',');
+  mdl->add_option("--prefill", mo.prefill, "Prompt tokens of the prefill case")->capture_default_str()->check(CLI::PositiveNumber);
+  mdl->add_option("--decode", mo.decode, "Decode steps timed per repetition")->capture_default_str()->check(CLI::PositiveNumber);
+  mdl->add_option("--text", mo.text, "With -m: perplexity of each format on this text (documents split on blank lines)");
+  mdl->add_option("--max-docs", mo.max_docs, "Documents scored for the perplexity")->capture_default_str()->check(CLI::PositiveNumber);
+  mdl->callback([] {
+    mo.threads = common.threads;
+    mo.repeats = common.repeats;
+    mo.warmup = common.warmup;
+    bench::Reporter rep(common.json);
+    Progress bar(bench::model_bench_cases(mo) * 2, !common.json);
+    bench::bench_model(mo, rep, [&](const std::string& s) { bar.step(s); });
   });
 
   auto* mb = cmd->add_subcommand("membw", "DRAM read bandwidth with 1 and N threads (the roofline)");

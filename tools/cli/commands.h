@@ -8,5 +8,8 @@ void add_info(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_decompose(CLI::App& app);
+void add_run(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_bench_model(CLI::App& bench);
 
 }  // namespace tz::cli

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   tz::cli::add_inspect(app);
   tz::cli::add_bench(app);
   tz::cli::add_decompose(app);
+  tz::cli::add_run(app);
+  tz::cli::add_eval(app);
   app.parse_complete_callback([&] {
     if (threads > 0) tz::set_num_threads(threads);
   });

@@ -143,7 +143,9 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
     // Decode: every thread builds the (small) tables itself the first time it runs a task, so no
     // pass over the activations precedes the kernel and no barrier separates them.
     std::vector<std::vector<Column>> per_thread(static_cast<size_t>(threads));
-    const int64_t tasks = std::min<int64_t>(tiles, threads == 1 ? 1 : int64_t(threads) * 2);
+    // Below ~0.5 M weight-tokens a call takes ~10 µs on one core: waking a second thread costs more.
+    const bool tiny = w.rows() * w.cols() * n < (int64_t(1) << 19);
+    const int64_t tasks = std::min<int64_t>(tiles, threads == 1 || tiny ? 1 : int64_t(threads) * 2);
     parallel_for(tasks, [&](int64_t task, int th) {
       auto& cols = per_thread[size_t(th)];
       if (cols.empty()) {

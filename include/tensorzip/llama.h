@@ -1,0 +1,194 @@
+// LLaMA-architecture decoder models on tensorzip's weight formats: the loaders (llama2.c, GGUF,
+// Hugging Face safetensors), the forward pass (RMSNorm, rotary embeddings, grouped-query attention
+// with a KV cache, SwiGLU MLP, tied or separate classifier) and a sampler.
+//
+// Weights are loaded into a LlamaSource (f32 tensors in one canonical layout, Meta's names), then
+// built into a LlamaModel where every linear layer is stored in the format a spec assigns to it:
+// f32 (OpenBLAS), bf16 (AMX / AVX-512-BF16) or packed low-bit (the LUT mpGEMM, int8 tiles for
+// prefill). A LlamaSession holds one sequence's KV cache and runs any number of tokens per call:
+// many tokens (prefill, evaluation) go through the GEMM paths, one token (decode) through GEMV.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tensorzip/format.h"
+#include "tensorzip/gemm.h"
+#include "tensorzip/mpgemm.h"
+#include "tensorzip/tensor.h"
+#include "tensorzip/tokenizer.h"
+
+namespace tz {
+
+struct LlamaConfig {
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
+  float norm_eps = 1e-5f, rope_theta = 10000.f;
+  int head_size() const { return dim / n_heads; }
+  int kv_dim() const { return head_size() * n_kv_heads; }
+  void validate(const std::string& label) const;  // throws tz::Error naming `label`
+  std::string to_string() const;
+};
+
+// Weights as read from a file: f32 tensors, matrices [out, in] (y = W·x), names as Meta's:
+//   tok_embeddings [vocab, dim]; layers.{i}.attention_norm [dim]; layers.{i}.attention.wq [dim, dim],
+//   .wk / .wv [kv_dim, dim], .wo [dim, dim]; layers.{i}.ffn_norm [dim];
+//   layers.{i}.feed_forward.w1 / .w3 [hidden, dim], .w2 [dim, hidden]; norm [dim];
+//   output [vocab, dim] (absent when tied to tok_embeddings).
+// Rotary embeddings rotate adjacent pairs (2i, 2i+1) of each head, as llama2.c and GGUF do;
+// Hugging Face q/k weights are permuted back into that layout by their loader.
+struct LlamaSource {
+  LlamaConfig cfg;
+  std::string label;  // file it came from
+  std::map<std::string, Tensor> tensors;
+  std::optional<Tokenizer> tokenizer;  // when the file carries one (GGUF, HF directory)
+  const Tensor& get(const std::string& name) const;
+  bool tied() const { return tensors.count("output") == 0; }
+  // Checks every tensor's presence, dtype (F32) and shape against cfg; names the file and tensor.
+  void validate() const;
+};
+
+LlamaSource load_llama2c(const std::string& path);
+LlamaSource load_gguf_llama(const std::string& path);
+// A directory (or its config.json / model.safetensors) with config.json, model.safetensors and,
+// when present, tokenizer.json.
+LlamaSource load_hf_llama(const std::string& path);
+// Picks the loader from the file's contents (GGUF magic, a directory / safetensors, else llama2.c).
+LlamaSource load_llama(const std::string& path);
+// Writes a LlamaSource as a llama.cpp GGUF file (architecture "llama", Meta's rotary layout, the
+// tokenizer as tokenizer.ggml.*): linear layers and the embedding in `ggml_type` (kGgmlF32,
+// kGgmlF16, kGgmlQ8_0 or kGgmlQ4_0; q4_0/q8_0 need rows that are multiples of 32 values), norms f32.
+// Atomic: nothing is left at `path` on failure.
+void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type);
+// The tokenizer for a model: the one inside the file if any, else `tokenizer.bin` beside it.
+Tokenizer default_tokenizer(const LlamaSource& src, const std::string& model_path);
+
+// A model with LLaMA-2-7B layer shapes and random weights (benchmarks; `--synthetic`).
+LlamaSource synthetic_llama(const LlamaConfig& cfg, uint64_t seed = 1);
+LlamaConfig llama2_7b_config(int n_layers);
+
+// How one linear layer is stored.
+struct WeightFormat {
+  enum class Kind { F32, BF16, Quant } kind = Kind::F32;
+  QuantFormat quant;  // Kind::Quant
+  // "f32", "bf16", "q4" (4-bit symmetric, group 128), "q2g64", "q3g32a" (asymmetric), "t" (ternary,
+  // one scale per row), "q8". Throws tz::Error on anything else.
+  static WeightFormat parse(const std::string& spec);
+  std::string to_string() const;
+  double bits_per_weight(int64_t cols) const;
+};
+
+// Format per tensor name: "q4" for every linear layer, or with overrides "q4,output=q8,layers.0.*=f32"
+// (globs over the names above; the first match wins, the bare spec is the default).
+class FormatSpec {
+ public:
+  FormatSpec(const std::string& spec = "f32");
+  WeightFormat for_tensor(const std::string& name) const;
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+  WeightFormat def_;
+  std::vector<std::pair<std::string, WeightFormat>> rules_;
+};
+
+// y[n, out] = x[n, in] · Wᵀ in W's format.
+class Linear {
+ public:
+  static Linear build(const Tensor& w, const WeightFormat& fmt);  // w f32 [out, in]
+  void forward(const float* x, int64_t n, float* y) const;
+  int64_t out() const { return out_; }
+  int64_t in() const { return in_; }
+  size_t bytes() const;
+  const WeightFormat& format() const { return fmt_; }
+
+ private:
+  WeightFormat fmt_;
+  int64_t out_ = 0, in_ = 0;
+  Tensor f32_;
+  PackedBf16Weights bf16_;
+  std::shared_ptr<LutWeights> lut_;
+};
+
+class LlamaModel {
+ public:
+  // Builds every linear layer in the format `spec` assigns it; progress(i, total) after each.
+  LlamaModel(const LlamaSource& src, const FormatSpec& spec,
+             const std::function<void(int, int)>& progress = nullptr);
+  const LlamaConfig& config() const { return cfg_; }
+  size_t weight_bytes() const;  // every weight the forward pass reads (embedding, norms, linears)
+  size_t linear_bytes() const;  // the linear layers' packed weights
+  std::string format_summary() const;
+
+  struct Layer {
+    std::vector<float> att_norm, ffn_norm;
+    Linear wq, wk, wv, wo, w1, w2, w3;
+  };
+  LlamaConfig cfg_;
+  Tensor embedding;  // f32 [vocab, dim]
+  std::vector<Layer> layers;
+  std::vector<float> final_norm;
+  Linear classifier;
+};
+
+// Called with each linear layer's input rows (name as in LlamaSource, n rows of `in` floats).
+using ActivationHook = std::function<void(const std::string& name, const float* x, int64_t n, int64_t in)>;
+
+class LlamaSession {
+ public:
+  explicit LlamaSession(const LlamaModel& model, int max_seq = 0);  // 0: the model's seq_len
+  // Runs tokens[0..n) at positions pos..pos+n-1 (the cache must hold 0..pos-1). Writes logits
+  // [n, vocab] when all_logits, else only the last token's [vocab].
+  void forward(const int* tokens, int n, int pos, float* logits, bool all_logits = false);
+  int max_seq() const { return max_seq_; }
+  int vocab_size() const { return m_.config().vocab_size; }
+  void set_activation_hook(ActivationHook hook) { hook_ = std::move(hook); }
+  size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+
+ private:
+  void ensure_scratch(int n);
+  const LlamaModel& m_;
+  int max_seq_;
+  std::vector<float> k_cache_, v_cache_;  // [layer][pos][kv_dim]
+  std::vector<float> rope_cos_, rope_sin_;  // [pos][head_size / 2]
+  std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
+  int scratch_n_ = 0;
+  ActivationHook hook_;
+};
+
+// Perplexity. Sequences are either documents (BOS + text of each piece between separators,
+// truncated to ctx tokens) or one whole text as a token stream scored with a sliding window of ctx
+// tokens advancing by stride (each token scored once, with at least ctx - stride tokens of context
+// after the first window).
+std::vector<std::vector<int>> split_documents(const std::string& text, const Tokenizer& tok, const std::string& sep,
+                                              int max_docs, int ctx);
+struct PerplexityResult {
+  double mean_nll = 0;       // nats per scored token
+  int64_t scored = 0;        // tokens whose probability was scored
+  int64_t processed = 0;     // tokens run through the model (windows overlap)
+  int64_t windows = 0;
+  double forward_s = 0;      // time inside forward passes
+  double perplexity() const;
+};
+PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vector<int>>& seqs, int ctx, int stride,
+                                     const std::function<void(int64_t done, int64_t total)>& progress = nullptr);
+
+// llama2.c's sampler: greedy at temperature 0, else softmax(logits / T) with top-p (nucleus)
+// truncation when 0 < top_p < 1, drawn from llama2.c's xorshift generator (same seed, same draw).
+class Sampler {
+ public:
+  Sampler(int vocab, float temperature, float top_p, uint64_t seed);
+  int sample(float* logits);  // modifies logits
+
+ private:
+  float random_f32();
+  int vocab_;
+  float temp_, top_p_;
+  uint64_t state_;
+  std::vector<std::pair<float, int>> probindex_;
+};
+
+}  // namespace tz

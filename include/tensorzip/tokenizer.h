@@ -1,0 +1,60 @@
+// SentencePiece-style BPE tokenizer (the LLaMA family's): text is normalised (spaces become the
+// vocabulary's space symbol, a dummy-prefix space is added), split into UTF-8 characters looked up
+// in the vocabulary (unknown characters fall back to their bytes' <0xXX> tokens), then adjacent
+// pieces are merged, best pair first, until no pair merges. "Best" is the merged piece's score
+// (llama2.c tokenizer.bin, GGUF tokenizer.ggml.scores) or the pair's rank in a merges list
+// (Hugging Face tokenizer.json). Merging uses a heap, O(n log n), so a whole evaluation text can be
+// encoded at once; ties go to the leftmost pair, as llama2.c's scan does.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace tz {
+namespace io { class GgufFile; }
+
+class Tokenizer {
+ public:
+  // llama2.c's tokenizer.bin: int32 max_token_length, then per token f32 score, int32 length, bytes.
+  static Tokenizer from_llama2c(const std::string& path, int vocab_size = -1);
+  static Tokenizer parse_llama2c(const uint8_t* data, size_t size, const std::string& label, int vocab_size = -1);
+  // GGUF metadata tokenizer.ggml.* with model "llama" (SentencePiece). Other models are refused.
+  static Tokenizer from_gguf(const io::GgufFile& f);
+  // Hugging Face tokenizer.json with a BPE model (vocab + merges, byte_fallback).
+  static Tokenizer from_hf_json(const std::string& path);
+  static Tokenizer parse_hf_json(std::string_view json, const std::string& label);
+
+  std::vector<int> encode(std::string_view text, bool bos, bool eos = false) const;
+  // The text of `token` following `prev`, as llama2.c's run prints it: byte tokens become their
+  // byte, the space symbol a space, and the leading space after BOS is dropped.
+  std::string decode_piece(int prev, int token) const;
+  // The whole text of a sequence (inverse of encode: decode(encode(t, bos)) == t).
+  std::string decode(const std::vector<int>& ids) const;
+
+  int vocab_size() const { return int(pieces_.size()); }
+  int bos_id() const { return bos_; }
+  int eos_id() const { return eos_; }
+  const std::string& piece(int id) const { return pieces_.at(size_t(id)); }
+  float score(int id) const { return scores_.at(size_t(id)); }
+  // The vocabulary's space symbol: " " (llama2.c files) or U+2581 (SentencePiece, GGUF, tokenizer.json).
+  const std::string& space_symbol() const { return space_; }
+  int find(std::string_view piece) const;  // -1 when absent
+  const std::string& label() const { return label_; }
+
+ private:
+  void finish();  // builds the lookup tables once the pieces are set
+  std::string label_;
+  std::vector<std::string> pieces_;
+  std::vector<float> scores_;
+  std::unordered_map<std::string, int> lookup_;
+  std::map<std::pair<int, int>, int> merge_rank_;  // merges mode when non-empty
+  std::string space_ = " ";                        // " " (llama2.c) or "\xe2\x96\x81" (U+2581)
+  bool dummy_prefix_ = true;
+  int bos_ = 1, eos_ = 2;
+  int byte_id_[256];
+};
+
+}  // namespace tz

@@ -1,0 +1,258 @@
+// The LLaMA forward pass over a KV cache, and llama2.c's sampler.
+//
+// Attention: K is cached as [layer][pos][kv_dim] and V transposed, [layer][kv_dim][pos], so both
+// products of a many-token call are NT GEMMs (scores = Q·Kᵀ, out = P·(Vᵀ)ᵀ) on the shared GEMM
+// kernels, and a one-token call reads both as contiguous dot products.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "tensorzip/error.h"
+#include "tensorzip/gemm.h"
+#include "tensorzip/llama.h"
+#include "tensorzip/runtime.h"
+
+namespace tz {
+namespace {
+
+void rmsnorm(const float* x, const float* w, int64_t d, float eps, float* out) {
+  double ss = 0;
+  for (int64_t i = 0; i < d; ++i) ss += double(x[i]) * x[i];
+  const float inv = float(1.0 / std::sqrt(ss / double(d) + double(eps)));
+  for (int64_t i = 0; i < d; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+// Rotates adjacent pairs of each head of `v` (n_heads heads of hs values) for position `cs` row.
+void rope(float* v, int n_heads, int hs, const float* cos, const float* sin) {
+  for (int h = 0; h < n_heads; ++h) {
+    float* p = v + h * hs;
+    for (int j = 0; j < hs / 2; ++j) {
+      const float a = p[2 * j], b = p[2 * j + 1];
+      p[2 * j] = a * cos[j] - b * sin[j];
+      p[2 * j + 1] = a * sin[j] + b * cos[j];
+    }
+  }
+}
+
+// Many-token calls use GEMMs for attention from this many tokens (below, per-head dot loops).
+constexpr int kAttentionGemmMinTokens = 8;
+// Loops over fewer elements than this run on the calling thread (waking the pool costs ~10 µs).
+constexpr int64_t kParallelMinElems = 1 << 15;
+
+// fn(row) for row in [0, n), on the pool when the rows hold enough elements to pay for it.
+template <class Fn> void for_rows(int64_t n, int64_t elems_per_row, const Fn& fn) {
+  if (n * elems_per_row < kParallelMinElems || n == 1) {
+    for (int64_t r = 0; r < n; ++r) fn(r);
+    return;
+  }
+  parallel_for(n, [&](int64_t r, int) { fn(r); });
+}
+
+}  // namespace
+
+LlamaSession::LlamaSession(const LlamaModel& model, int max_seq) : m_(model) {
+  const LlamaConfig& c = m_.config();
+  max_seq_ = max_seq > 0 ? max_seq : c.seq_len;
+  require(max_seq_ > 0, "LlamaSession: max_seq must be positive");
+  const size_t per_layer = size_t(max_seq_) * size_t(c.kv_dim());
+  k_cache_.assign(per_layer * size_t(c.n_layers), 0.f);
+  v_cache_.assign(per_layer * size_t(c.n_layers), 0.f);
+  const int half = c.head_size() / 2;
+  rope_cos_.resize(size_t(max_seq_) * size_t(half));
+  rope_sin_.resize(size_t(max_seq_) * size_t(half));
+  for (int p = 0; p < max_seq_; ++p)
+    for (int j = 0; j < half; ++j) {
+      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size()));
+      rope_cos_[size_t(p * half + j)] = float(std::cos(p * freq));
+      rope_sin_[size_t(p * half + j)] = float(std::sin(p * freq));
+    }
+}
+
+void LlamaSession::ensure_scratch(int n) {
+  if (n <= scratch_n_) return;
+  const LlamaConfig& c = m_.config();
+  const size_t N = size_t(n);
+  x_.resize(N * size_t(c.dim));
+  xb_.resize(N * size_t(c.dim));
+  q_.resize(N * size_t(c.dim));
+  att_.resize(N * size_t(c.dim));
+  k_.resize(N * size_t(c.kv_dim()));
+  v_.resize(N * size_t(c.kv_dim()));
+  hb_.resize(N * size_t(c.hidden_dim));
+  hb2_.resize(N * size_t(c.hidden_dim));
+  scratch_n_ = n;
+}
+
+void LlamaSession::forward(const int* tokens, int n, int pos, float* logits, bool all_logits) {
+  const LlamaConfig& c = m_.config();
+  require(n > 0, "forward: no tokens");
+  require(pos >= 0 && int64_t(pos) + n <= max_seq_,
+          "forward: positions " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) + " exceed the context of " +
+              std::to_string(max_seq_) + " tokens");
+  for (int t = 0; t < n; ++t)
+    require(tokens[t] >= 0 && tokens[t] < c.vocab_size,
+            "forward: token id " + std::to_string(tokens[t]) + " outside the vocabulary (" + std::to_string(c.vocab_size) + ")");
+  ensure_scratch(n);
+  const int64_t D = c.dim, KV = c.kv_dim(), H = c.hidden_dim, hs = c.head_size(), half = hs / 2;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.f / std::sqrt(float(hs));
+  const float* emb = m_.embedding.data<float>();
+  for (int t = 0; t < n; ++t) std::memcpy(&x_[size_t(t * D)], emb + int64_t(tokens[t]) * D, size_t(D) * 4);
+
+  const auto linear = [&](const Linear& w, const std::string& name, const float* in, float* out) {
+    if (hook_) hook_(name, in, n, w.in());
+    w.forward(in, n, out);
+  };
+  const bool gemm_attention = n >= kAttentionGemmMinTokens;
+  std::vector<float> scores(gemm_attention ? size_t(n) * size_t(pos + n) : 0);
+
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LlamaModel::Layer& L = m_.layers[size_t(l)];
+    const std::string p = hook_ ? "layers." + std::to_string(l) + "." : std::string();
+    for_rows(n, D, [&](int64_t t) { rmsnorm(&x_[size_t(t * D)], L.att_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]); });
+    linear(L.wq, p + "attention.wq", xb_.data(), q_.data());
+    linear(L.wk, p + "attention.wk", xb_.data(), k_.data());
+    linear(L.wv, p + "attention.wv", xb_.data(), v_.data());
+    float* kc = &k_cache_[size_t(l) * size_t(max_seq_) * size_t(KV)];
+    float* vc = &v_cache_[size_t(l) * size_t(max_seq_) * size_t(KV)];  // transposed: [KV][max_seq]
+    for (int t = 0; t < n; ++t) {
+      const float* cs = &rope_cos_[size_t((pos + t) * half)];
+      const float* sn = &rope_sin_[size_t((pos + t) * half)];
+      rope(&q_[size_t(t * D)], c.n_heads, int(hs), cs, sn);
+      rope(&k_[size_t(t * KV)], c.n_kv_heads, int(hs), cs, sn);
+      std::memcpy(kc + int64_t(pos + t) * KV, &k_[size_t(t * KV)], size_t(KV) * 4);
+      for (int64_t d = 0; d < KV; ++d) vc[d * max_seq_ + pos + t] = v_[size_t(t * KV + d)];
+    }
+    const int64_t T = pos + n;  // keys visible to the last token
+    if (gemm_attention) {
+      for (int h = 0; h < c.n_heads; ++h) {
+        const int64_t kvo = int64_t(h / group) * hs;
+        gemm_f32(n, T, hs, &q_[size_t(h * hs)], D, kc + kvo, KV, scores.data(), T);
+        const auto softmax_row = [&](int64_t t, int) {
+          float* s = &scores[size_t(t * T)];
+          const int64_t visible = pos + t + 1;
+          for (int64_t j = 0; j < visible; ++j) s[j] *= scale;
+          softmax_inplace(s, visible);
+          std::fill(s + visible, s + T, 0.f);
+        };
+        if (int64_t(n) * T >= kParallelMinElems) parallel_for(n, softmax_row);
+        else for (int64_t t = 0; t < n; ++t) softmax_row(t, 0);
+        gemm_f32(n, hs, T, scores.data(), T, vc + kvo * max_seq_, max_seq_, &att_[size_t(h * hs)], D);
+      }
+    } else {
+      const auto head = [&](int64_t task, int) {
+        thread_local std::vector<float> s;
+        const int64_t t = task / c.n_heads, h = task % c.n_heads, visible = pos + t + 1;
+        if (s.size() < size_t(visible)) s.resize(size_t(visible));
+        const float* qv = &q_[size_t(t * D + h * hs)];
+        const int64_t kvo = (h / group) * hs;
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* kv = kc + j * KV + kvo;
+          float dot = 0;
+          for (int64_t i = 0; i < hs; ++i) dot += qv[i] * kv[i];
+          s[size_t(j)] = dot * scale;
+        }
+        softmax_inplace(s.data(), visible);
+        float* out = &att_[size_t(t * D + h * hs)];
+        for (int64_t i = 0; i < hs; ++i) {
+          const float* vrow = vc + (kvo + i) * max_seq_;
+          float acc = 0;
+          for (int64_t j = 0; j < visible; ++j) acc += s[size_t(j)] * vrow[j];
+          out[i] = acc;
+        }
+      };
+      if (int64_t(n) * c.n_heads * T * hs >= kParallelMinElems) parallel_for(int64_t(n) * c.n_heads, head);
+      else for (int64_t task = 0; task < int64_t(n) * c.n_heads; ++task) head(task, 0);
+    }
+    linear(L.wo, p + "attention.wo", att_.data(), xb_.data());
+    // Residual, then the FFN's norm, row by row.
+    for_rows(n, D, [&](int64_t t) {
+      for (int64_t i = t * D; i < (t + 1) * D; ++i) x_[size_t(i)] += xb_[size_t(i)];
+      rmsnorm(&x_[size_t(t * D)], L.ffn_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]);
+    });
+    linear(L.w1, p + "feed_forward.w1", xb_.data(), hb_.data());
+    linear(L.w3, p + "feed_forward.w3", xb_.data(), hb2_.data());
+    for_rows(n, H * 8, [&](int64_t t) {  // SwiGLU; exp costs ~8 element-ops
+      for (int64_t i = t * H; i < (t + 1) * H; ++i) {
+        const float a = hb_[size_t(i)];
+        hb_[size_t(i)] = a / (1.f + std::exp(-a)) * hb2_[size_t(i)];
+      }
+    });
+    if (hook_) hook_(p + "feed_forward.w2", hb_.data(), n, H);
+    L.w2.forward(hb_.data(), n, xb_.data());
+    for_rows(n, D, [&](int64_t t) {
+      for (int64_t i = t * D; i < (t + 1) * D; ++i) x_[size_t(i)] += xb_[size_t(i)];
+    });
+  }
+  const int first = all_logits ? 0 : n - 1;
+  for (int t = first; t < n; ++t) rmsnorm(&x_[size_t(t * D)], m_.final_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]);
+  if (hook_) hook_("output", &xb_[size_t(first * D)], n - first, D);
+  m_.classifier.forward(&xb_[size_t(first * D)], n - first, logits);
+}
+
+// ------------------------------------------------------------------ sampler
+
+Sampler::Sampler(int vocab, float temperature, float top_p, uint64_t seed)
+    : vocab_(vocab), temp_(temperature), top_p_(top_p), state_(seed) {
+  require(temperature >= 0.f, "sampler: temperature must be >= 0");
+  require(top_p >= 0.f && top_p <= 1.f, "sampler: top-p must be in [0, 1]");
+}
+
+float Sampler::random_f32() {  // llama2.c's xorshift*
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  const uint32_t r = uint32_t((state_ * 0x2545F4914F6CDD1Dull) >> 32);
+  return float(r >> 8) / 16777216.0f;
+}
+
+int Sampler::sample(float* logits) {
+  if (temp_ == 0.f) return int(std::max_element(logits, logits + vocab_) - logits);
+  for (int i = 0; i < vocab_; ++i) logits[i] /= temp_;
+  softmax_inplace(logits, vocab_);
+  const float coin = random_f32();
+  if (top_p_ <= 0.f || top_p_ >= 1.f) {
+    float cdf = 0;
+    for (int i = 0; i < vocab_; ++i) {
+      cdf += logits[i];
+      if (coin < cdf) return i;
+    }
+    return vocab_ - 1;
+  }
+  // Nucleus: candidates above (1 - p) / (n - 1) cannot be excluded, sort only those.
+  probindex_.clear();
+  const float cutoff = (1.f - top_p_) / float(vocab_ - 1);
+  for (int i = 0; i < vocab_; ++i)
+    if (logits[i] >= cutoff) probindex_.emplace_back(logits[i], i);
+  std::sort(probindex_.begin(), probindex_.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  float cum = 0;
+  size_t last = probindex_.size() - 1;
+  for (size_t i = 0; i < probindex_.size(); ++i) {
+    cum += probindex_[i].first;
+    if (cum > top_p_) {
+      last = i;
+      break;
+    }
+  }
+  const float r = coin * cum;
+  float cdf = 0;
+  for (size_t i = 0; i <= last; ++i) {
+    cdf += probindex_[i].first;
+    if (r < cdf) return probindex_[i].second;
+  }
+  return probindex_[last].second;
+}
+
+}  // namespace tz

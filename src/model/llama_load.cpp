@@ -1,0 +1,274 @@
+// Loaders into LlamaSource's canonical layout, and the synthetic LLaMA-2-7B-shaped model.
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/io/llama2c.h"
+#include "tensorzip/io/safetensors.h"
+#include "tensorzip/llama.h"
+#include "tensorzip/runtime.h"
+
+namespace tz {
+namespace fs = std::filesystem;
+namespace {
+
+std::string layer(int l, const char* what) { return "layers." + std::to_string(l) + "." + what; }
+
+// Meta's rotary layout from Hugging Face's: HF rows (h, i, j) with i in {0,1} selecting the half
+// of the head hold Meta's row (h, 2j + i).
+Tensor unpermute_hf_rotary(const Tensor& w, int heads) {
+  const int64_t rows = w.dim(0), cols = w.dim(1), hs = rows / heads;
+  Tensor out = Tensor::empty(DType::F32, w.shape());
+  const float* src = w.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < hs / 2; ++j)
+        std::memcpy(dst + (h * hs + 2 * j + i) * cols, src + (h * hs + i * hs / 2 + j) * cols, size_t(cols) * 4);
+  return out;
+}
+
+}  // namespace
+
+LlamaSource load_llama2c(const std::string& path) {
+  const auto ck = io::Llama2cCheckpoint::open(path);
+  const auto& f = ck.config();
+  LlamaSource s;
+  s.label = path;
+  s.cfg = {f.dim, f.hidden_dim, f.n_layers, f.n_heads, f.n_kv_heads, f.vocab_size, f.seq_len};
+  s.tensors["tok_embeddings"] = ck.tensor("token_embedding");
+  const std::pair<const char*, const char*> stacked[] = {
+      {"rms_att", "attention_norm"}, {"wq", "attention.wq"},   {"wk", "attention.wk"},
+      {"wv", "attention.wv"},        {"wo", "attention.wo"},   {"rms_ffn", "ffn_norm"},
+      {"w1", "feed_forward.w1"},     {"w2", "feed_forward.w2"}, {"w3", "feed_forward.w3"}};
+  for (auto [file_name, name] : stacked) {
+    const Tensor all = ck.tensor(file_name);
+    for (int l = 0; l < f.n_layers; ++l) s.tensors[layer(l, name)] = all.select(l);
+  }
+  s.tensors["norm"] = ck.tensor("rms_final");
+  if (!f.shared_classifier) s.tensors["output"] = ck.tensor("wcls");
+  s.validate();
+  return s;
+}
+
+LlamaSource load_gguf_llama(const std::string& path) {
+  const auto g = io::GgufFile::open(path);
+  const auto* arch_v = g.find("general.architecture");
+  require(arch_v != nullptr, path + ": GGUF without general.architecture");
+  const std::string arch = arch_v->as_string();
+  require(arch == "llama", path + ": GGUF architecture '" + arch + "' is not supported (only 'llama')");
+  const auto u = [&](const std::string& key, bool required, uint64_t def) -> uint64_t {
+    const auto* v = g.find(arch + "." + key);
+    require(v != nullptr || !required, path + ": GGUF metadata '" + arch + "." + key + "' missing");
+    if (v == nullptr) return def;
+    const uint64_t x = v->as_uint();
+    require(x > 0 && x < (1u << 24), path + ": GGUF metadata '" + arch + "." + key + "' = " + std::to_string(x) + " is out of range");
+    return x;
+  };
+  const auto f = [&](const std::string& key, float def) -> float {
+    const auto* v = g.find(arch + "." + key);
+    if (v == nullptr || v->items.empty()) return def;
+    if (const auto* d = std::get_if<double>(&v->items[0])) return float(*d);
+    throw Error(path + ": GGUF metadata '" + arch + "." + key + "' is not a float");
+  };
+  LlamaSource s;
+  s.label = path;
+  LlamaConfig& c = s.cfg;
+  c.dim = int(u("embedding_length", true, 0));
+  c.hidden_dim = int(u("feed_forward_length", true, 0));
+  c.n_layers = int(u("block_count", true, 0));
+  c.n_heads = int(u("attention.head_count", true, 0));
+  c.n_kv_heads = int(u("attention.head_count_kv", false, uint64_t(c.n_heads)));
+  c.seq_len = int(u("context_length", false, 2048));
+  c.norm_eps = f("attention.layer_norm_rms_epsilon", 1e-5f);
+  c.rope_theta = f("rope.freq_base", 10000.f);
+  const auto* emb = g.find_tensor("token_embd.weight");
+  require(emb != nullptr, path + ": GGUF without token_embd.weight");
+  require(emb->shape.size() == 2, path + ": token_embd.weight is not a matrix");
+  c.vocab_size = int(emb->shape[0]);
+  const auto get = [&](const std::string& gguf_name, const std::string& name) { s.tensors[name] = g.tensor_f32(gguf_name); };
+  get("token_embd.weight", "tok_embeddings");
+  const std::pair<const char*, const char*> per_layer[] = {
+      {"attn_norm", "attention_norm"}, {"attn_q", "attention.wq"},   {"attn_k", "attention.wk"},
+      {"attn_v", "attention.wv"},      {"attn_output", "attention.wo"}, {"ffn_norm", "ffn_norm"},
+      {"ffn_gate", "feed_forward.w1"}, {"ffn_down", "feed_forward.w2"}, {"ffn_up", "feed_forward.w3"}};
+  for (int l = 0; l < c.n_layers; ++l)
+    for (auto [gname, name] : per_layer) get("blk." + std::to_string(l) + "." + gname + ".weight", layer(l, name));
+  get("output_norm.weight", "norm");
+  if (g.find_tensor("output.weight") != nullptr) get("output.weight", "output");
+  if (g.find("tokenizer.ggml.model") != nullptr) s.tokenizer = Tokenizer::from_gguf(g);
+  s.validate();
+  return s;
+}
+
+LlamaSource load_hf_llama(const std::string& path) {
+  const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  const fs::path cfg_path = dir / "config.json";
+  std::ifstream in(cfg_path);
+  require(in.good(), cfg_path.string() + ": cannot open (a Hugging Face model directory needs config.json)");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cfg_path.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  LlamaSource s;
+  s.label = dir.string();
+  LlamaConfig& c = s.cfg;
+  bool tie = false;
+  try {
+    const std::string type = j.value("model_type", "llama");
+    require(type == "llama" || type == "mistral", cfg_path.string() + ": model_type '" + type + "' is not a LLaMA-family model");
+    c.dim = j.at("hidden_size").get<int>();
+    c.hidden_dim = j.at("intermediate_size").get<int>();
+    c.n_layers = j.at("num_hidden_layers").get<int>();
+    c.n_heads = j.at("num_attention_heads").get<int>();
+    c.n_kv_heads = j.value("num_key_value_heads", c.n_heads);
+    c.vocab_size = j.at("vocab_size").get<int>();
+    c.seq_len = j.value("max_position_embeddings", 2048);
+    c.norm_eps = j.value("rms_norm_eps", 1e-6f);
+    c.rope_theta = j.value("rope_theta", 10000.f);
+    tie = j.value("tie_word_embeddings", false);
+    require(j.value("rope_scaling", nlohmann::json()).is_null(), cfg_path.string() + ": rope_scaling is not supported yet");
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cfg_path.string() + ": " + e.what());
+  }
+  c.validate(cfg_path.string());
+  // One file, or shards listed in model.safetensors.index.json.
+  std::vector<fs::path> files;
+  if (fs::exists(dir / "model.safetensors")) {
+    files.push_back(dir / "model.safetensors");
+  } else {
+    const fs::path idx = dir / "model.safetensors.index.json";
+    std::ifstream ii(idx);
+    require(ii.good(), dir.string() + ": neither model.safetensors nor model.safetensors.index.json");
+    nlohmann::json ij;
+    try {
+      ii >> ij;
+      std::set<std::string> names;
+      for (auto& [k, v] : ij.at("weight_map").items()) names.insert(v.get<std::string>());
+      for (const auto& n : names) files.push_back(dir / n);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(idx.string() + ": " + e.what());
+    }
+  }
+  std::map<std::string, std::pair<std::string, DType>> seen;
+  std::vector<io::SafetensorsFile> opened;
+  for (const auto& f : files) opened.push_back(io::SafetensorsFile::open(f.string()));
+  const auto get = [&](const std::string& hf, const std::string& name, int rotary_heads = 0) {
+    for (const auto& f : opened)
+      if (f.find(hf) != nullptr) {
+        Tensor t = f.tensor(hf);
+        require(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
+                f.label() + ": tensor '" + hf + "' has dtype " + dtype_name(t.dtype()) + " (need f32, f16 or bf16)");
+        if (t.dtype() != DType::F32) t = t.to(DType::F32);
+        if (rotary_heads > 0) {
+          require(t.ndim() == 2 && t.dim(0) % (2 * rotary_heads) == 0, f.label() + ": tensor '" + hf + "' has a bad shape " + shape_to_string(t.shape()));
+          t = unpermute_hf_rotary(t, rotary_heads);
+        }
+        s.tensors[name] = t;
+        return;
+      }
+    throw Error(dir.string() + ": missing tensor '" + hf + "'");
+  };
+  get("model.embed_tokens.weight", "tok_embeddings");
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    get(p + "input_layernorm.weight", layer(l, "attention_norm"));
+    get(p + "self_attn.q_proj.weight", layer(l, "attention.wq"), c.n_heads);
+    get(p + "self_attn.k_proj.weight", layer(l, "attention.wk"), c.n_kv_heads);
+    get(p + "self_attn.v_proj.weight", layer(l, "attention.wv"));
+    get(p + "self_attn.o_proj.weight", layer(l, "attention.wo"));
+    get(p + "post_attention_layernorm.weight", layer(l, "ffn_norm"));
+    get(p + "mlp.gate_proj.weight", layer(l, "feed_forward.w1"));
+    get(p + "mlp.down_proj.weight", layer(l, "feed_forward.w2"));
+    get(p + "mlp.up_proj.weight", layer(l, "feed_forward.w3"));
+  }
+  get("model.norm.weight", "norm");
+  bool has_head = false;
+  for (const auto& f : opened) has_head |= f.find("lm_head.weight") != nullptr;
+  if (has_head && !tie) get("lm_head.weight", "output");
+  if (fs::exists(dir / "tokenizer.json")) s.tokenizer = Tokenizer::from_hf_json((dir / "tokenizer.json").string());
+  s.validate();
+  return s;
+}
+
+LlamaSource load_llama(const std::string& path) {
+  if (fs::is_directory(path)) return load_hf_llama(path);
+  std::ifstream in(path, std::ios::binary);
+  require(in.good(), path + ": cannot open");
+  char magic[4] = {};
+  in.read(magic, 4);
+  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_llama(path);
+  const auto ext = fs::path(path).extension();
+  if (ext == ".safetensors" || fs::path(path).filename() == "config.json") return load_hf_llama(path);
+  return load_llama2c(path);
+}
+
+Tokenizer default_tokenizer(const LlamaSource& src, const std::string& model_path) {
+  if (src.tokenizer) return *src.tokenizer;
+  const fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
+  for (const char* name : {"tokenizer.bin", "tok512.bin"}) {
+    const fs::path p = dir / name;
+    if (fs::exists(p)) return Tokenizer::from_llama2c(p.string(), src.cfg.vocab_size);
+  }
+  throw Error(model_path + ": no tokenizer inside the file and no tokenizer.bin beside it; pass --tokenizer");
+}
+
+LlamaConfig llama2_7b_config(int n_layers) {
+  LlamaConfig c;
+  c.dim = 4096;
+  c.hidden_dim = 11008;
+  c.n_layers = n_layers;
+  c.n_heads = 32;
+  c.n_kv_heads = 32;
+  c.vocab_size = 32000;
+  c.seq_len = 2048;
+  return c;
+}
+
+LlamaSource synthetic_llama(const LlamaConfig& cfg, uint64_t seed) {
+  cfg.validate("synthetic model");
+  LlamaSource s;
+  s.label = "synthetic(" + cfg.to_string() + ")";
+  s.cfg = cfg;
+  const auto fill = [&](const std::string& name, Shape shape, float scale, float offset) {
+    Tensor t = Tensor::empty(DType::F32, shape);
+    float* p = t.data<float>();
+    const int64_t n = t.numel(), chunks = 64;
+    const uint64_t salt = std::hash<std::string>{}(name);
+    parallel_for(chunks, [&](int64_t c, int) {
+      const Range r = split_range(n, chunks, c);
+      std::mt19937_64 rng(seed ^ salt ^ (uint64_t(c) * 0x9E3779B97F4A7C15ull));
+      std::uniform_real_distribution<float> u(-scale, scale);
+      for (int64_t i = r.begin; i < r.end; ++i) p[i] = offset + u(rng);
+    });
+    s.tensors[name] = t;
+  };
+  const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim();
+  // Uniform weights with the variance of N(0, 1/in): activations keep their scale layer to layer.
+  const float wd = std::sqrt(3.f / float(D)), wh = std::sqrt(3.f / float(H));
+  fill("tok_embeddings", {cfg.vocab_size, D}, 1.f, 0.f);
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    fill(layer(l, "attention_norm"), {D}, 0.1f, 1.f);
+    fill(layer(l, "ffn_norm"), {D}, 0.1f, 1.f);
+    fill(layer(l, "attention.wq"), {D, D}, wd, 0.f);
+    fill(layer(l, "attention.wk"), {KV, D}, wd, 0.f);
+    fill(layer(l, "attention.wv"), {KV, D}, wd, 0.f);
+    fill(layer(l, "attention.wo"), {D, D}, wd, 0.f);
+    fill(layer(l, "feed_forward.w1"), {H, D}, wd, 0.f);
+    fill(layer(l, "feed_forward.w2"), {D, H}, wh, 0.f);
+    fill(layer(l, "feed_forward.w3"), {H, D}, wd, 0.f);
+  }
+  fill("norm", {D}, 0.1f, 1.f);
+  fill("output", {cfg.vocab_size, D}, wd, 0.f);
+  return s;
+}
+
+}  // namespace tz

@@ -1,0 +1,277 @@
+// LlamaConfig / LlamaSource checks, weight formats, Linear (format dispatch) and LlamaModel.
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "tensorzip/convert.h"
+#include "tensorzip/error.h"
+#include "tensorzip/llama.h"
+#include "tensorzip/runtime.h"
+
+namespace tz {
+
+void LlamaConfig::validate(const std::string& label) const {
+  const auto bad = [&](const std::string& what) { throw Error(label + ": invalid LLaMA config: " + what); };
+  for (auto [v, n] : {std::pair{dim, "dim"}, {hidden_dim, "hidden_dim"}, {n_layers, "n_layers"}, {n_heads, "n_heads"},
+                      {n_kv_heads, "n_kv_heads"}, {vocab_size, "vocab_size"}, {seq_len, "seq_len"}})
+    if (v <= 0) bad(std::string(n) + " = " + std::to_string(v));
+  if (dim % n_heads != 0) bad("dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads));
+  if (n_heads % n_kv_heads != 0) bad("n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads));
+  if (head_size() % 2 != 0) bad("head size " + std::to_string(head_size()) + " is odd (rotary embeddings need pairs)");
+  if (!(norm_eps > 0.f) || !(rope_theta > 0.f)) bad("norm_eps and rope_theta must be positive");
+}
+
+std::string LlamaConfig::to_string() const {
+  return "dim=" + std::to_string(dim) + " hidden=" + std::to_string(hidden_dim) + " layers=" + std::to_string(n_layers) +
+         " heads=" + std::to_string(n_heads) + " kv_heads=" + std::to_string(n_kv_heads) + " vocab=" + std::to_string(vocab_size) +
+         " seq_len=" + std::to_string(seq_len);
+}
+
+const Tensor& LlamaSource::get(const std::string& name) const {
+  auto it = tensors.find(name);
+  require(it != tensors.end(), label + ": missing tensor '" + name + "'");
+  return it->second;
+}
+
+void LlamaSource::validate() const {
+  cfg.validate(label);
+  const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim(), V = cfg.vocab_size;
+  const auto check = [&](const std::string& name, Shape shape) {
+    const Tensor& t = get(name);
+    require(t.dtype() == DType::F32, label + ": tensor '" + name + "' is " + dtype_name(t.dtype()) + ", expected f32");
+    require(t.shape() == shape, label + ": tensor '" + name + "' has shape " + shape_to_string(t.shape()) + ", the config needs " +
+                                    shape_to_string(shape));
+    require(t.is_contiguous(), label + ": tensor '" + name + "' is not contiguous");
+  };
+  check("tok_embeddings", {V, D});
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    check(p + "attention_norm", {D});
+    check(p + "attention.wq", {D, D});
+    check(p + "attention.wk", {KV, D});
+    check(p + "attention.wv", {KV, D});
+    check(p + "attention.wo", {D, D});
+    check(p + "ffn_norm", {D});
+    check(p + "feed_forward.w1", {H, D});
+    check(p + "feed_forward.w2", {D, H});
+    check(p + "feed_forward.w3", {H, D});
+  }
+  check("norm", {D});
+  if (!tied()) check("output", {V, D});
+}
+
+// ------------------------------------------------------------------ formats
+
+WeightFormat WeightFormat::parse(const std::string& s) {
+  WeightFormat f;
+  const auto bad = [&] {
+    throw Error("weight format '" + s + "' not understood (f32, bf16, q1..q8 with optional gG group and 'a' for asymmetric, e.g. q4, q4g32, q3g64a; t = ternary)");
+  };
+  if (s == "f32") return f;
+  if (s == "bf16") {
+    f.kind = Kind::BF16;
+    return f;
+  }
+  f.kind = Kind::Quant;
+  f.quant = QuantFormat{};
+  if (s == "t" || s == "ternary") {
+    f.quant.bits = 2;
+    f.quant.ternary = true;
+    f.quant.group = 0;
+    return f;
+  }
+  if (s.size() < 2 || s[0] != 'q' || s[1] < '1' || s[1] > '8') bad();
+  f.quant.bits = s[1] - '0';
+  size_t i = 2;
+  if (i < s.size() && s[i] == 'g') {
+    size_t j = i + 1;
+    while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+    if (j == i + 1 || j - i > 6) bad();
+    f.quant.group = std::stoi(s.substr(i + 1, j - i - 1));
+    if (f.quant.group % 32 != 0) throw Error("weight format '" + s + "': the group must be a multiple of 32 (or 0 for whole rows)");
+    i = j;
+  }
+  if (i < s.size() && s[i] == 'a') {
+    f.quant.symmetric = false;
+    ++i;
+  }
+  if (i != s.size()) bad();
+  return f;
+}
+
+std::string WeightFormat::to_string() const {
+  switch (kind) {
+    case Kind::F32: return "f32";
+    case Kind::BF16: return "bf16";
+    case Kind::Quant:
+      if (quant.ternary) return "t";
+      return "q" + std::to_string(quant.bits) + "g" + std::to_string(quant.group) + (quant.symmetric ? "" : "a");
+  }
+  return "?";
+}
+
+double WeightFormat::bits_per_weight(int64_t cols) const {
+  switch (kind) {
+    case Kind::F32: return 32;
+    case Kind::BF16: return 16;
+    case Kind::Quant: {
+      const double g = double(quant.group_size(cols));
+      return quant.bits + (32.0 + (quant.symmetric || quant.ternary ? 0 : 32)) / g;
+    }
+  }
+  return 0;
+}
+
+FormatSpec::FormatSpec(const std::string& spec) : text_(spec) {
+  size_t start = 0;
+  bool have_default = false;
+  while (start <= spec.size()) {
+    size_t end = spec.find(',', start);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(start, end - start);
+    require(!item.empty(), "weight format spec '" + spec + "': empty item");
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      require(!have_default, "weight format spec '" + spec + "': more than one default format");
+      def_ = WeightFormat::parse(item);
+      have_default = true;
+    } else {
+      rules_.emplace_back(item.substr(0, eq), WeightFormat::parse(item.substr(eq + 1)));
+    }
+    start = end + 1;
+  }
+}
+
+WeightFormat FormatSpec::for_tensor(const std::string& name) const {
+  for (const auto& [glob, f] : rules_)
+    if (fnmatch(glob.c_str(), name.c_str(), 0) == 0) return f;
+  return def_;
+}
+
+// ------------------------------------------------------------------ Linear
+
+namespace {
+
+// Round-to-nearest quantization, rows split across the pool (the reference is per row).
+QuantMatrix quantize_rows_parallel(const float* w, int64_t rows, int64_t cols, const QuantFormat& fmt) {
+  fmt.validate(rows, cols);
+  const int64_t chunks = std::min<int64_t>(rows, int64_t(num_threads()) * 4);
+  std::vector<QuantMatrix> parts(size_t(std::max<int64_t>(chunks, 1)));
+  parallel_for(chunks, [&](int64_t c, int) {
+    const Range r = split_range(rows, chunks, c);
+    parts[size_t(c)] = quantize_rtn_ref(w + r.begin * cols, r.end - r.begin, cols, fmt);
+  });
+  if (chunks <= 1) return chunks == 1 ? std::move(parts[0]) : quantize_rtn_ref(w, rows, cols, fmt);
+  QuantMatrix q = std::move(parts[0]);
+  q.rows = rows;
+  for (size_t c = 1; c < parts.size(); ++c) {
+    q.codes.insert(q.codes.end(), parts[c].codes.begin(), parts[c].codes.end());
+    q.scales.insert(q.scales.end(), parts[c].scales.begin(), parts[c].scales.end());
+    q.zeros.insert(q.zeros.end(), parts[c].zeros.begin(), parts[c].zeros.end());
+  }
+  return q;
+}
+
+std::vector<uint16_t>& bf16_scratch(size_t n) {
+  thread_local std::vector<uint16_t> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf;
+}
+
+}  // namespace
+
+Linear Linear::build(const Tensor& w, const WeightFormat& fmt) {
+  require(w.dtype() == DType::F32 && w.ndim() == 2 && w.is_contiguous(), "Linear: weights must be a contiguous f32 matrix");
+  Linear l;
+  l.fmt_ = fmt;
+  l.out_ = w.dim(0);
+  l.in_ = w.dim(1);
+  switch (fmt.kind) {
+    case WeightFormat::Kind::F32: l.f32_ = w; break;
+    case WeightFormat::Kind::BF16: l.bf16_ = pack_bf16_weights_f32(w.data<float>(), l.out_, l.in_, l.in_); break;
+    case WeightFormat::Kind::Quant:
+      l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(quantize_rows_parallel(w.data<float>(), l.out_, l.in_, fmt.quant)));
+      break;
+  }
+  return l;
+}
+
+void Linear::forward(const float* x, int64_t n, float* y) const {
+  switch (fmt_.kind) {
+    case WeightFormat::Kind::F32: return gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_);
+    case WeightFormat::Kind::BF16: {
+      auto& xb = bf16_scratch(size_t(n * in_));
+      f32_to_bf16(x, xb.data(), size_t(n * in_));
+      return gemm_bf16(n, xb.data(), in_, bf16_, y, out_);
+    }
+    case WeightFormat::Kind::Quant: return mpgemm(*lut_, x, n, in_, y, out_);
+  }
+}
+
+size_t Linear::bytes() const {
+  switch (fmt_.kind) {
+    case WeightFormat::Kind::F32: return size_t(out_ * in_) * 4;
+    case WeightFormat::Kind::BF16: return size_t(out_ * in_) * 2;
+    case WeightFormat::Kind::Quant: return lut_->bytes();
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------ LlamaModel
+
+LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std::function<void(int, int)>& progress) {
+  src.validate();
+  cfg_ = src.cfg;
+  const int total = cfg_.n_layers * 7 + 1;
+  int done = 0;
+  const auto build = [&](const std::string& name, const std::string& source_name) {
+    Linear l = Linear::build(src.get(source_name), spec.for_tensor(name));
+    if (progress) progress(++done, total);
+    return l;
+  };
+  const auto vec = [&](const std::string& name) {
+    const Tensor& t = src.get(name);
+    return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+  };
+  embedding = src.get("tok_embeddings");
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    Layer L;
+    L.att_norm = vec(p + "attention_norm");
+    L.ffn_norm = vec(p + "ffn_norm");
+    L.wq = build(p + "attention.wq", p + "attention.wq");
+    L.wk = build(p + "attention.wk", p + "attention.wk");
+    L.wv = build(p + "attention.wv", p + "attention.wv");
+    L.wo = build(p + "attention.wo", p + "attention.wo");
+    L.w1 = build(p + "feed_forward.w1", p + "feed_forward.w1");
+    L.w2 = build(p + "feed_forward.w2", p + "feed_forward.w2");
+    L.w3 = build(p + "feed_forward.w3", p + "feed_forward.w3");
+    layers.push_back(std::move(L));
+  }
+  final_norm = vec("norm");
+  classifier = build("output", src.tied() ? "tok_embeddings" : "output");
+}
+
+size_t LlamaModel::linear_bytes() const {
+  size_t b = classifier.bytes();
+  for (const auto& L : layers)
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) b += l->bytes();
+  return b;
+}
+
+size_t LlamaModel::weight_bytes() const {
+  const size_t norms = size_t(cfg_.dim) * (2 * size_t(cfg_.n_layers) + 1) * 4;
+  return linear_bytes() + norms + size_t(cfg_.dim) * 4;  // + one embedding row per token
+}
+
+std::string LlamaModel::format_summary() const {
+  std::map<std::string, int> count;
+  for (const auto& L : layers)
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) ++count[l->format().to_string()];
+  std::string s;
+  for (const auto& [f, n] : count) s += (s.empty() ? "" : ", ") + std::to_string(n) + "x " + f;
+  return s + ", classifier " + classifier.format().to_string();
+}
+
+}  // namespace tz

@@ -1,0 +1,302 @@
+#include "tensorzip/tokenizer.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <queue>
+
+#include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/io/mapped_file.h"
+
+namespace tz {
+namespace {
+
+constexpr const char* kMetaSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
+
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  if (from == to) return;
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    if (s.compare(i, from.size(), from) == 0) {
+      out += to;
+      i += from.size();
+    } else {
+      out += s[i++];
+    }
+  }
+  s.swap(out);
+}
+
+// Length of the UTF-8 character starting at s[i] (1 for a stray or truncated byte).
+size_t utf8_len(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 1;
+  if (i + n > s.size()) return 1;
+  for (size_t j = 1; j < n; ++j)
+    if ((static_cast<unsigned char>(s[i + j]) & 0xc0) != 0x80) return 1;
+  return n;
+}
+
+// "<0xAB>" -> 0xAB, else -1.
+int byte_piece_value(const std::string& p) {
+  if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>') return -1;
+  int v = 0;
+  for (int i = 3; i < 5; ++i) {
+    const char c = p[size_t(i)];
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+}  // namespace
+
+void Tokenizer::finish() {
+  lookup_.clear();
+  lookup_.reserve(pieces_.size() * 2);
+  for (size_t i = 0; i < pieces_.size(); ++i) lookup_.emplace(pieces_[i], int(i));  // first wins on duplicates
+  for (int& b : byte_id_) b = -1;
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const int v = byte_piece_value(pieces_[i]);
+    if (v >= 0 && byte_id_[v] < 0) byte_id_[v] = int(i);
+  }
+  require(!pieces_.empty(), label_ + ": empty vocabulary");
+  require(bos_ < vocab_size() && eos_ < vocab_size(), label_ + ": BOS/EOS id outside the vocabulary");
+}
+
+int Tokenizer::find(std::string_view piece) const {
+  auto it = lookup_.find(std::string(piece));
+  return it == lookup_.end() ? -1 : it->second;
+}
+
+Tokenizer Tokenizer::from_llama2c(const std::string& path, int vocab_size) {
+  auto mf = io::MappedFile::open(path);
+  return parse_llama2c(mf->data(), mf->size(), path, vocab_size);
+}
+
+Tokenizer Tokenizer::parse_llama2c(const uint8_t* data, size_t size, const std::string& label, int vocab_size) {
+  io::ByteReader r(data, size, label);
+  Tokenizer t;
+  t.label_ = label;
+  const int32_t max_len = r.read<int32_t>("max_token_length");
+  if (max_len <= 0 || max_len > (1 << 16)) r.fail("invalid max_token_length " + std::to_string(max_len) + " (not a llama2.c tokenizer?)");
+  while (r.remaining() > 0 && (vocab_size < 0 || int(t.pieces_.size()) < vocab_size)) {
+    const float score = r.read<float>("token score");
+    const int32_t len = r.read<int32_t>("token length");
+    if (len < 0 || len > max_len)
+      r.fail("token " + std::to_string(t.pieces_.size()) + " has length " + std::to_string(len) + " (max_token_length " + std::to_string(max_len) + ")");
+    t.pieces_.emplace_back(r.read_string(uint64_t(len), "token bytes"));
+    t.scores_.push_back(score);
+  }
+  if (vocab_size >= 0 && int(t.pieces_.size()) < vocab_size)
+    r.fail("holds " + std::to_string(t.pieces_.size()) + " tokens, the model needs " + std::to_string(vocab_size));
+  t.finish();
+  return t;
+}
+
+Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
+  const auto* model = f.find("tokenizer.ggml.model");
+  require(model != nullptr, f.label() + ": no tokenizer inside (tokenizer.ggml.model missing); pass --tokenizer");
+  const std::string kind = model->as_string();
+  require(kind == "llama", f.label() + ": tokenizer model '" + kind + "' is not supported (only SentencePiece 'llama')");
+  const auto* tokens = f.find("tokenizer.ggml.tokens");
+  require(tokens != nullptr && tokens->type == io::GgufType::ARRAY && tokens->array_type == io::GgufType::STRING,
+          f.label() + ": tokenizer.ggml.tokens missing or not a string array");
+  Tokenizer t;
+  t.label_ = f.label();
+  for (const auto& it : tokens->items) t.pieces_.push_back(std::get<std::string>(it));
+  t.scores_.assign(t.pieces_.size(), 0.f);
+  if (const auto* scores = f.find("tokenizer.ggml.scores")) {
+    require(scores->type == io::GgufType::ARRAY && scores->items.size() == t.pieces_.size(),
+            f.label() + ": tokenizer.ggml.scores does not match the token count");
+    for (size_t i = 0; i < t.pieces_.size(); ++i) {
+      const auto& s = scores->items[i];
+      t.scores_[i] = std::holds_alternative<double>(s) ? float(std::get<double>(s)) : 0.f;
+    }
+  }
+  t.space_ = kMetaSpace;
+  if (const auto* v = f.find("tokenizer.ggml.bos_token_id")) t.bos_ = int(v->as_uint());
+  if (const auto* v = f.find("tokenizer.ggml.eos_token_id")) t.eos_ = int(v->as_uint());
+  if (const auto* v = f.find("tokenizer.ggml.add_space_prefix"); v && !v->items.empty() && std::holds_alternative<bool>(v->items[0]))
+    t.dummy_prefix_ = std::get<bool>(v->items[0]);
+  t.finish();
+  return t;
+}
+
+Tokenizer Tokenizer::from_hf_json(const std::string& path) {
+  auto mf = io::MappedFile::open(path);
+  return parse_hf_json(std::string_view(reinterpret_cast<const char*>(mf->data()), mf->size()), path);
+}
+
+Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& label) {
+  using nlohmann::json;
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(label + ": not valid JSON (" + e.what() + ")");
+  }
+  try {
+    const json& model = j.at("model");
+    const std::string type = model.value("type", "");
+    require(type == "BPE", label + ": tokenizer model type '" + type + "' is not supported (only BPE)");
+    const auto has_bytelevel = [](const json& node) {
+      return node.is_object() && (node.value("type", "") == "ByteLevel" ||
+                                  (node.contains("pretokenizers") && node.dump().find("\"ByteLevel\"") != std::string::npos));
+    };
+    require(!has_bytelevel(j.value("pre_tokenizer", json())),
+            label + ": byte-level BPE (GPT-2 / LLaMA-3 style) is not supported yet; only SentencePiece-style BPE");
+    Tokenizer t;
+    t.label_ = label;
+    const json& vocab = model.at("vocab");
+    size_t n = 0;
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) n = std::max(n, size_t(it.value().get<int64_t>()) + 1);
+    require(n > 0 && n <= (1u << 24), label + ": vocabulary size out of range");
+    t.pieces_.assign(n, std::string());
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+      const int64_t id = it.value().get<int64_t>();
+      require(id >= 0, label + ": negative token id");
+      t.pieces_[size_t(id)] = it.key();
+    }
+    for (const auto& at : j.value("added_tokens", json::array())) {
+      const int64_t id = at.at("id").get<int64_t>();
+      require(id >= 0 && id < int64_t(1u << 24), label + ": added token id out of range");
+      if (size_t(id) >= t.pieces_.size()) t.pieces_.resize(size_t(id) + 1);
+      t.pieces_[size_t(id)] = at.at("content").get<std::string>();
+    }
+    t.scores_.assign(t.pieces_.size(), 0.f);
+    t.finish();
+    // Merges: "a b" strings (older files) or ["a", "b"] pairs.
+    int rank = 0;
+    for (const auto& m : model.value("merges", json::array())) {
+      std::string a, b;
+      if (m.is_string()) {
+        const std::string s = m.get<std::string>();
+        const size_t sp = s.find(' ');
+        require(sp != std::string::npos, label + ": merge '" + s + "' has no space");
+        a = s.substr(0, sp);
+        b = s.substr(sp + 1);
+      } else {
+        a = m.at(0).get<std::string>();
+        b = m.at(1).get<std::string>();
+      }
+      const int ia = t.find(a), ib = t.find(b), iab = t.find(a + b);
+      require(ia >= 0 && ib >= 0 && iab >= 0, label + ": merge '" + a + " " + b + "' names a piece not in the vocabulary");
+      t.merge_rank_.emplace(std::pair{ia, ib}, rank++);
+    }
+    // SentencePiece-style normalisation: Replace(" " -> "▁") and Prepend("▁"), or a Metaspace
+    // pre-tokenizer.
+    const std::string dump = j.value("normalizer", json()).dump() + j.value("pre_tokenizer", json()).dump();
+    const bool metaspace = dump.find(kMetaSpace) != std::string::npos || dump.find("Metaspace") != std::string::npos;
+    t.space_ = metaspace ? kMetaSpace : " ";
+    t.dummy_prefix_ = dump.find("Prepend") != std::string::npos ||
+                      (dump.find("Metaspace") != std::string::npos && dump.find("\"never\"") == std::string::npos &&
+                       dump.find("\"add_prefix_space\":false") == std::string::npos);
+    if (int id = t.find("<s>"); id >= 0) t.bos_ = id;
+    if (int id = t.find("</s>"); id >= 0) t.eos_ = id;
+    t.finish();
+    return t;
+  } catch (const json::exception& e) {
+    throw Error(label + ": malformed tokenizer.json (" + e.what() + ")");
+  }
+}
+
+std::vector<int> Tokenizer::encode(std::string_view raw, bool bos, bool eos) const {
+  std::vector<int> out;
+  if (bos) out.push_back(bos_);
+  if (!raw.empty()) {
+    std::string text(raw);
+    if (space_ != " ") replace_all(text, " ", space_);
+    if (dummy_prefix_) text = space_ + text;
+    // Initial symbols: one per character, or its bytes when the character is not a piece.
+    struct Sym { int id, prev, next; };
+    std::vector<Sym> sym;
+    sym.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+      const size_t n = utf8_len(text, i);
+      const int id = find(std::string_view(text).substr(i, n));
+      if (id >= 0) {
+        sym.push_back({id, int(sym.size()) - 1, int(sym.size()) + 1});
+      } else {
+        for (size_t b = 0; b < n; ++b) {
+          const int bid = byte_id_[static_cast<unsigned char>(text[i + b])];
+          sym.push_back({bid >= 0 ? bid : 0, int(sym.size()) - 1, int(sym.size()) + 1});  // 0 = <unk>
+        }
+      }
+      i += n;
+    }
+    if (!sym.empty()) sym.back().next = -1;
+    // Candidate merges, best first; ties to the leftmost. Stale entries are skipped on pop.
+    struct Cand { float score; int left, right, left_id, right_id, merged; };
+    auto worse = [](const Cand& a, const Cand& b) { return a.score < b.score || (a.score == b.score && a.left > b.left); };
+    std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+    std::string buf;
+    auto consider = [&](int l, int r) {
+      if (l < 0 || r < 0) return;
+      const int a = sym[size_t(l)].id, b = sym[size_t(r)].id;
+      if (!merge_rank_.empty()) {
+        auto it = merge_rank_.find({a, b});
+        if (it == merge_rank_.end()) return;
+        buf = pieces_[size_t(a)] + pieces_[size_t(b)];
+        heap.push({-float(it->second), l, r, a, b, find(buf)});
+      } else {
+        buf = pieces_[size_t(a)];
+        buf += pieces_[size_t(b)];
+        auto it = lookup_.find(buf);
+        if (it == lookup_.end()) return;
+        heap.push({scores_[size_t(it->second)], l, r, a, b, it->second});
+      }
+    };
+    for (size_t i = 0; i + 1 < sym.size(); ++i) consider(int(i), int(i) + 1);
+    std::vector<char> dead(sym.size(), 0);
+    while (!heap.empty()) {
+      const Cand c = heap.top();
+      heap.pop();
+      Sym& L = sym[size_t(c.left)];
+      if (dead[size_t(c.left)] || dead[size_t(c.right)] || L.next != c.right || L.id != c.left_id ||
+          sym[size_t(c.right)].id != c.right_id)
+        continue;
+      L.id = c.merged;
+      dead[size_t(c.right)] = 1;
+      L.next = sym[size_t(c.right)].next;
+      if (L.next >= 0) sym[size_t(L.next)].prev = c.left;
+      consider(L.prev, c.left);
+      consider(c.left, L.next);
+    }
+    for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
+  }
+  if (eos) out.push_back(eos_);
+  return out;
+}
+
+std::string Tokenizer::decode_piece(int prev, int token) const {
+  require(token >= 0 && token < vocab_size(), label_ + ": token id " + std::to_string(token) + " outside the vocabulary");
+  const std::string& p = pieces_[size_t(token)];
+  const int b = byte_piece_value(p);
+  if (b >= 0) return std::string(1, char(b));
+  std::string s = p;
+  if (space_ != " ") replace_all(s, space_, " ");
+  if (prev == bos_ && !s.empty() && s[0] == ' ') s.erase(0, 1);
+  return s;
+}
+
+std::string Tokenizer::decode(const std::vector<int>& ids) const {
+  std::string s;
+  bool first = true;
+  for (int id : ids) {
+    if (id == bos_ || id == eos_) continue;
+    require(id >= 0 && id < vocab_size(), label_ + ": token id " + std::to_string(id) + " outside the vocabulary");
+    const std::string& p = pieces_[size_t(id)];
+    const int b = byte_piece_value(p);
+    std::string piece = b >= 0 ? std::string(1, char(b)) : p;
+    if (b < 0 && space_ != " ") replace_all(piece, space_, " ");
+    if (first && dummy_prefix_ && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
+    first = false;
+    s += piece;
+  }
+  return s;
+}
+
+}  // namespace tz

@@ -1,0 +1,418 @@
+// The LLaMA runner against an independent float64 forward pass on the real stories260K model, the
+// loaders against each other (llama2.c, GGUF, Hugging Face), the weight formats, and bad files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/io/llama2c.h"
+#include "tensorzip/io/safetensors.h"
+#include "tensorzip/llama.h"
+#include "tests/test_util.h"
+
+namespace tz {
+namespace {
+
+std::string model_path() { return test::models_dir() + "/stories260K/stories260K.bin"; }
+std::string tok_path() { return test::models_dir() + "/stories260K/tok512.bin"; }
+
+// ---------------------------------------------------------------- float64 reference
+// Written from the architecture's equations over the raw llama2.c file (its stacked tensors and its
+// own exported RoPE tables freq_cis_real/imag), one token at a time, everything in double.
+class Reference {
+ public:
+  explicit Reference(const std::string& path) : ck_(io::Llama2cCheckpoint::open(path)), c_(ck_.config()) {
+    for (const auto& t : ck_.tensors()) {
+      const Tensor x = ck_.tensor(t.name);
+      w_[t.name].assign(x.data<float>(), x.data<float>() + x.numel());
+    }
+    kc_.assign(size_t(c_.n_layers) * c_.seq_len * c_.kv_dim(), 0);
+    vc_ = kc_;
+  }
+  std::vector<double> forward(int token, int pos) {
+    const int D = c_.dim, KV = c_.kv_dim(), H = c_.hidden_dim, hs = c_.head_size(), V = c_.vocab_size;
+    std::vector<double> x(D);
+    for (int i = 0; i < D; ++i) x[i] = w("token_embedding")[size_t(token) * D + i];
+    const auto norm = [&](const std::vector<double>& v, const float* g) {
+      double ss = 0;
+      for (double a : v) ss += a * a;
+      const double inv = 1.0 / std::sqrt(ss / v.size() + 1e-5);
+      std::vector<double> o(v.size());
+      for (size_t i = 0; i < v.size(); ++i) o[i] = g[i] * v[i] * inv;
+      return o;
+    };
+    const auto matvec = [&](const float* m, int rows, int cols, const std::vector<double>& v) {
+      std::vector<double> o(size_t(rows), 0.0);
+      for (int r = 0; r < rows; ++r)
+        for (int k = 0; k < cols; ++k) o[size_t(r)] += double(m[size_t(r) * cols + k]) * v[size_t(k)];
+      return o;
+    };
+    const float* fr = w("freq_cis_real") + size_t(pos) * (hs / 2);
+    const float* fi = w("freq_cis_imag") + size_t(pos) * (hs / 2);
+    for (int l = 0; l < c_.n_layers; ++l) {
+      auto xb = norm(x, w("rms_att") + size_t(l) * D);
+      auto q = matvec(w("wq") + size_t(l) * D * D, D, D, xb);
+      auto k = matvec(w("wk") + size_t(l) * KV * D, KV, D, xb);
+      auto v = matvec(w("wv") + size_t(l) * KV * D, KV, D, xb);
+      const auto rot = [&](std::vector<double>& a) {  // complex multiply of pairs by e^{i pos θ_j}
+        for (size_t i = 0; i < a.size(); i += 2) {
+          const int j = int(i % hs) / 2;
+          const double re = a[i] * fr[j] - a[i + 1] * fi[j], im = a[i] * fi[j] + a[i + 1] * fr[j];
+          a[i] = re;
+          a[i + 1] = im;
+        }
+      };
+      rot(q);
+      rot(k);
+      double* kc = &kc_[(size_t(l) * c_.seq_len) * KV];
+      double* vc = &vc_[(size_t(l) * c_.seq_len) * KV];
+      for (int i = 0; i < KV; ++i) {
+        kc[size_t(pos) * KV + i] = k[size_t(i)];
+        vc[size_t(pos) * KV + i] = v[size_t(i)];
+      }
+      std::vector<double> att(D, 0.0);
+      for (int h = 0; h < c_.n_heads; ++h) {
+        const int kvh = h / (c_.n_heads / c_.n_kv_heads);
+        std::vector<double> s(size_t(pos) + 1);
+        double mx = -1e300;
+        for (int t = 0; t <= pos; ++t) {
+          double d = 0;
+          for (int i = 0; i < hs; ++i) d += q[size_t(h * hs + i)] * kc[size_t(t) * KV + kvh * hs + i];
+          s[size_t(t)] = d / std::sqrt(double(hs));
+          mx = std::max(mx, s[size_t(t)]);
+        }
+        double sum = 0;
+        for (double& e : s) sum += (e = std::exp(e - mx));
+        for (int t = 0; t <= pos; ++t)
+          for (int i = 0; i < hs; ++i) att[size_t(h * hs + i)] += s[size_t(t)] / sum * vc[size_t(t) * KV + kvh * hs + i];
+      }
+      auto o = matvec(w("wo") + size_t(l) * D * D, D, D, att);
+      for (int i = 0; i < D; ++i) x[size_t(i)] += o[size_t(i)];
+      xb = norm(x, w("rms_ffn") + size_t(l) * D);
+      auto a = matvec(w("w1") + size_t(l) * H * D, H, D, xb);
+      auto b = matvec(w("w3") + size_t(l) * H * D, H, D, xb);
+      for (int i = 0; i < H; ++i) a[size_t(i)] = a[size_t(i)] / (1 + std::exp(-a[size_t(i)])) * b[size_t(i)];
+      o = matvec(w("w2") + size_t(l) * D * H, D, H, a);
+      for (int i = 0; i < D; ++i) x[size_t(i)] += o[size_t(i)];
+    }
+    x = norm(x, w("rms_final"));
+    return matvec(w("token_embedding"), V, D, x);  // shared classifier
+  }
+
+ private:
+  const float* w(const char* n) { return w_.at(n).data(); }
+  io::Llama2cCheckpoint ck_;
+  io::Llama2cConfig c_;
+  std::map<std::string, std::vector<float>> w_;
+  std::vector<double> kc_, vc_;
+};
+
+double rel_err(const float* got, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num = std::max(num, std::abs(double(got[i]) - ref[i]));
+    den = std::max(den, std::abs(ref[i]));
+  }
+  return num / den;
+}
+
+int argmax(const float* v, int n) { return int(std::max_element(v, v + n) - v); }
+
+// Greedy continuation of `prompt` to `total` tokens with a fresh session, one call per token.
+std::vector<int> greedy(const LlamaModel& m, std::vector<int> ids, int total) {
+  LlamaSession s(m);
+  std::vector<float> lg(size_t(m.config().vocab_size));
+  s.forward(ids.data(), int(ids.size()), 0, lg.data());
+  while (int(ids.size()) < total) {
+    ids.push_back(argmax(lg.data(), m.config().vocab_size));
+    s.forward(&ids.back(), 1, int(ids.size()) - 1, lg.data());
+  }
+  return ids;
+}
+
+TEST(Llama, Fp32LogitsMatchFloat64Reference) {
+  TZ_REQUIRE_MODELS();
+  const LlamaModel m(load_llama2c(model_path()), FormatSpec("f32"));
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  Reference ref(model_path());
+  // Greedy generation by the reference from a prompt: the tokens, and the logits at each step.
+  std::vector<int> ids = tok.encode("Once upon a time, there was a little dog named", true);
+  const size_t prompt = ids.size();
+  std::vector<std::vector<double>> ref_logits;
+  for (int pos = 0; pos < 80; ++pos) {
+    ref_logits.push_back(ref.forward(ids[size_t(pos)], pos));
+    if (size_t(pos) + 1 >= ids.size()) {
+      const auto& r = ref_logits.back();
+      ids.push_back(int(std::max_element(r.begin(), r.end()) - r.begin()));
+    }
+  }
+  ids.resize(80);
+  // Token by token (decode path) and in one call (prefill path: GEMMs, GEMM attention).
+  const int V = 512;
+  LlamaSession one(m);
+  std::vector<float> lg(V);
+  double worst_decode = 0, worst_prefill = 0;
+  for (int pos = 0; pos < 80; ++pos) {
+    one.forward(&ids[size_t(pos)], 1, pos, lg.data());
+    worst_decode = std::max(worst_decode, rel_err(lg.data(), ref_logits[size_t(pos)]));
+  }
+  LlamaSession all(m);
+  std::vector<float> lga(size_t(80) * V);
+  all.forward(ids.data(), 80, 0, lga.data(), true);
+  for (int pos = 0; pos < 80; ++pos)
+    worst_prefill = std::max(worst_prefill, rel_err(&lga[size_t(pos) * V], ref_logits[size_t(pos)]));
+  std::printf("fp32 vs float64 reference, max |Δlogit| / max |logit|: decode %.2e, prefill %.2e\n", worst_decode, worst_prefill);
+  EXPECT_LE(worst_decode, 1e-4);
+  EXPECT_LE(worst_prefill, 1e-4);
+  EXPECT_GT(worst_decode, 0.0);  // a reference that shares our rounding would be no check
+  // Prefill in two uneven chunks over the cache equals one call.
+  LlamaSession chunked(m);
+  std::vector<float> lgc(size_t(80) * V);
+  chunked.forward(ids.data(), 13, 0, lgc.data(), true);
+  chunked.forward(ids.data() + 13, 67, 13, lgc.data() + 13 * V, true);
+  for (int pos = 0; pos < 80; ++pos) EXPECT_LE(rel_err(&lgc[size_t(pos) * V], ref_logits[size_t(pos)]), 1e-4) << pos;
+  // Our greedy tokens are the reference's.
+  const std::vector<int> head(ids.begin(), ids.begin() + long(prompt));
+  EXPECT_EQ(greedy(m, head, 80), ids);
+}
+
+TEST(Llama, GreedyMatchesLlama2cExpectedOutput) {
+  TZ_REQUIRE_MODELS();
+  const LlamaModel m(load_llama2c(model_path()), FormatSpec("f32"));
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  const auto ids = greedy(m, {1}, 201);
+  std::string text;
+  for (size_t i = 1; i < ids.size(); ++i) text += tok.decode_piece(ids[i - 1], ids[i]);
+  std::ifstream in(test::models_dir() + "/stories260K/expected_greedy_200.txt");
+  const std::string want((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, want);
+}
+
+// Perplexity over the first 4 documents: a small scorer shared by the format tests.
+double mean_nll(const LlamaModel& m, const std::vector<std::vector<int>>& docs) {
+  double nll = 0;
+  int64_t n = 0;
+  const int V = m.config().vocab_size;
+  for (const auto& d : docs) {
+    LlamaSession s(m);
+    std::vector<float> lg(d.size() * size_t(V));
+    s.forward(d.data(), int(d.size()), 0, lg.data(), true);
+    for (size_t t = 1; t < d.size(); ++t) {
+      const float* l = &lg[(t - 1) * size_t(V)];
+      const double mx = *std::max_element(l, l + V);
+      double sum = 0;
+      for (int i = 0; i < V; ++i) sum += std::exp(l[i] - mx);
+      nll += mx + std::log(sum) - l[d[t]];
+      ++n;
+    }
+  }
+  return nll / double(n);
+}
+
+std::vector<std::vector<int>> sample_docs(const Tokenizer& tok) {
+  return {tok.encode("Once upon a time, there was a little girl named Lily. She loved to play outside.", true),
+          tok.encode("Tom had a big red ball. He liked to throw it to his dog, Max. One day the ball went over the fence.", true),
+          tok.encode("The sun was hot. Sam and Mia went to the park to eat ice cream with their mom.", true)};
+}
+
+TEST(Llama, WeightFormatsKeepTheModel) {
+  TZ_REQUIRE_MODELS();
+  const LlamaSource src = load_llama2c(model_path());
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  const auto docs = sample_docs(tok);
+  const double f32 = mean_nll(LlamaModel(src, FormatSpec("f32")), docs);
+  EXPECT_LT(f32, 2.0);
+  // bf16 and 8-bit barely move the loss; 4-bit (group 32) stays close; mixed specs dispatch per layer.
+  EXPECT_NEAR(mean_nll(LlamaModel(src, FormatSpec("bf16")), docs), f32, 0.01);
+  EXPECT_NEAR(mean_nll(LlamaModel(src, FormatSpec("q8g32")), docs), f32, 0.01);
+  EXPECT_NEAR(mean_nll(LlamaModel(src, FormatSpec("q4g32a")), docs), f32, 0.25);
+  const LlamaModel mixed(src, FormatSpec("q4g32,output=f32,layers.0.*=bf16"));
+  EXPECT_EQ(mixed.classifier.format().to_string(), "f32");
+  EXPECT_EQ(mixed.layers[0].wq.format().to_string(), "bf16");
+  EXPECT_EQ(mixed.layers[1].w2.format().to_string(), "q4g32");
+  EXPECT_LT(mixed.linear_bytes(), LlamaModel(src, FormatSpec("f32")).linear_bytes() / 3);
+  EXPECT_NEAR(mean_nll(mixed, docs), f32, 0.3);
+  EXPECT_THROW(FormatSpec("q9"), Error);
+  EXPECT_THROW(FormatSpec("q4g33"), Error);
+  EXPECT_THROW(FormatSpec("q4,q8"), Error);
+}
+
+TEST(Llama, ActivationHookSeesEveryLinearInput) {
+  TZ_REQUIRE_MODELS();
+  const LlamaModel m(load_llama2c(model_path()), FormatSpec("f32"));
+  LlamaSession s(m);
+  std::map<std::string, int64_t> rows;
+  s.set_activation_hook([&](const std::string& name, const float* x, int64_t n, int64_t in) {
+    rows[name] += n;
+    EXPECT_TRUE(std::isfinite(x[n * in - 1]));
+  });
+  std::vector<int> ids = {1, 400, 300, 200};
+  std::vector<float> lg(512);
+  s.forward(ids.data(), 4, 0, lg.data());
+  EXPECT_EQ(rows.size(), size_t(5 * 7 + 1));
+  EXPECT_EQ(rows["layers.4.feed_forward.w2"], 4);
+  EXPECT_EQ(rows["output"], 1);  // only the last token's logits were asked for
+}
+
+// ---------------------------------------------------------------- other file formats
+
+// Hugging Face layout: q/k rows permuted to rotate-half order, model.* names, config.json.
+void write_hf(const LlamaSource& s, const std::string& dir, bool bf16) {
+  const LlamaConfig& c = s.cfg;
+  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", c.dim},
+                        {"intermediate_size", c.hidden_dim}, {"num_hidden_layers", c.n_layers},
+                        {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
+                        {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len},
+                        {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0}, {"tie_word_embeddings", true}};
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  std::vector<Tensor> keep;
+  io::SafetensorsWriter w;
+  const auto put = [&](const std::string& hf, Tensor t, int rotary_heads = 0) {
+    if (rotary_heads > 0) {
+      Tensor p = Tensor::empty(DType::F32, t.shape());
+      const int64_t rows = t.dim(0), cols = t.dim(1), hs = rows / rotary_heads;
+      for (int64_t h = 0; h < rotary_heads; ++h)
+        for (int64_t j = 0; j < hs / 2; ++j)
+          for (int64_t i = 0; i < 2; ++i)
+            std::memcpy(p.data<float>() + (h * hs + i * hs / 2 + j) * cols, t.data<float>() + (h * hs + 2 * j + i) * cols, size_t(cols) * 4);
+      t = p;
+    }
+    keep.push_back(bf16 ? t.to(DType::BF16) : t.clone());
+    w.add(hf, keep.back());
+  };
+  put("model.embed_tokens.weight", s.get("tok_embeddings"));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
+    put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
+    put(h + "self_attn.q_proj.weight", s.get(p + "attention.wq"), c.n_heads);
+    put(h + "self_attn.k_proj.weight", s.get(p + "attention.wk"), c.n_kv_heads);
+    put(h + "self_attn.v_proj.weight", s.get(p + "attention.wv"));
+    put(h + "self_attn.o_proj.weight", s.get(p + "attention.wo"));
+    put(h + "post_attention_layernorm.weight", s.get(p + "ffn_norm"));
+    put(h + "mlp.gate_proj.weight", s.get(p + "feed_forward.w1"));
+    put(h + "mlp.down_proj.weight", s.get(p + "feed_forward.w2"));
+    put(h + "mlp.up_proj.weight", s.get(p + "feed_forward.w3"));
+  }
+  put("model.norm.weight", s.get("norm"));
+  w.write(dir + "/model.safetensors");
+}
+
+std::vector<float> logits_of(const LlamaModel& m, const std::vector<int>& ids) {
+  LlamaSession s(m);
+  std::vector<float> lg(ids.size() * size_t(m.config().vocab_size));
+  s.forward(ids.data(), int(ids.size()), 0, lg.data(), true);
+  return lg;
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, double(std::abs(a[i] - b[i])));
+    den = std::max(den, double(std::abs(b[i])));
+  }
+  return num / den;
+}
+
+TEST(Llama, GgufAndHuggingFaceLoadersAgreeWithLlama2c) {
+  TZ_REQUIRE_MODELS();
+  const LlamaSource src = load_llama2c(model_path());
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  const auto ids = tok.encode("Once upon a time, there was a big cat. The cat was very happy.", true);
+  const auto want = logits_of(LlamaModel(src, FormatSpec("f32")), ids);
+  const std::string dir = test::temp_dir();
+
+  write_gguf_llama(src, tok, dir + "/m.gguf", io::kGgmlF32);
+  const LlamaSource g = load_llama(dir + "/m.gguf");
+  ASSERT_TRUE(g.tokenizer.has_value());
+  EXPECT_EQ(g.tokenizer->encode("Once upon a time, there was a big cat. The cat was very happy.", true), ids);
+  EXPECT_EQ(logits_of(LlamaModel(g, FormatSpec("f32")), ids), want);  // same floats, same code: bit-exact
+  write_gguf_llama(src, tok, dir + "/m16.gguf", io::kGgmlF16);
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/m16.gguf"), FormatSpec("f32")), ids), want), 1e-2);
+  // stories260K's hidden size 172 is not a multiple of 32: q8_0 refuses clearly.
+  EXPECT_THROW(write_gguf_llama(src, tok, dir + "/m8.gguf", io::kGgmlQ8_0), Error);
+  EXPECT_FALSE(test::file_exists(dir + "/m8.gguf"));
+
+  std::filesystem::create_directory(dir + "/hf");
+  write_hf(src, dir + "/hf", false);
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/hf"), FormatSpec("f32")), ids), want), 1e-5);
+  std::filesystem::create_directory(dir + "/hf16");
+  write_hf(src, dir + "/hf16", true);
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/hf16/config.json"), FormatSpec("f32")), ids), want), 2e-2);
+}
+
+TEST(Llama, SyntheticModelRunsInEveryFormat) {
+  LlamaConfig c;
+  c.dim = 256;
+  c.hidden_dim = 512;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 300;
+  c.seq_len = 64;
+  const LlamaSource src = synthetic_llama(c);
+  const std::vector<int> ids = {1, 5, 17, 200, 299, 3, 3, 42, 7, 9, 11};
+  const auto want = logits_of(LlamaModel(src, FormatSpec("f32")), ids);
+  for (const char* f : {"bf16", "q8", "q4", "q4g32a", "q2g64", "t"}) {
+    const auto got = logits_of(LlamaModel(src, FormatSpec(f)), ids);
+    for (float v : got) ASSERT_TRUE(std::isfinite(v)) << f;
+    // Random weights: the error grows as bits shrink; 8-bit and bf16 stay tight.
+    if (std::string(f) == "bf16" || std::string(f) == "q8") EXPECT_LE(max_rel_diff(got, want), 3e-2) << f;
+  }
+}
+
+TEST(Llama, BadModelsAreRejectedClearly) {
+  const std::string dir = test::temp_dir();
+  // A llama2.c header whose tensors do not fit the file.
+  auto bytes = test::sample_llama2c(0, true);
+  bytes.resize(bytes.size() - 7);
+  test::write_file(dir + "/trunc.bin", bytes);
+  try {
+    load_llama(dir + "/trunc.bin");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("trunc.bin"), std::string::npos) << e.what();
+  }
+  // A GGUF whose tensor shape disagrees with its config.
+  LlamaConfig c{32, 64, 1, 2, 2, 40, 16};
+  LlamaSource s = synthetic_llama(c);
+  s.tensors.erase("output");
+  Tokenizer tok = Tokenizer::parse_hf_json(
+      R"({"model":{"type":"BPE","vocab":{"<unk>":0,"<s>":1,"</s>":2,"a":3},"merges":[]}})", "t.json");
+  write_gguf_llama(s, tok, dir + "/ok.gguf", io::kGgmlF32);
+  EXPECT_NO_THROW(load_llama(dir + "/ok.gguf"));
+  s.tensors["layers.0.attention.wq"] = Tensor::zeros(DType::F32, {32, 31});
+  EXPECT_THROW(write_gguf_llama(s, tok, dir + "/bad.gguf", io::kGgmlF32), Error);
+  io::GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_u32("llama.embedding_length", 32);
+  w.add_u32("llama.feed_forward_length", 64);
+  w.add_u32("llama.block_count", 1);
+  w.add_u32("llama.attention.head_count", 2);
+  w.add_tensor("token_embd.weight", io::kGgmlF32, {40, 32}, std::vector<uint8_t>(40 * 32 * 4));
+  w.write(dir + "/missing.gguf");
+  try {
+    load_llama(dir + "/missing.gguf");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attn_norm"), std::string::npos) << e.what();
+  }
+  // A Hugging Face directory without weights, and a non-LLaMA architecture.
+  std::filesystem::create_directory(dir + "/hf");
+  std::ofstream(dir + "/hf/config.json") << R"({"model_type":"gpt2","hidden_size":8})";
+  EXPECT_THROW(load_llama(dir + "/hf"), Error);
+  // Tokens outside the vocabulary, positions past the context.
+  const LlamaModel m(synthetic_llama(c), FormatSpec("f32"));
+  LlamaSession sess(m);
+  std::vector<float> lg(40);
+  int bad = 40;
+  EXPECT_THROW(sess.forward(&bad, 1, 0, lg.data()), Error);
+  int ok = 3;
+  EXPECT_THROW(sess.forward(&ok, 1, 16, lg.data()), Error);
+}
+
+}  // namespace
+}  // namespace tz
