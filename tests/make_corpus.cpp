@@ -1,5 +1,5 @@
 // Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
-// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config}/. Run by ctest before the fuzz targets.
+// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json}/. Run by ctest before the fuzz targets.
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -36,6 +36,23 @@ int main(int argc, char** argv) {
   emit("llama2c_v1", tz::test::sample_llama2c(1, false));
   const std::string peft = R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "bias": "none"})";
   emit("peft_config", std::vector<uint8_t>(peft.begin(), peft.end()));
+  // A tiny llama2.c tokenizer.bin (max_token_length, then score, length, bytes per token) and a
+  // tokenizer.json with merges.
+  std::vector<uint8_t> tok;
+  const auto put32 = [&](const void* p) { tok.insert(tok.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + 4); };
+  const int32_t max_len = 8;
+  put32(&max_len);
+  float score = 0.f;
+  for (const std::string piece : {"<unk>", "<s>", "</s>", "<0x41>", " ", "O", "n", "c", "e", "On", "ce", " On", "Once"}) {
+    const int32_t len = int32_t(piece.size());
+    put32(&score);
+    put32(&len);
+    tok.insert(tok.end(), piece.begin(), piece.end());
+    score -= 1.f;
+  }
+  emit("tokenizer", tok);
+  const std::string hf = R"({"model":{"type":"BPE","byte_fallback":true,"vocab":{"<unk>":0,"<s>":1,"</s>":2,"<0x41>":3,"\u2581":4,"O":5,"n":6,"On":7,"\u2581On":8},"merges":["O n","\u2581 On"]},"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"\u2581"},{"type":"Replace","pattern":{"String":" "},"content":"\u2581"}]}})";
+  emit("tokenizer_json", std::vector<uint8_t>(hf.begin(), hf.end()));
   std::cout << "corpus written to " << root << "\n";
   return 0;
 }

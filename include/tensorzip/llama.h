@@ -44,9 +44,15 @@ struct LlamaSource {
   LlamaConfig cfg;
   std::string label;  // file it came from
   std::map<std::string, Tensor> tensors;
+  // Linear weights stored low-bit in the file (GGUF q4_0 / q8_0), kept as codes: the "native"
+  // weight format runs them through the LUT kernels without dequantizing; any other format
+  // dequantizes them first. A name is in `tensors` or here, not both.
+  std::map<std::string, QuantMatrix> quantized;
   std::optional<Tokenizer> tokenizer;  // when the file carries one (GGUF, HF directory)
   const Tensor& get(const std::string& name) const;
-  bool tied() const { return tensors.count("output") == 0; }
+  Tensor dense(const std::string& name) const;  // f32, dequantized when the file stores it low-bit
+  bool has(const std::string& name) const { return tensors.count(name) > 0 || quantized.count(name) > 0; }
+  bool tied() const { return !has("output"); }
   // Checks every tensor's presence, dtype (F32) and shape against cfg; names the file and tensor.
   void validate() const;
 };
@@ -72,10 +78,11 @@ LlamaConfig llama2_7b_config(int n_layers);
 
 // How one linear layer is stored.
 struct WeightFormat {
-  enum class Kind { F32, BF16, Quant } kind = Kind::F32;
+  // Native: as the file stores it — low-bit GGUF weights through the LUT kernels, dense ones f32.
+  enum class Kind { F32, BF16, Quant, Native } kind = Kind::F32;
   QuantFormat quant;  // Kind::Quant
   // "f32", "bf16", "q4" (4-bit symmetric, group 128), "q2g64", "q3g32a" (asymmetric), "t" (ternary,
-  // one scale per row), "q8". Throws tz::Error on anything else.
+  // one scale per row), "q8", "native". Throws tz::Error on anything else.
   static WeightFormat parse(const std::string& spec);
   std::string to_string() const;
   double bits_per_weight(int64_t cols) const;
@@ -99,6 +106,9 @@ class FormatSpec {
 class Linear {
  public:
   static Linear build(const Tensor& w, const WeightFormat& fmt);  // w f32 [out, in]
+  static Linear from_quant(const QuantMatrix& q);                 // low-bit as given (LUT)
+  // Tensor `name` of `src` in `fmt` (Native keeps a quantized tensor's codes).
+  static Linear from_source(const LlamaSource& src, const std::string& name, const WeightFormat& fmt);
   void forward(const float* x, int64_t n, float* y) const;
   int64_t out() const { return out_; }
   int64_t in() const { return in_; }

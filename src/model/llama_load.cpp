@@ -7,7 +7,9 @@
 #include <random>
 #include <set>
 
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/ggml_blocks.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/llama2c.h"
 #include "tensorzip/io/safetensors.h"
@@ -32,6 +34,43 @@ Tensor unpermute_hf_rotary(const Tensor& w, int heads) {
       for (int64_t j = 0; j < hs / 2; ++j)
         std::memcpy(dst + (h * hs + 2 * j + i) * cols, src + (h * hs + i * hs / 2 + j) * cols, size_t(cols) * 4);
   return out;
+}
+
+// A GGUF q4_0 / q8_0 matrix as a QuantMatrix, exactly: q4_0 x = d·(q − 8) is 4-bit with zero
+// point 8; q8_0 x = d·q (q int8) is 8-bit code q + 128 with zero point 128; group 32, f16 scales.
+QuantMatrix ggml_quant_matrix(const uint8_t* blocks, uint32_t type, int64_t rows, int64_t cols) {
+  QuantMatrix q;
+  q.fmt.bits = type == io::kGgmlQ4_0 ? 4 : 8;
+  q.fmt.group = 32;
+  q.fmt.symmetric = false;
+  q.fmt.scale_dtype = DType::F16;
+  q.rows = rows;
+  q.cols = cols;
+  const int64_t groups = cols / 32;
+  q.scales.resize(size_t(rows * groups));
+  q.zeros.assign(size_t(rows * groups), type == io::kGgmlQ4_0 ? 8.f : 128.f);
+  q.codes.resize(size_t(rows) * q.packed_row_bytes());
+  const size_t block_bytes = type == io::kGgmlQ4_0 ? io::kQ4_0BlockBytes : io::kQ8_0BlockBytes;
+  std::vector<uint8_t> codes(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* b = blocks + size_t(r * groups + g) * block_bytes;
+      uint16_t dh;
+      std::memcpy(&dh, b, 2);
+      q.scales[size_t(r * groups + g)] = f16_to_f32_scalar(dh);
+      uint8_t* c = codes.data() + g * 32;
+      if (type == io::kGgmlQ4_0) {
+        for (int i = 0; i < 16; ++i) {
+          c[i] = b[2 + i] & 0x0f;
+          c[i + 16] = b[2 + i] >> 4;
+        }
+      } else {
+        for (int i = 0; i < 32; ++i) c[i] = uint8_t(int(int8_t(b[2 + i])) + 128);
+      }
+    }
+    pack_codes_ref(codes.data(), cols, q.fmt.bits, q.codes.data() + size_t(r) * q.packed_row_bytes());
+  }
+  return q;
 }
 
 }  // namespace
@@ -92,7 +131,15 @@ LlamaSource load_gguf_llama(const std::string& path) {
   require(emb != nullptr, path + ": GGUF without token_embd.weight");
   require(emb->shape.size() == 2, path + ": token_embd.weight is not a matrix");
   c.vocab_size = int(emb->shape[0]);
-  const auto get = [&](const std::string& gguf_name, const std::string& name) { s.tensors[name] = g.tensor_f32(gguf_name); };
+  const auto get = [&](const std::string& gguf_name, const std::string& name) {
+    const auto* t = g.find_tensor(gguf_name);
+    if (t != nullptr && (t->ggml_type == io::kGgmlQ4_0 || t->ggml_type == io::kGgmlQ8_0) && t->shape.size() == 2 &&
+        name != "tok_embeddings") {
+      s.quantized[name] = ggml_quant_matrix(g.tensor_data(*t), t->ggml_type, t->shape[0], t->shape[1]);
+      return;
+    }
+    s.tensors[name] = g.tensor_f32(gguf_name);
+  };
   get("token_embd.weight", "tok_embeddings");
   const std::pair<const char*, const char*> per_layer[] = {
       {"attn_norm", "attention_norm"}, {"attn_q", "attention.wq"},   {"attn_k", "attention.wk"},
@@ -125,13 +172,23 @@ LlamaSource load_hf_llama(const std::string& path) {
   try {
     const std::string type = j.value("model_type", "llama");
     require(type == "llama" || type == "mistral", cfg_path.string() + ": model_type '" + type + "' is not a LLaMA-family model");
-    c.dim = j.at("hidden_size").get<int>();
-    c.hidden_dim = j.at("intermediate_size").get<int>();
-    c.n_layers = j.at("num_hidden_layers").get<int>();
-    c.n_heads = j.at("num_attention_heads").get<int>();
-    c.n_kv_heads = j.value("num_key_value_heads", c.n_heads);
-    c.vocab_size = j.at("vocab_size").get<int>();
-    c.seq_len = j.value("max_position_embeddings", 2048);
+    const auto integer = [&](const char* key, int def) {
+      if (!j.contains(key)) {
+        require(def > 0, cfg_path.string() + ": '" + key + "' missing");
+        return def;
+      }
+      const auto& v = j[key];
+      require(v.is_number_integer() && v.get<int64_t>() > 0 && v.get<int64_t>() < (int64_t(1) << 24),
+              cfg_path.string() + ": '" + key + "' = " + v.dump() + " is not a positive integer below 2^24");
+      return int(v.get<int64_t>());
+    };
+    c.dim = integer("hidden_size", 0);
+    c.hidden_dim = integer("intermediate_size", 0);
+    c.n_layers = integer("num_hidden_layers", 0);
+    c.n_heads = integer("num_attention_heads", 0);
+    c.n_kv_heads = integer("num_key_value_heads", c.n_heads);
+    c.vocab_size = integer("vocab_size", 0);
+    c.seq_len = integer("max_position_embeddings", 2048);
     c.norm_eps = j.value("rms_norm_eps", 1e-6f);
     c.rope_theta = j.value("rope_theta", 10000.f);
     tie = j.value("tie_word_embeddings", false);

@@ -34,10 +34,24 @@ const Tensor& LlamaSource::get(const std::string& name) const {
   return it->second;
 }
 
+Tensor LlamaSource::dense(const std::string& name) const {
+  auto q = quantized.find(name);
+  if (q == quantized.end()) return get(name);
+  Tensor t = Tensor::empty(DType::F32, {q->second.rows, q->second.cols});
+  dequantize_ref(q->second, t.data<float>());
+  return t;
+}
+
 void LlamaSource::validate() const {
   cfg.validate(label);
   const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim(), V = cfg.vocab_size;
   const auto check = [&](const std::string& name, Shape shape) {
+    if (auto q = quantized.find(name); q != quantized.end()) {
+      require(Shape{q->second.rows, q->second.cols} == shape,
+              label + ": tensor '" + name + "' has shape " + shape_to_string({q->second.rows, q->second.cols}) +
+                  ", the config needs " + shape_to_string(shape));
+      return;
+    }
     const Tensor& t = get(name);
     require(t.dtype() == DType::F32, label + ": tensor '" + name + "' is " + dtype_name(t.dtype()) + ", expected f32");
     require(t.shape() == shape, label + ": tensor '" + name + "' has shape " + shape_to_string(t.shape()) + ", the config needs " +
@@ -69,6 +83,10 @@ WeightFormat WeightFormat::parse(const std::string& s) {
     throw Error("weight format '" + s + "' not understood (f32, bf16, q1..q8 with optional gG group and 'a' for asymmetric, e.g. q4, q4g32, q3g64a; t = ternary)");
   };
   if (s == "f32") return f;
+  if (s == "native") {
+    f.kind = Kind::Native;
+    return f;
+  }
   if (s == "bf16") {
     f.kind = Kind::BF16;
     return f;
@@ -104,6 +122,7 @@ std::string WeightFormat::to_string() const {
   switch (kind) {
     case Kind::F32: return "f32";
     case Kind::BF16: return "bf16";
+    case Kind::Native: return "native";
     case Kind::Quant:
       if (quant.ternary) return "t";
       return "q" + std::to_string(quant.bits) + "g" + std::to_string(quant.group) + (quant.symmetric ? "" : "a");
@@ -113,7 +132,8 @@ std::string WeightFormat::to_string() const {
 
 double WeightFormat::bits_per_weight(int64_t cols) const {
   switch (kind) {
-    case Kind::F32: return 32;
+    case Kind::F32:
+    case Kind::Native: return 32;
     case Kind::BF16: return 16;
     case Kind::Quant: {
       const double g = double(quant.group_size(cols));
@@ -188,7 +208,8 @@ Linear Linear::build(const Tensor& w, const WeightFormat& fmt) {
   l.out_ = w.dim(0);
   l.in_ = w.dim(1);
   switch (fmt.kind) {
-    case WeightFormat::Kind::F32: l.f32_ = w; break;
+    case WeightFormat::Kind::F32:
+    case WeightFormat::Kind::Native: l.fmt_.kind = WeightFormat::Kind::F32; l.f32_ = w; break;
     case WeightFormat::Kind::BF16: l.bf16_ = pack_bf16_weights_f32(w.data<float>(), l.out_, l.in_, l.in_); break;
     case WeightFormat::Kind::Quant:
       l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(quantize_rows_parallel(w.data<float>(), l.out_, l.in_, fmt.quant)));
@@ -197,9 +218,26 @@ Linear Linear::build(const Tensor& w, const WeightFormat& fmt) {
   return l;
 }
 
+Linear Linear::from_quant(const QuantMatrix& q) {
+  Linear l;
+  l.fmt_.kind = WeightFormat::Kind::Quant;
+  l.fmt_.quant = q.fmt;
+  l.out_ = q.rows;
+  l.in_ = q.cols;
+  l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(q));
+  return l;
+}
+
+Linear Linear::from_source(const LlamaSource& src, const std::string& name, const WeightFormat& fmt) {
+  auto q = src.quantized.find(name);
+  if (q != src.quantized.end() && fmt.kind == WeightFormat::Kind::Native) return from_quant(q->second);
+  return build(src.dense(name), fmt);
+}
+
 void Linear::forward(const float* x, int64_t n, float* y) const {
   switch (fmt_.kind) {
-    case WeightFormat::Kind::F32: return gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_);
+    case WeightFormat::Kind::F32:
+    case WeightFormat::Kind::Native: return gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_);
     case WeightFormat::Kind::BF16: {
       auto& xb = bf16_scratch(size_t(n * in_));
       f32_to_bf16(x, xb.data(), size_t(n * in_));
@@ -211,7 +249,8 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
 
 size_t Linear::bytes() const {
   switch (fmt_.kind) {
-    case WeightFormat::Kind::F32: return size_t(out_ * in_) * 4;
+    case WeightFormat::Kind::F32:
+    case WeightFormat::Kind::Native: return size_t(out_ * in_) * 4;
     case WeightFormat::Kind::BF16: return size_t(out_ * in_) * 2;
     case WeightFormat::Kind::Quant: return lut_->bytes();
   }
@@ -226,7 +265,7 @@ LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std
   const int total = cfg_.n_layers * 7 + 1;
   int done = 0;
   const auto build = [&](const std::string& name, const std::string& source_name) {
-    Linear l = Linear::build(src.get(source_name), spec.for_tensor(name));
+    Linear l = Linear::from_source(src, source_name, spec.for_tensor(name));
     if (progress) progress(++done, total);
     return l;
   };

@@ -81,7 +81,7 @@ void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::s
   w.add_u32("tokenizer.ggml.eos_token_id", uint32_t(tok.eos_id()));
 
   const auto matrix = [&](const std::string& name, const std::string& gguf_name) {
-    const Tensor& t = src.get(name);
+    const Tensor t = src.dense(name);
     w.add_tensor(gguf_name, ggml_type, t.shape(), encode_tensor(t, ggml_type, gguf_name));
   };
   const auto vec = [&](const std::string& name, const std::string& gguf_name) {

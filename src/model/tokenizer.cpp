@@ -148,21 +148,25 @@ Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& lab
     };
     require(!has_bytelevel(j.value("pre_tokenizer", json())),
             label + ": byte-level BPE (GPT-2 / LLaMA-3 style) is not supported yet; only SentencePiece-style BPE");
+    const auto id_of = [&](const json& v) {
+      require(v.is_number_integer(), label + ": token id " + v.dump() + " is not an integer");
+      const int64_t id = v.get<int64_t>();
+      require(id >= 0 && id < int64_t(1u << 24), label + ": token id " + std::to_string(id) + " out of range");
+      return id;
+    };
     Tokenizer t;
     t.label_ = label;
     const json& vocab = model.at("vocab");
+    require(vocab.is_object(), label + ": model.vocab is not an object");
     size_t n = 0;
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) n = std::max(n, size_t(it.value().get<int64_t>()) + 1);
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) n = std::max(n, size_t(id_of(it.value())) + 1);
     require(n > 0 && n <= (1u << 24), label + ": vocabulary size out of range");
     t.pieces_.assign(n, std::string());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const int64_t id = it.value().get<int64_t>();
-      require(id >= 0, label + ": negative token id");
-      t.pieces_[size_t(id)] = it.key();
+      t.pieces_[size_t(id_of(it.value()))] = it.key();
     }
     for (const auto& at : j.value("added_tokens", json::array())) {
-      const int64_t id = at.at("id").get<int64_t>();
-      require(id >= 0 && id < int64_t(1u << 24), label + ": added token id out of range");
+      const int64_t id = id_of(at.at("id"));
       if (size_t(id) >= t.pieces_.size()) t.pieces_.resize(size_t(id) + 1);
       t.pieces_[size_t(id)] = at.at("content").get<std::string>();
     }

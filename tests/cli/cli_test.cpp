@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <map>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tensorzip/io/safetensors.h"
 #include "tests/test_util.h"
 
 namespace tz {
@@ -212,6 +214,81 @@ TEST(Cli, BenchLowRankJson) {
   EXPECT_EQ(ops["svd"], 3);  // full, randomized, randomized with the bf16 range finder
   EXPECT_EQ(ops["lowrank_op"], 4);
   EXPECT_EQ(ops["multi_lora"], 3);  // loop, fused f32, fused with bf16 weights
+}
+
+TEST(Cli, RunGreedyMatchesLlama2c) {
+  TZ_REQUIRE_MODELS();
+  const std::string m = test::models_dir() + "/stories260K/";
+  auto r = test::run_cli("run -m " + m + "stories260K.bin --temp 0 -n 200");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(m + "expected_greedy_200.txt");
+  const std::string want((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(r.out, want + "\n");
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
+  // A prompt is echoed, then continued; sampling with a seed is reproducible.
+  r = test::run_cli("run -m " + m + "stories260K.bin -z " + m + "tok512.bin -p \"Tom had a dog\" -n 40 --temp 0.8 --seed 7 --weights q8g32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Tom had a dog", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), std::string("Tom had a dog").size() + 20);
+  EXPECT_EQ(test::run_cli("run -m " + m + "stories260K.bin -p \"Tom had a dog\" -n 40 --temp 0.8 --seed 7 --weights q8g32").out, r.out);
+  // Errors: a prompt longer than -n, an unknown format, a missing model.
+  r = test::run_cli("run -m " + m + "stories260K.bin -p \"Tom had a dog and a cat\" -n 3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("steps"), std::string::npos) << r.err;
+  r = test::run_cli("run -m " + m + "stories260K.bin --weights q4x");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("q4x"), std::string::npos) << r.err;
+  r = test::run_cli("run -m /nonexistent/model.bin");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("/nonexistent/model.bin"), std::string::npos) << r.err;
+}
+
+TEST(Cli, EvalPerplexityAndCapture) {
+  TZ_REQUIRE_MODELS();
+  const std::string m = test::models_dir() + "/stories260K/stories260K.bin";
+  const std::string text = test::models_dir() + "/eval-text/tinystories_valid_head.txt";
+  const std::string dir = test::temp_dir();
+  // The protocol of shared/models/README.md: 300 documents, BOS + text, 29,256 tokens, NLL 1.435.
+  auto r = test::run_cli("eval -m " + m + " --text " + text + " --split '\\n\\n' --max-docs 300 --json --capture " + dir +
+                         "/cap.safetensors --capture-rows 100");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["tokens_scored"].get<int>(), 29256);
+  EXPECT_NEAR(j["mean_nll"].get<double>(), 1.435, 2e-3);
+  EXPECT_NEAR(j["perplexity"].get<double>(), 4.20, 0.01);
+  EXPECT_GT(j["prefill_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["peak_rss_mib"].get<double>(), 0);
+  const auto cap = io::SafetensorsFile::open(dir + "/cap.safetensors");
+  EXPECT_EQ(cap.tensors().size(), size_t(5 * 7 + 1));
+  EXPECT_EQ(cap.find("layers.2.feed_forward.w2")->shape, (Shape{100, 172}));
+  // Sliding window over a 20 KB excerpt, a short context.
+  std::ifstream in(text, std::ios::binary);
+  std::string head(20000, '\0');
+  in.read(head.data(), std::streamsize(head.size()));
+  std::ofstream(dir + "/head.txt", std::ios::binary) << head;
+  r = test::run_cli("eval -m " + m + " --text " + dir + "/head.txt --ctx 128 --stride 64 --decode-tokens 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("perplexity"), std::string::npos) << r.out;
+  r = test::run_cli("eval -m " + m + " --text /nonexistent.txt");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("/nonexistent.txt"), std::string::npos) << r.err;
+}
+
+TEST(Cli, BenchModelSynthetic) {
+  auto r = test::run_cli("bench model --synthetic 128,256,4,2 --formats f32,q4,q2 --prefill 16 --decode 2 --repeats 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::map<std::string, int> ops;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);
+    ++ops[j["op"].get<std::string>()];
+    EXPECT_GT(j["tokens_per_s"].get<double>(), 0) << line;
+    if (j["impl"] != "f32") EXPECT_EQ(j["baseline"], "f32") << line;
+  }
+  EXPECT_EQ(ops["model_prefill"], 3);
+  EXPECT_EQ(ops["model_decode"], 3);
 }
 
 }  // namespace tz

@@ -344,6 +344,30 @@ TEST(Llama, GgufAndHuggingFaceLoadersAgreeWithLlama2c) {
   EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/hf16/config.json"), FormatSpec("f32")), ids), want), 2e-2);
 }
 
+TEST(Llama, GgufLowBitWeightsRunNatively) {
+  LlamaConfig c{128, 256, 2, 4, 2, 96, 32};
+  const LlamaSource src = synthetic_llama(c, 3);
+  const Tokenizer tok = Tokenizer::parse_hf_json(
+      R"({"model":{"type":"BPE","vocab":{"<unk>":0,"<s>":1,"</s>":2,"a":3},"merges":[]}})", "t.json");
+  const std::vector<int> ids = {1, 5, 17, 90, 3, 3, 42, 7, 9, 11, 60, 61};
+  const std::string dir = test::temp_dir();
+  for (uint32_t type : {io::kGgmlQ8_0, io::kGgmlQ4_0}) {
+    write_gguf_llama(src, tok, dir + "/q.gguf", type);
+    const LlamaSource g = load_llama(dir + "/q.gguf");
+    EXPECT_EQ(g.quantized.size(), size_t(c.n_layers * 7 + 1));  // every linear layer, the classifier too
+    // Native keeps the codes (the LUT kernel on q4_0's 4-bit / q8_0's 8-bit codes); f32 dequantizes.
+    const LlamaModel native(g, FormatSpec("native")), dense(g, FormatSpec("f32"));
+    EXPECT_EQ(native.layers[0].w1.format().to_string(), type == io::kGgmlQ4_0 ? "q4g32a" : "q8g32a");
+    EXPECT_EQ(dense.layers[0].w1.format().to_string(), "f32");
+    EXPECT_LT(native.linear_bytes(), dense.linear_bytes() / (type == io::kGgmlQ4_0 ? 5 : 3));
+    // The codes are exact: native differs from dequantized-f32 only by the kernel's int8 tables.
+    EXPECT_LE(max_rel_diff(logits_of(native, ids), logits_of(dense, ids)), 3e-2) << type;
+    // And the dequantized file is close to the original f32 model.
+    EXPECT_LE(max_rel_diff(logits_of(dense, ids), logits_of(LlamaModel(src, FormatSpec("f32")), ids)),
+              type == io::kGgmlQ4_0 ? 0.3 : 3e-2) << type;
+  }
+}
+
 TEST(Llama, SyntheticModelRunsInEveryFormat) {
   LlamaConfig c;
   c.dim = 256;

@@ -30,7 +30,7 @@ double peak_rss_mib() {
 }
 
 struct ModelOpts {
-  std::string model, tokenizer, weights = "f32";
+  std::string model, tokenizer, weights = "native";
   bool json = false;
 };
 
@@ -39,7 +39,7 @@ void add_model_options(CLI::App* c, ModelOpts& o) {
   c->add_option("-z,--tokenizer", o.tokenizer,
                 "Tokenizer (llama2.c tokenizer.bin or tokenizer.json; default: the one inside the model, else tokenizer.bin beside it)");
   c->add_option("--weights", o.weights,
-                "Weight format of the linear layers: f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
+                "Weight format of the linear layers: native (as stored: GGUF q4_0/q8_0 run low-bit, dense weights f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
       ->capture_default_str();
 }
 
@@ -66,7 +66,7 @@ Loaded load(const ModelOpts& o, bool need_tokenizer = true) {
                 std::to_string(L.src.cfg.vocab_size));
   }
   const FormatSpec spec(o.weights);
-  Progress bar(L.src.cfg.n_layers * 7 + 1, !o.json && o.weights != "f32");
+  Progress bar(L.src.cfg.n_layers * 7 + 1, !o.json && o.weights != "f32" && o.weights != "native");
   L.model = std::make_unique<LlamaModel>(L.src, spec, [&](int i, int) { bar.step("packing weights " + std::to_string(i)); });
   bar.done();
   L.load_s = seconds_since(t0);
