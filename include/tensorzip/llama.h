@@ -81,7 +81,7 @@ struct WeightFormat {
   // Native: as the file stores it — low-bit GGUF weights through the LUT kernels, dense ones f32.
   enum class Kind { F32, BF16, Quant, Native } kind = Kind::F32;
   QuantFormat quant;  // Kind::Quant
-  // "f32", "bf16", "q4" (4-bit symmetric, group 128), "q2g64", "q3g32a" (asymmetric), "t" (ternary,
+  // "f32", "bf16", "q4" (4-bit symmetric, group 128, f16 scales), "q2g64", "q3g32a" (asymmetric), "t" (ternary,
   // one scale per row), "q8", "native". Throws tz::Error on anything else.
   static WeightFormat parse(const std::string& spec);
   std::string to_string() const;

@@ -93,6 +93,7 @@ WeightFormat WeightFormat::parse(const std::string& s) {
   }
   f.kind = Kind::Quant;
   f.quant = QuantFormat{};
+  f.quant.scale_dtype = DType::F16;  // as llama.cpp's formats: half the scale overhead of f32
   if (s == "t" || s == "ternary") {
     f.quant.bits = 2;
     f.quant.ternary = true;
@@ -137,7 +138,8 @@ double WeightFormat::bits_per_weight(int64_t cols) const {
     case Kind::BF16: return 16;
     case Kind::Quant: {
       const double g = double(quant.group_size(cols));
-      return quant.bits + (32.0 + (quant.symmetric || quant.ternary ? 0 : 32)) / g;
+      const double sb = quant.scale_dtype == DType::F16 ? 16 : 32;
+      return quant.bits + (sb + (quant.symmetric || quant.ternary ? 0 : sb)) / g;
     }
   }
   return 0;
