@@ -19,6 +19,7 @@
 #include "tensorzip/format.h"
 #include "tensorzip/gemm.h"
 #include "tensorzip/mpgemm.h"
+#include "tensorzip/quantize.h"
 #include "tensorzip/tensor.h"
 #include "tensorzip/tokenizer.h"
 
@@ -44,10 +45,10 @@ struct LlamaSource {
   LlamaConfig cfg;
   std::string label;  // file it came from
   std::map<std::string, Tensor> tensors;
-  // Linear weights stored low-bit in the file (GGUF q4_0 / q8_0), kept as codes: the "native"
-  // weight format runs them through the LUT kernels without dequantizing; any other format
-  // dequantizes them first. A name is in `tensors` or here, not both.
-  std::map<std::string, QuantMatrix> quantized;
+  // Linear weights stored compressed in the file (GGUF q4_0 / q8_0, tensorzip files), kept as
+  // codes: the "native" weight format runs them through the LUT kernels without dequantizing; any
+  // other format dequantizes them first. A name is in `tensors` or here, not both.
+  std::map<std::string, CompressedLinear> quantized;
   std::optional<Tokenizer> tokenizer;  // when the file carries one (GGUF, HF directory)
   const Tensor& get(const std::string& name) const;
   Tensor dense(const std::string& name) const;  // f32, dequantized when the file stores it low-bit
@@ -69,6 +70,18 @@ LlamaSource load_llama(const std::string& path);
 // kGgmlF16, kGgmlQ8_0 or kGgmlQ4_0; q4_0/q8_0 need rows that are multiples of 32 values), norms f32.
 // Atomic: nothing is left at `path` on failure.
 void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type);
+// tensorzip files (docs/formats.md, "tensorzip model files"): a safetensors container holding the
+// dense tensors as f32, each compressed linear layer as NAME.qweight (packed codes, U8 [rows,
+// row bytes]), NAME.scales (F16/F32 [rows, groups]), NAME.zeros (U8, asymmetric), and when present
+// NAME.input_scale, NAME.outlier_cols / NAME.outlier_weight, NAME.lora_l / NAME.lora_r; metadata
+// with the format of every compressed tensor, the model config and the tokenizer (tensor
+// "tokenizer.bin"), so the file runs on its own. Written atomically. `cfg.dim == 0` writes a plain
+// tensor collection (any architecture; no config).
+void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::string& path,
+                     const std::map<std::string, std::string>& extra_metadata = {});
+LlamaSource load_tensorzip(const std::string& path);  // validated when it carries a config
+bool is_tensorzip_file(const std::string& path);
+
 // The tokenizer for a model: the one inside the file if any, else `tokenizer.bin` beside it.
 Tokenizer default_tokenizer(const LlamaSource& src, const std::string& model_path);
 
@@ -106,7 +119,7 @@ class FormatSpec {
 class Linear {
  public:
   static Linear build(const Tensor& w, const WeightFormat& fmt);  // w f32 [out, in]
-  static Linear from_quant(const QuantMatrix& q);                 // low-bit as given (LUT)
+  static Linear from_compressed(const CompressedLinear& c);       // low-bit as given (LUT + extras)
   // Tensor `name` of `src` in `fmt` (Native keeps a quantized tensor's codes).
   static Linear from_source(const LlamaSource& src, const std::string& name, const WeightFormat& fmt);
   void forward(const float* x, int64_t n, float* y) const;
@@ -121,6 +134,16 @@ class Linear {
   Tensor f32_;
   PackedBf16Weights bf16_;
   std::shared_ptr<LutWeights> lut_;
+  // Extras of a compressed layer: y = Q·(x ⊘ s with outlier channels zeroed) + W_out·x_out + L·(R·x).
+  struct Extras {
+    std::vector<float> inv_scale;       // 1 / s, empty when none
+    std::vector<int32_t> outlier_cols;
+    std::vector<float> outlier_w;       // [out, k]
+    int64_t rank = 0;
+    std::vector<float> l, r;            // [out, rank], [rank, in]
+    size_t bytes = 0;
+  };
+  std::shared_ptr<const Extras> extras_;
 };
 
 class LlamaModel {
@@ -153,6 +176,11 @@ class LlamaSession {
   // Runs tokens[0..n) at positions pos..pos+n-1 (the cache must hold 0..pos-1). Writes logits
   // [n, vocab] when all_logits, else only the last token's [vocab].
   void forward(const int* tokens, int n, int pos, float* logits, bool all_logits = false);
+  // x [n, dim] in place through layer l alone (its KV cache at positions pos..pos+n-1): the
+  // compressor streams calibration layer by layer with it.
+  void run_layer(int l, float* x, int n, int pos);
+  // The classifier's input rows: the final RMSNorm of x [n, dim].
+  void head_input(const float* x, int n, float* out) const;
   int max_seq() const { return max_seq_; }
   int vocab_size() const { return m_.config().vocab_size; }
   void set_activation_hook(ActivationHook hook) { hook_ = std::move(hook); }
@@ -160,6 +188,7 @@ class LlamaSession {
 
  private:
   void ensure_scratch(int n);
+  void layer(int l, int n, int pos);  // x_ through layer l
   const LlamaModel& m_;
   int max_seq_;
   std::vector<float> k_cache_, v_cache_;  // [layer][pos][kv_dim]

@@ -27,6 +27,13 @@ class Tokenizer {
   static Tokenizer from_hf_json(const std::string& path);
   static Tokenizer parse_hf_json(std::string_view json, const std::string& label);
 
+  // For files that carry their tokenizer (tensorzip files): the vocabulary as llama2.c tokenizer.bin
+  // bytes plus the settings, and back. Merge ranks become scores (−rank on the merged piece).
+  struct Settings { std::string space = " "; bool dummy_prefix = true; int bos = 1, eos = 2; };
+  std::vector<uint8_t> to_llama2c() const;
+  Settings settings() const { return {space_, dummy_prefix_, bos_, eos_}; }
+  static Tokenizer from_llama2c_bytes(const uint8_t* data, size_t size, const std::string& label, const Settings& s);
+
   std::vector<int> encode(std::string_view text, bool bos, bool eos = false) const;
   // The text of `token` following `prev`, as llama2.c's run prints it: byte tokens become their
   // byte, the space symbol a space, and the leading space after BOS is dropped.

@@ -105,20 +105,45 @@ void LlamaSession::forward(const int* tokens, int n, int pos, float* logits, boo
     require(tokens[t] >= 0 && tokens[t] < c.vocab_size,
             "forward: token id " + std::to_string(tokens[t]) + " outside the vocabulary (" + std::to_string(c.vocab_size) + ")");
   ensure_scratch(n);
-  const int64_t D = c.dim, KV = c.kv_dim(), H = c.hidden_dim, hs = c.head_size(), half = hs / 2;
-  const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.f / std::sqrt(float(hs));
+  const int64_t D = c.dim;
   const float* emb = m_.embedding.data<float>();
   for (int t = 0; t < n; ++t) std::memcpy(&x_[size_t(t * D)], emb + int64_t(tokens[t]) * D, size_t(D) * 4);
 
+  for (int l = 0; l < c.n_layers; ++l) layer(l, n, pos);
+  const int first = all_logits ? 0 : n - 1;
+  for (int t = first; t < n; ++t) rmsnorm(&x_[size_t(t * D)], m_.final_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]);
+  if (hook_) hook_("output", &xb_[size_t(first * D)], n - first, D);
+  m_.classifier.forward(&xb_[size_t(first * D)], n - first, logits);
+}
+
+
+void LlamaSession::run_layer(int l, float* x, int n, int pos) {
+  const LlamaConfig& c = m_.config();
+  require(l >= 0 && l < c.n_layers, "run_layer: layer " + std::to_string(l) + " out of range");
+  require(n > 0 && pos >= 0 && int64_t(pos) + n <= max_seq_, "run_layer: positions exceed the context");
+  ensure_scratch(n);
+  std::memcpy(x_.data(), x, size_t(n) * size_t(c.dim) * 4);
+  layer(l, n, pos);
+  std::memcpy(x, x_.data(), size_t(n) * size_t(c.dim) * 4);
+}
+
+void LlamaSession::head_input(const float* x, int n, float* out) const {
+  const LlamaConfig& c = m_.config();
+  for (int t = 0; t < n; ++t) rmsnorm(x + int64_t(t) * c.dim, m_.final_norm.data(), c.dim, c.norm_eps, out + int64_t(t) * c.dim);
+}
+
+void LlamaSession::layer(int l, int n, int pos) {
+  const LlamaConfig& c = m_.config();
+  const int64_t D = c.dim, KV = c.kv_dim(), H = c.hidden_dim, hs = c.head_size(), half = hs / 2;
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.f / std::sqrt(float(hs));
   const auto linear = [&](const Linear& w, const std::string& name, const float* in, float* out) {
     if (hook_) hook_(name, in, n, w.in());
     w.forward(in, n, out);
   };
   const bool gemm_attention = n >= kAttentionGemmMinTokens;
   std::vector<float> scores(gemm_attention ? size_t(n) * size_t(pos + n) : 0);
-
-  for (int l = 0; l < c.n_layers; ++l) {
+  {
     const LlamaModel::Layer& L = m_.layers[size_t(l)];
     const std::string p = hook_ ? "layers." + std::to_string(l) + "." : std::string();
     for_rows(n, D, [&](int64_t t) { rmsnorm(&x_[size_t(t * D)], L.att_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]); });
@@ -195,11 +220,7 @@ void LlamaSession::forward(const int* tokens, int n, int pos, float* logits, boo
     for_rows(n, D, [&](int64_t t) {
       for (int64_t i = t * D; i < (t + 1) * D; ++i) x_[size_t(i)] += xb_[size_t(i)];
     });
-  }
-  const int first = all_logits ? 0 : n - 1;
-  for (int t = first; t < n; ++t) rmsnorm(&x_[size_t(t * D)], m_.final_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]);
-  if (hook_) hook_("output", &xb_[size_t(first * D)], n - first, D);
-  m_.classifier.forward(&xb_[size_t(first * D)], n - first, logits);
+    }
 }
 
 // ------------------------------------------------------------------ sampler

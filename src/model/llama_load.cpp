@@ -135,7 +135,8 @@ LlamaSource load_gguf_llama(const std::string& path) {
     const auto* t = g.find_tensor(gguf_name);
     if (t != nullptr && (t->ggml_type == io::kGgmlQ4_0 || t->ggml_type == io::kGgmlQ8_0) && t->shape.size() == 2 &&
         name != "tok_embeddings") {
-      s.quantized[name] = ggml_quant_matrix(g.tensor_data(*t), t->ggml_type, t->shape[0], t->shape[1]);
+      s.quantized[name].q = ggml_quant_matrix(g.tensor_data(*t), t->ggml_type, t->shape[0], t->shape[1]);
+      s.quantized[name].method = t->ggml_type == io::kGgmlQ4_0 ? "gguf q4_0" : "gguf q8_0";
       return;
     }
     s.tensors[name] = g.tensor_f32(gguf_name);
@@ -263,6 +264,7 @@ LlamaSource load_llama(const std::string& path) {
   char magic[4] = {};
   in.read(magic, 4);
   if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_llama(path);
+  if (is_tensorzip_file(path)) return load_tensorzip(path);
   const auto ext = fs::path(path).extension();
   if (ext == ".safetensors" || fs::path(path).filename() == "config.json") return load_hf_llama(path);
   return load_llama2c(path);

@@ -37,8 +37,8 @@ const Tensor& LlamaSource::get(const std::string& name) const {
 Tensor LlamaSource::dense(const std::string& name) const {
   auto q = quantized.find(name);
   if (q == quantized.end()) return get(name);
-  Tensor t = Tensor::empty(DType::F32, {q->second.rows, q->second.cols});
-  dequantize_ref(q->second, t.data<float>());
+  Tensor t = Tensor::empty(DType::F32, {q->second.rows(), q->second.cols()});
+  q->second.dequantize(t.data<float>());
   return t;
 }
 
@@ -47,8 +47,8 @@ void LlamaSource::validate() const {
   const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim(), V = cfg.vocab_size;
   const auto check = [&](const std::string& name, Shape shape) {
     if (auto q = quantized.find(name); q != quantized.end()) {
-      require(Shape{q->second.rows, q->second.cols} == shape,
-              label + ": tensor '" + name + "' has shape " + shape_to_string({q->second.rows, q->second.cols}) +
+      require(Shape{q->second.rows(), q->second.cols()} == shape,
+              label + ": tensor '" + name + "' has shape " + shape_to_string({q->second.rows(), q->second.cols()}) +
                   ", the config needs " + shape_to_string(shape));
       return;
     }
@@ -220,19 +220,30 @@ Linear Linear::build(const Tensor& w, const WeightFormat& fmt) {
   return l;
 }
 
-Linear Linear::from_quant(const QuantMatrix& q) {
+Linear Linear::from_compressed(const CompressedLinear& c) {
   Linear l;
   l.fmt_.kind = WeightFormat::Kind::Quant;
-  l.fmt_.quant = q.fmt;
-  l.out_ = q.rows;
-  l.in_ = q.cols;
-  l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(q));
+  l.fmt_.quant = c.q.fmt;
+  l.out_ = c.rows();
+  l.in_ = c.cols();
+  l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(c.q));
+  if (!c.input_scale.empty() || !c.outlier_cols.empty() || c.rank > 0) {
+    auto e = std::make_shared<Extras>();
+    for (float v : c.input_scale) e->inv_scale.push_back(1.f / v);
+    e->outlier_cols = c.outlier_cols;
+    e->outlier_w = c.outlier_w;
+    e->rank = c.rank;
+    e->l = c.lora_l;
+    e->r = c.lora_r;
+    e->bytes = c.input_scale.size() * 4 + c.outlier_cols.size() * 4 + c.outlier_w.size() * 2 + (c.lora_l.size() + c.lora_r.size()) * 4;
+    l.extras_ = std::move(e);
+  }
   return l;
 }
 
 Linear Linear::from_source(const LlamaSource& src, const std::string& name, const WeightFormat& fmt) {
   auto q = src.quantized.find(name);
-  if (q != src.quantized.end() && fmt.kind == WeightFormat::Kind::Native) return from_quant(q->second);
+  if (q != src.quantized.end() && fmt.kind == WeightFormat::Kind::Native) return from_compressed(q->second);
   return build(src.dense(name), fmt);
 }
 
@@ -245,7 +256,44 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
       f32_to_bf16(x, xb.data(), size_t(n * in_));
       return gemm_bf16(n, xb.data(), in_, bf16_, y, out_);
     }
-    case WeightFormat::Kind::Quant: return mpgemm(*lut_, x, n, in_, y, out_);
+    case WeightFormat::Kind::Quant: {
+      if (!extras_) return mpgemm(*lut_, x, n, in_, y, out_);
+      const Extras& e = *extras_;
+      thread_local std::vector<float> xs, t;
+      const float* xq = x;
+      if (!e.inv_scale.empty() || !e.outlier_cols.empty()) {
+        xs.assign(x, x + n * in_);
+        for (int64_t i = 0; i < n; ++i) {
+          float* row = &xs[size_t(i * in_)];
+          if (!e.inv_scale.empty())
+            for (int64_t c = 0; c < in_; ++c) row[c] *= e.inv_scale[size_t(c)];
+          for (int32_t c : e.outlier_cols) row[c] = 0.f;
+        }
+        xq = xs.data();
+      }
+      mpgemm(*lut_, xq, n, in_, y, out_);
+      const int64_t k = int64_t(e.outlier_cols.size());
+      if (k > 0) {  // y += x[:, cols] · W_outᵀ
+        t.resize(size_t(n * k));
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < k; ++j) t[size_t(i * k + j)] = x[i * in_ + e.outlier_cols[size_t(j)]];
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t r = 0; r < out_; ++r) {
+            const float* wr = &e.outlier_w[size_t(r * k)];
+            float acc = 0;
+            for (int64_t j = 0; j < k; ++j) acc += t[size_t(i * k + j)] * wr[j];
+            y[i * out_ + r] += acc;
+          }
+      }
+      if (e.rank > 0) {  // y += (x · Rᵀ) · Lᵀ
+        t.resize(size_t(n * e.rank));
+        gemm_f32(n, e.rank, in_, x, in_, e.r.data(), in_, t.data(), e.rank);
+        std::vector<float> u(size_t(n * out_));
+        gemm_f32(n, out_, e.rank, t.data(), e.rank, e.l.data(), e.rank, u.data(), out_);
+        for (int64_t i = 0; i < n * out_; ++i) y[i] += u[size_t(i)];
+      }
+      return;
+    }
   }
 }
 
@@ -254,7 +302,7 @@ size_t Linear::bytes() const {
     case WeightFormat::Kind::F32:
     case WeightFormat::Kind::Native: return size_t(out_ * in_) * 4;
     case WeightFormat::Kind::BF16: return size_t(out_ * in_) * 2;
-    case WeightFormat::Kind::Quant: return lut_->bytes();
+    case WeightFormat::Kind::Quant: return lut_->bytes() + (extras_ ? extras_->bytes : 0);
   }
   return 0;
 }

@@ -63,7 +63,7 @@ void Tokenizer::finish() {
     if (v >= 0 && byte_id_[v] < 0) byte_id_[v] = int(i);
   }
   require(!pieces_.empty(), label_ + ": empty vocabulary");
-  require(bos_ < vocab_size() && eos_ < vocab_size(), label_ + ": BOS/EOS id outside the vocabulary");
+  require(bos_ >= 0 && eos_ >= 0 && bos_ < vocab_size() && eos_ < vocab_size(), label_ + ": BOS/EOS id outside the vocabulary");
 }
 
 int Tokenizer::find(std::string_view piece) const {
@@ -92,6 +92,40 @@ Tokenizer Tokenizer::parse_llama2c(const uint8_t* data, size_t size, const std::
   }
   if (vocab_size >= 0 && int(t.pieces_.size()) < vocab_size)
     r.fail("holds " + std::to_string(t.pieces_.size()) + " tokens, the model needs " + std::to_string(vocab_size));
+  t.finish();
+  return t;
+}
+
+std::vector<uint8_t> Tokenizer::to_llama2c() const {
+  std::vector<float> scores = scores_;
+  if (!merge_rank_.empty()) {
+    std::fill(scores.begin(), scores.end(), -1e30f);
+    for (const auto& [pair, rank] : merge_rank_) {
+      const int id = find(pieces_[size_t(pair.first)] + pieces_[size_t(pair.second)]);
+      if (id >= 0) scores[size_t(id)] = std::max(scores[size_t(id)], -float(rank));
+    }
+  }
+  std::vector<uint8_t> out;
+  const auto put = [&](const void* p, size_t n) { out.insert(out.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
+  int32_t max_len = 1;
+  for (const auto& p : pieces_) max_len = std::max(max_len, int32_t(p.size()));
+  put(&max_len, 4);
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const int32_t len = int32_t(pieces_[i].size());
+    put(&scores[i], 4);
+    put(&len, 4);
+    put(pieces_[i].data(), pieces_[i].size());
+  }
+  return out;
+}
+
+Tokenizer Tokenizer::from_llama2c_bytes(const uint8_t* data, size_t size, const std::string& label, const Settings& s) {
+  Tokenizer t = parse_llama2c(data, size, label);
+  t.space_ = s.space;
+  t.dummy_prefix_ = s.dummy_prefix;
+  t.bos_ = s.bos;
+  t.eos_ = s.eos;
+  require(!t.space_.empty(), label + ": empty space symbol");
   t.finish();
   return t;
 }

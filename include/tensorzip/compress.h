@@ -1,0 +1,52 @@
+// Model compression: every selected linear layer of a checkpoint through a quantizer (quantize.h),
+// calibrated layer by layer, into a LlamaSource whose compressed layers write to a tensorzip file.
+//
+// LLaMA-family models stream their calibration sequences through the runner one layer at a time:
+// the hidden states of all sequences enter layer l, its linear layers' inputs are collected (second
+// moment, mean |x|, a sample of rows), the layer is compressed, and the states are run through the
+// compressed layer to become layer l+1's input (sequential, as GPTQ does). Memory: the states plus
+// one layer's statistics. Any other checkpoint: the selected 2-D tensors, calibrated from captured
+// activations (a safetensors file with one [rows, in] tensor per weight name).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tensorzip/io/safetensors.h"
+#include "tensorzip/llama.h"
+#include "tensorzip/quantize.h"
+
+namespace tz {
+
+struct CompressOptions {
+  QuantizeOptions quant;
+  // Globs over tensor names (LLaMA: layers.{i}.attention.wq ... feed_forward.w3, output). A tensor
+  // is compressed when it matches an include and no exclude.
+  std::vector<std::string> include = {"layers.*"}, exclude;
+  double target_bpw = 0;                    // > 0: mixed precision chosen per layer from sensitivity
+  std::vector<int> candidate_bits = {2, 3, 4, 8};
+  int64_t sample_rows = 512;                // calibration rows kept per layer for output errors / AWQ
+};
+
+struct LayerReport {
+  std::string name, format, method;
+  int64_t rows = 0, cols = 0;
+  double bits_per_weight = 0, weight_rel_err = 0, output_rel_err = 0, seconds = 0;
+};
+
+struct CompressResult {
+  LlamaSource model;                  // dense tensors + compressed layers
+  std::vector<LayerReport> layers;
+  double seconds = 0;
+};
+
+using CompressProgress = std::function<void(const std::string& what, int done, int total)>;
+
+bool name_selected(const std::string& name, const CompressOptions& o);
+
+CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vector<int>>& calib, const CompressOptions& o,
+                              const CompressProgress& progress = nullptr);
+CompressResult compress_tensors(const LlamaSource& src, const io::SafetensorsFile* activations, const CompressOptions& o,
+                                const CompressProgress& progress = nullptr);
+
+}  // namespace tz

@@ -1,0 +1,220 @@
+// tensorzip model files: write_tensorzip / load_tensorzip (format in llama.h and docs/formats.md).
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "tensorzip/convert.h"
+#include "tensorzip/error.h"
+#include "tensorzip/io/safetensors.h"
+#include "tensorzip/llama.h"
+
+namespace tz {
+namespace {
+
+using nlohmann::json;
+constexpr const char* kFormatKey = "tensorzip.format";
+constexpr const char* kFormatValue = "tensorzip-model-1";
+
+json config_json(const LlamaConfig& c) {
+  return {{"architecture", "llama"}, {"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
+          {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
+          {"norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}};
+}
+
+}  // namespace
+
+void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::string& path,
+                     const std::map<std::string, std::string>& extra_metadata) {
+  if (src.cfg.dim > 0) src.validate();
+  io::SafetensorsWriter w;
+  std::vector<Tensor> keep;  // the writer references tensors until write()
+  const auto add = [&](const std::string& name, Tensor t) {
+    keep.push_back(std::move(t));
+    w.add(name, keep.back());
+  };
+  for (const auto& [name, t] : src.tensors) add(name, t.is_contiguous() ? t : t.clone());
+  json formats = json::object();
+  for (const auto& [name, c] : src.quantized) {
+    const QuantMatrix& q = c.q;
+    const int64_t ng = q.groups_per_row();
+    Tensor codes = Tensor::empty(DType::U8, {q.rows, int64_t(q.packed_row_bytes())});
+    std::memcpy(codes.raw(), q.codes.data(), q.codes.size());
+    add(name + ".qweight", codes);
+    Tensor scales = Tensor::empty(q.fmt.scale_dtype, {q.rows, ng});
+    if (q.fmt.scale_dtype == DType::F16) f32_to_f16(q.scales.data(), scales.data<uint16_t>(), q.scales.size());
+    else std::memcpy(scales.raw(), q.scales.data(), q.scales.size() * 4);
+    add(name + ".scales", scales);
+    if (!q.zeros.empty()) {
+      Tensor z = Tensor::empty(DType::U8, {q.rows, ng});
+      for (size_t i = 0; i < q.zeros.size(); ++i) {
+        const float v = q.zeros[i];
+        require(v >= 0 && v <= 255 && v == std::nearbyint(v), path + ": tensor '" + name + "' has a non-integer zero point");
+        z.data<uint8_t>()[i] = uint8_t(v);
+      }
+      add(name + ".zeros", z);
+    }
+    if (!c.input_scale.empty()) add(name + ".input_scale", Tensor::view(DType::F32, {q.cols}, const_cast<float*>(c.input_scale.data())).clone());
+    const int64_t k = int64_t(c.outlier_cols.size());
+    if (k > 0) {
+      add(name + ".outlier_cols", Tensor::view(DType::I32, {k}, const_cast<int32_t*>(c.outlier_cols.data())).clone());
+      Tensor ow = Tensor::empty(DType::F16, {q.rows, k});
+      f32_to_f16(c.outlier_w.data(), ow.data<uint16_t>(), c.outlier_w.size());
+      add(name + ".outlier_weight", ow);
+    }
+    if (c.rank > 0) {
+      add(name + ".lora_l", Tensor::view(DType::F32, {q.rows, c.rank}, const_cast<float*>(c.lora_l.data())).clone());
+      add(name + ".lora_r", Tensor::view(DType::F32, {c.rank, q.cols}, const_cast<float*>(c.lora_r.data())).clone());
+    }
+    formats[name] = {{"rows", q.rows}, {"cols", q.cols}, {"bits", q.fmt.bits}, {"group", q.fmt.group},
+                     {"symmetric", q.fmt.symmetric}, {"ternary", q.fmt.ternary},
+                     {"scale_dtype", q.fmt.scale_dtype == DType::F16 ? "f16" : "f32"}, {"method", c.method},
+                     {"outliers", k}, {"rank", c.rank}, {"input_scale", !c.input_scale.empty()},
+                     {"bits_per_weight", c.bits_per_weight()}};
+  }
+  w.set_metadata(kFormatKey, kFormatValue);
+  w.set_metadata("tensorzip.tensors", formats.dump());
+  if (src.cfg.dim > 0) w.set_metadata("tensorzip.config", config_json(src.cfg).dump());
+  if (tok) {
+    const auto bytes = tok->to_llama2c();
+    Tensor tb = Tensor::empty(DType::U8, {int64_t(bytes.size())});
+    std::memcpy(tb.raw(), bytes.data(), bytes.size());
+    add("tokenizer.bin", tb);
+    const auto st = tok->settings();
+    w.set_metadata("tensorzip.tokenizer", json{{"space", st.space}, {"dummy_prefix", st.dummy_prefix}, {"bos", st.bos}, {"eos", st.eos}}.dump());
+  }
+  for (const auto& [k, v] : extra_metadata) w.set_metadata(k, v);
+  w.write(path);
+}
+
+bool is_tensorzip_file(const std::string& path) {
+  try {
+    const auto f = io::SafetensorsFile::open(path);
+    auto it = f.metadata().find(kFormatKey);
+    return it != f.metadata().end() && it->second == kFormatValue;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+LlamaSource load_tensorzip(const std::string& path) {
+  const auto f = io::SafetensorsFile::open(path);
+  const auto meta = [&](const char* key) -> const std::string* {
+    auto it = f.metadata().find(key);
+    return it == f.metadata().end() ? nullptr : &it->second;
+  };
+  const std::string* fmt = meta(kFormatKey);
+  require(fmt != nullptr && *fmt == kFormatValue, path + ": not a tensorzip model file (metadata " + kFormatKey + " missing)");
+  LlamaSource s;
+  s.label = path;
+  try {
+    const json formats = json::parse(meta("tensorzip.tensors") ? *meta("tensorzip.tensors") : std::string("{}"));
+    std::set<std::string> parts;
+    for (auto it = formats.begin(); it != formats.end(); ++it) {
+      const std::string& name = it.key();
+      const json& d = it.value();
+      CompressedLinear c;
+      QuantMatrix& q = c.q;
+      q.rows = d.at("rows").get<int64_t>();
+      q.cols = d.at("cols").get<int64_t>();
+      require(q.rows > 0 && q.cols > 0 && q.rows < (int64_t(1) << 24) && q.cols < (int64_t(1) << 24),
+              path + ": tensor '" + name + "' has a bad shape");
+      q.fmt.bits = d.at("bits").get<int>();
+      q.fmt.group = d.at("group").get<int>();
+      q.fmt.symmetric = d.at("symmetric").get<bool>();
+      q.fmt.ternary = d.at("ternary").get<bool>();
+      q.fmt.scale_dtype = d.at("scale_dtype").get<std::string>() == "f16" ? DType::F16 : DType::F32;
+      q.fmt.validate(q.rows, q.cols);
+      require(q.fmt.group % 32 == 0, path + ": tensor '" + name + "' has group " + std::to_string(q.fmt.group) + " (a multiple of 32 or 0)");
+      c.method = d.value("method", "");
+      const int64_t ng = q.groups_per_row();
+      const auto part = [&](const std::string& suffix, DType dt, Shape shape) {
+        parts.insert(name + suffix);
+        const auto* e = f.find(name + suffix);
+        require(e != nullptr, path + ": tensor '" + name + suffix + "' missing");
+        require(e->dtype == dt && e->shape == shape, path + ": tensor '" + name + suffix + "' is " + dtype_name(e->dtype) + " " +
+                                                         shape_to_string(e->shape) + ", expected " + dtype_name(dt) + " " + shape_to_string(shape));
+        return f.tensor(name + suffix);
+      };
+      const Tensor codes = part(".qweight", DType::U8, {q.rows, int64_t(q.packed_row_bytes())});
+      q.codes.assign(codes.data<uint8_t>(), codes.data<uint8_t>() + codes.numel());
+      const Tensor sc = part(".scales", q.fmt.scale_dtype, {q.rows, ng}).to(DType::F32);
+      q.scales.assign(sc.data<float>(), sc.data<float>() + sc.numel());
+      for (float v : q.scales) require(std::isfinite(v), path + ": tensor '" + name + ".scales' holds a non-finite scale");
+      if (!q.fmt.symmetric && !q.fmt.ternary) {
+        const Tensor z = part(".zeros", DType::U8, {q.rows, ng});
+        const int qmax = (1 << q.fmt.bits) - 1;
+        for (int64_t i = 0; i < z.numel(); ++i) {
+          require(z.data<uint8_t>()[i] <= qmax, path + ": tensor '" + name + ".zeros' has a zero point above the code range");
+          q.zeros.push_back(float(z.data<uint8_t>()[i]));
+        }
+      }
+      if (d.value("input_scale", false)) {
+        const Tensor t = part(".input_scale", DType::F32, {q.cols});
+        c.input_scale.assign(t.data<float>(), t.data<float>() + q.cols);
+        for (float v : c.input_scale) require(std::isfinite(v) && v > 0, path + ": tensor '" + name + ".input_scale' must be positive");
+      }
+      const int64_t k = d.value("outliers", int64_t(0));
+      if (k > 0) {
+        require(k < q.cols, path + ": tensor '" + name + "' has too many outliers");
+        const Tensor idx = part(".outlier_cols", DType::I32, {k});
+        c.outlier_cols.assign(idx.data<int32_t>(), idx.data<int32_t>() + k);
+        for (int32_t v : c.outlier_cols) require(v >= 0 && v < q.cols, path + ": tensor '" + name + ".outlier_cols' out of range");
+        const Tensor ow = part(".outlier_weight", DType::F16, {q.rows, k}).to(DType::F32);
+        c.outlier_w.assign(ow.data<float>(), ow.data<float>() + ow.numel());
+      }
+      c.rank = d.value("rank", int64_t(0));
+      if (c.rank > 0) {
+        require(c.rank < std::min(q.rows, q.cols), path + ": tensor '" + name + "' has rank " + std::to_string(c.rank) + " too large");
+        const Tensor l = part(".lora_l", DType::F32, {q.rows, c.rank}), r = part(".lora_r", DType::F32, {c.rank, q.cols});
+        c.lora_l.assign(l.data<float>(), l.data<float>() + l.numel());
+        c.lora_r.assign(r.data<float>(), r.data<float>() + r.numel());
+      }
+      s.quantized[name] = std::move(c);
+    }
+    for (const auto& e : f.tensors()) {
+      if (parts.count(e.name) || e.name == "tokenizer.bin") continue;
+      Tensor t = f.tensor(e.name);
+      require(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
+              path + ": tensor '" + e.name + "' has dtype " + dtype_name(t.dtype()) + " (dense tensors are f32, f16 or bf16)");
+      s.tensors[e.name] = t.dtype() == DType::F32 ? t : t.to(DType::F32);
+    }
+    if (const std::string* cfg = meta("tensorzip.config")) {
+      const json c = json::parse(*cfg);
+      require(c.value("architecture", "") == "llama", path + ": architecture '" + c.value("architecture", "") + "' is not supported");
+      const auto integer = [&](const char* key) {
+        require(c.contains(key) && c[key].is_number_integer(), path + ": config '" + key + "' missing or not an integer");
+        const int64_t v = c[key].get<int64_t>();
+        require(v > 0 && v < (int64_t(1) << 24), path + ": config '" + key + "' out of range");
+        return int(v);
+      };
+      s.cfg.dim = integer("dim");
+      s.cfg.hidden_dim = integer("hidden_dim");
+      s.cfg.n_layers = integer("n_layers");
+      s.cfg.n_heads = integer("n_heads");
+      s.cfg.n_kv_heads = integer("n_kv_heads");
+      s.cfg.vocab_size = integer("vocab_size");
+      s.cfg.seq_len = integer("seq_len");
+      s.cfg.norm_eps = c.value("norm_eps", 1e-5f);
+      s.cfg.rope_theta = c.value("rope_theta", 10000.f);
+    }
+    if (const auto* e = f.find("tokenizer.bin")) {
+      require(e->dtype == DType::U8, path + ": tensor 'tokenizer.bin' must be U8");
+      const json t = json::parse(meta("tensorzip.tokenizer") ? *meta("tensorzip.tokenizer") : std::string("{}"));
+      Tokenizer::Settings st;
+      st.space = t.value("space", std::string(" "));
+      st.dummy_prefix = t.value("dummy_prefix", true);
+      st.bos = t.value("bos", 1);
+      st.eos = t.value("eos", 2);
+      const Tensor tb = f.tensor("tokenizer.bin");
+      s.tokenizer = Tokenizer::from_llama2c_bytes(tb.data<uint8_t>(), size_t(tb.numel()), path + " (tokenizer.bin)", st);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed tensorzip metadata (" + e.what() + ")");
+  }
+  if (s.cfg.dim > 0) s.validate();
+  return s;
+}
+
+}  // namespace tz

@@ -1,0 +1,303 @@
+// compress_llama (layer-by-layer calibration through the runner) and compress_tensors (any
+// checkpoint, captured activations). See compress.h.
+#include <fnmatch.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+
+#include "tensorzip/compress.h"
+#include "tensorzip/error.h"
+
+namespace tz {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+const char* const kLinears[] = {"attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                                "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"};
+
+// Linear layers that read the same input share one set of statistics.
+std::string input_group(const std::string& linear) {
+  if (linear == "attention.wq" || linear == "attention.wk" || linear == "attention.wv") return "attention.wq";
+  if (linear == "feed_forward.w1" || linear == "feed_forward.w3") return "feed_forward.w1";
+  return linear;
+}
+
+Linear& linear_of(LlamaModel& m, int l, const std::string& which) {
+  auto& L = m.layers[size_t(l)];
+  if (which == "attention.wq") return L.wq;
+  if (which == "attention.wk") return L.wk;
+  if (which == "attention.wv") return L.wv;
+  if (which == "attention.wo") return L.wo;
+  if (which == "feed_forward.w1") return L.w1;
+  if (which == "feed_forward.w2") return L.w2;
+  return L.w3;
+}
+
+std::string format_name(const QuantFormat& f) {
+  if (f.ternary) return f.group == 0 ? "t" : "tg" + std::to_string(f.group);
+  return "q" + std::to_string(f.bits) + "g" + std::to_string(f.group) + (f.symmetric ? "" : "a");
+}
+
+bool needs_hessian(const QuantizeOptions& q) {
+  return q.method == QuantMethod::Gptq || (q.lowrank > 0 && q.lowrank_method == LowRankMethod::Eora);
+}
+bool needs_stats(const QuantizeOptions& q) {
+  return needs_hessian(q) || q.method == QuantMethod::Awq || q.outliers > 0;
+}
+
+// Compresses one matrix and reports on it.
+LayerReport compress_one(const std::string& name, const Tensor& w, const ActStats* st, const QuantizeOptions& q,
+                         CompressedLinear& out) {
+  const auto t0 = Clock::now();
+  out = compress_linear(w.data<float>(), w.dim(0), w.dim(1), st, q);
+  LayerReport r;
+  r.seconds = since(t0);
+  r.name = name;
+  r.rows = w.dim(0);
+  r.cols = w.dim(1);
+  r.method = out.method;
+  r.format = format_name(out.q.fmt) + (out.outlier_cols.empty() ? "" : "+o" + std::to_string(out.outlier_cols.size())) +
+             (out.rank > 0 ? "+r" + std::to_string(out.rank) : "") + (out.input_scale.empty() ? "" : "+s");
+  r.bits_per_weight = out.bits_per_weight();
+  std::vector<float> w_hat(size_t(w.numel()));
+  out.dequantize(w_hat.data());
+  const QuantError e = quant_error(w.data<float>(), w_hat.data(), r.rows, r.cols, st);
+  r.weight_rel_err = e.weight_rel;
+  r.output_rel_err = e.output_rel;
+  return r;
+}
+
+// Mixed precision: per linear, the relative output error at each candidate width (RTN, measured on
+// its calibration sample); then, from the narrowest width everywhere, repeatedly widen the layer
+// with the largest error drop per extra byte until the next step would pass the target.
+std::map<std::string, int> choose_bits(const std::map<std::string, std::vector<double>>& err,
+                                       const std::map<std::string, std::pair<int64_t, int64_t>>& shape,
+                                       const std::vector<int>& bits, double target_bpw, const QuantFormat& f) {
+  const auto bpw = [&](int b, int64_t cols) {
+    QuantFormat g = f;
+    g.bits = b;
+    const double gs = double(g.group_size(cols));
+    return b + ((g.scale_dtype == DType::F16 ? 16.0 : 32.0) + (g.symmetric ? 0.0 : 8.0)) / gs;
+  };
+  std::map<std::string, size_t> pick;
+  double total_bits = 0, total_params = 0;
+  for (const auto& [name, e] : err) {
+    pick[name] = 0;
+    total_params += double(shape.at(name).first);
+  }
+  const auto params = [&](const std::string& name) { return shape.at(name).first; };
+  const auto cols_of = [&](const std::string& name) { return shape.at(name).second; };
+  for (const auto& [name, k] : pick) total_bits += bpw(bits[k], cols_of(name)) * double(params(name));
+  while (true) {
+    std::string best;
+    double best_gain = 0, best_cost = 0;
+    for (const auto& [name, k] : pick) {
+      if (k + 1 >= bits.size()) continue;
+      const auto& e = err.at(name);
+      const double cost = (bpw(bits[k + 1], cols_of(name)) - bpw(bits[k], cols_of(name))) * double(params(name));
+      const double gain = (e[k] - e[k + 1]) / cost;
+      if (total_bits + cost > target_bpw * total_params) continue;
+      if (best.empty() || gain > best_gain) {
+        best = name;
+        best_gain = gain;
+        best_cost = cost;
+      }
+    }
+    if (best.empty()) break;
+    ++pick[best];
+    total_bits += best_cost;
+  }
+  std::map<std::string, int> out;
+  for (const auto& [name, k] : pick) out[name] = bits[k];
+  return out;
+}
+
+}  // namespace
+
+bool name_selected(const std::string& name, const CompressOptions& o) {
+  bool in = false;
+  for (const auto& g : o.include) in |= fnmatch(g.c_str(), name.c_str(), 0) == 0;
+  for (const auto& g : o.exclude) in &= fnmatch(g.c_str(), name.c_str(), 0) != 0;
+  return in;
+}
+
+CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vector<int>>& calib, const CompressOptions& o,
+                              const CompressProgress& progress) {
+  const auto t_start = Clock::now();
+  src.validate();
+  const LlamaConfig& c = src.cfg;
+  require(!(needs_stats(o.quant) || o.target_bpw > 0) || !calib.empty(), "compress: " + std::string(quant_method_name(o.quant.method)) +
+                                               (o.target_bpw > 0 ? " with --target-bpw" : "") + " needs calibration data");
+  require(o.target_bpw == 0 || (o.target_bpw >= o.candidate_bits.front() && !o.candidate_bits.empty()),
+          "compress: --target-bpw is below the narrowest candidate width");
+  // With calibration data every layer's statistics are collected (the report's output error).
+  const bool stats_needed = !calib.empty();
+  LlamaModel model(src, FormatSpec("f32"));
+  int max_len = 1;
+  for (const auto& s : calib) {
+    require(!s.empty(), "compress: empty calibration sequence");
+    max_len = std::max(max_len, int(s.size()));
+    for (int t : s) require(t >= 0 && t < c.vocab_size, "compress: calibration token outside the vocabulary");
+  }
+  require(max_len <= c.seq_len, "compress: calibration sequences are longer than the model's context");
+  LlamaSession session(model, max_len);
+  const auto embed = [&] {
+    std::vector<std::vector<float>> xs;
+    for (const auto& s : calib) {
+      std::vector<float> x(s.size() * size_t(c.dim));
+      for (size_t t = 0; t < s.size(); ++t)
+        std::copy_n(model.embedding.data<float>() + int64_t(s[t]) * c.dim, c.dim, &x[t * size_t(c.dim)]);
+      xs.push_back(std::move(x));
+    }
+    return xs;
+  };
+  // Collects layer l's input statistics over every sequence (propagating x through layer l).
+  const auto collect = [&](int l, std::vector<std::vector<float>>& xs, bool hessian, bool propagate) {
+    std::map<std::string, std::unique_ptr<ActStats>> st;
+    session.set_activation_hook([&](const std::string& name, const float* x, int64_t n, int64_t in) {
+      const std::string which = name.substr(name.find('.', 7) + 1);
+      if (input_group(which) != which) return;
+      auto& s = st[which];
+      if (!s) s = std::make_unique<ActStats>(in, hessian, o.sample_rows);
+      s->add(x, n);
+    });
+    for (size_t i = 0; i < calib.size(); ++i) {
+      std::vector<float> tmp;
+      if (!propagate) tmp = xs[i];
+      session.run_layer(l, propagate ? xs[i].data() : tmp.data(), int(calib[i].size()), 0);
+    }
+    session.set_activation_hook(nullptr);
+    return st;
+  };
+  const auto head_stats = [&](const std::vector<std::vector<float>>& xs, bool hessian) {
+    auto s = std::make_unique<ActStats>(c.dim, hessian, o.sample_rows);
+    for (size_t i = 0; i < calib.size(); ++i) {
+      std::vector<float> h(xs[i].size());
+      session.head_input(xs[i].data(), int(calib[i].size()), h.data());
+      s->add(h.data(), int64_t(calib[i].size()));
+    }
+    return s;
+  };
+
+  std::vector<std::string> selected;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (const char* w : kLinears)
+      if (name_selected("layers." + std::to_string(l) + "." + w, o)) selected.push_back("layers." + std::to_string(l) + "." + w);
+  const bool do_output = name_selected("output", o);
+  if (do_output) selected.push_back("output");
+  const int total = int(selected.size());
+
+  // Mixed precision: sensitivities on the uncompressed model first.
+  std::map<std::string, int> bits;
+  if (o.target_bpw > 0) {
+    std::map<std::string, std::vector<double>> err;
+    std::map<std::string, std::pair<int64_t, int64_t>> params;  // numel, cols
+    auto xs = embed();
+    const auto measure = [&](const std::string& name, const ActStats& s) {
+      const Tensor w = src.dense(name);
+      params[name] = {w.numel(), w.dim(1)};
+      for (int b : o.candidate_bits) {
+        QuantizeOptions q;
+        q.fmt = o.quant.fmt;
+        q.fmt.bits = b;
+        const CompressedLinear cl = compress_linear(w.data<float>(), w.dim(0), w.dim(1), &s, q);
+        std::vector<float> w_hat(size_t(w.numel()));
+        cl.dequantize(w_hat.data());
+        const double e = quant_error(w.data<float>(), w_hat.data(), w.dim(0), w.dim(1), &s).output_rel;
+        err[name].push_back(e * e);
+      }
+    };
+    for (int l = 0; l < c.n_layers; ++l) {
+      if (progress) progress("sensitivity of layer " + std::to_string(l), l, c.n_layers);
+      auto st = collect(l, xs, false, true);
+      for (const char* w : kLinears) {
+        const std::string name = "layers." + std::to_string(l) + "." + w;
+        if (name_selected(name, o)) measure(name, *st.at(input_group(w)));
+      }
+    }
+    if (do_output) measure("output", *head_stats(xs, false));
+    bits = choose_bits(err, params, o.candidate_bits, o.target_bpw, o.quant.fmt);
+  }
+
+  CompressResult res;
+  res.model = src;
+  int done = 0;
+  auto xs = embed();
+  const auto compress_named = [&](const std::string& name, const ActStats* st, Linear* slot) {
+    if (progress) progress(name, done, total);
+    QuantizeOptions q = o.quant;
+    if (auto it = bits.find(name); it != bits.end()) q.fmt.bits = it->second;
+    CompressedLinear cl;
+    res.layers.push_back(compress_one(name, src.dense(name), st, q, cl));
+    if (slot) *slot = Linear::from_compressed(cl);
+    res.model.tensors.erase(name);
+    res.model.quantized[name] = std::move(cl);
+    ++done;
+  };
+  for (int l = 0; l < c.n_layers; ++l) {
+    bool any = false;
+    for (const char* w : kLinears) any |= name_selected("layers." + std::to_string(l) + "." + w, o);
+    if (any) {
+      std::map<std::string, std::unique_ptr<ActStats>> st;
+      if (stats_needed) st = collect(l, xs, needs_hessian(o.quant), false);
+      for (const char* w : kLinears) {
+        const std::string name = "layers." + std::to_string(l) + "." + w;
+        if (!name_selected(name, o)) continue;
+        compress_named(name, stats_needed ? st.at(input_group(w)).get() : nullptr, &linear_of(model, l, w));
+      }
+    }
+    // The next layer's input comes out of this (compressed) layer.
+    if (stats_needed && (l + 1 < c.n_layers || do_output))
+      for (size_t i = 0; i < calib.size(); ++i) session.run_layer(l, xs[i].data(), int(calib[i].size()), 0);
+  }
+  if (do_output) compress_named("output", stats_needed ? head_stats(xs, needs_hessian(o.quant)).get() : nullptr, nullptr);
+  if (progress) progress("done", total, total);
+  res.seconds = since(t_start);
+  return res;
+}
+
+CompressResult compress_tensors(const LlamaSource& src, const io::SafetensorsFile* acts, const CompressOptions& o,
+                                const CompressProgress& progress) {
+  const auto t_start = Clock::now();
+  const bool stats_needed = needs_stats(o.quant);
+  require(o.target_bpw == 0, "compress: --target-bpw needs a LLaMA-family model (layer-by-layer calibration)");
+  require(!stats_needed || acts != nullptr,
+          "compress: " + std::string(quant_method_name(o.quant.method)) + " needs calibration activations (--calib ACTIVATIONS.safetensors)");
+  std::vector<std::string> selected;
+  for (const auto& [name, t] : src.tensors)
+    if (t.ndim() == 2 && name_selected(name, o)) selected.push_back(name);
+  require(!selected.empty(), src.label + ": no 2-D tensor matches --include / --exclude");
+  CompressResult res;
+  res.model = src;
+  int done = 0;
+  for (const auto& name : selected) {
+    if (progress) progress(name, done, int(selected.size()));
+    const Tensor& w = src.get(name);
+    std::unique_ptr<ActStats> st;
+    if (stats_needed) {
+      // Captured activations are named like the weight, or like it without ".weight".
+      std::string an = name;
+      if (acts->find(an) == nullptr && an.size() > 7 && an.substr(an.size() - 7) == ".weight") an = an.substr(0, an.size() - 7);
+      require(acts->find(an) != nullptr, acts->label() + ": no activations named '" + name + "'");
+      const Tensor a = acts->tensor(an).to(DType::F32);
+      require(a.ndim() == 2 && a.dim(1) == w.dim(1), acts->label() + ": activations '" + an + "' are " + shape_to_string(a.shape()) +
+                                                         ", the weight has " + std::to_string(w.dim(1)) + " input channels");
+      st = std::make_unique<ActStats>(w.dim(1), needs_hessian(o.quant), o.sample_rows);
+      st->add(a.data<float>(), a.dim(0));
+    }
+    CompressedLinear cl;
+    res.layers.push_back(compress_one(name, w, st.get(), o.quant, cl));
+    res.model.tensors.erase(name);
+    res.model.quantized[name] = std::move(cl);
+    ++done;
+  }
+  if (progress) progress("done", done, done);
+  res.seconds = since(t_start);
+  return res;
+}
+
+}  // namespace tz

@@ -1,0 +1,221 @@
+// `tensorzip compress`: a checkpoint's linear layers through RTN / AWQ / GPTQ / ternary (+ outliers,
+// low-rank compensation, mixed precision) into a tensorzip file that `run` and `eval` load, or a
+// GGUF for llama.cpp; per-layer report as a table or JSON.
+#include <fmt/core.h>
+#include <sys/resource.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "tensorzip/compress.h"
+#include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/io/safetensors.h"
+#include "tensorzip/llama.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/progress.h"
+
+namespace tz::cli {
+namespace {
+
+struct Opts {
+  std::string in, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
+  int bits = 4, group = 128, outliers = 0, lowrank = 0, calib_docs = 128, calib_len = 256, calib_skip = 0;
+  double target_bpw = 0, damp = 0.01;
+  bool asym = false, clip = false, act_order = false, json = false;
+  std::vector<int> candidate_bits = {2, 3, 4, 8};
+  std::vector<std::string> include, exclude;
+};
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+bool loads_as_llama(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return true;
+  std::ifstream in(path, std::ios::binary);
+  char m[4] = {};
+  in.read(m, 4);
+  if (in.gcount() == 4 && std::memcmp(m, "GGUF", 4) == 0) return true;
+  if (is_tensorzip_file(path)) return true;
+  const auto ext = std::filesystem::path(path).extension();
+  if (ext == ".safetensors") return std::filesystem::exists(std::filesystem::path(path).parent_path() / "config.json");
+  return true;  // llama2.c has no magic
+}
+
+void run(const Opts& o) {
+  require(!o.out.empty(), "compress: -o OUT is required");
+  require(!o.in.empty() || !o.synthetic.empty(), "compress: give an input model or --synthetic");
+  CompressOptions co;
+  co.quant.method = parse_quant_method(o.method);
+  co.quant.fmt.bits = o.bits;
+  co.quant.fmt.group = o.group;
+  co.quant.fmt.symmetric = !o.asym;
+  require(o.scale_dtype == "f16" || o.scale_dtype == "f32", "compress: --scale-dtype is f16 or f32");
+  co.quant.fmt.scale_dtype = o.scale_dtype == "f16" ? DType::F16 : DType::F32;
+  require(o.group >= 0 && o.group % 32 == 0, "compress: --group must be a multiple of 32 (or 0 for whole rows)");
+  co.quant.clip_search = o.clip;
+  co.quant.act_order = o.act_order;
+  co.quant.gptq_damp = o.damp;
+  co.quant.outliers = o.outliers;
+  co.quant.lowrank = o.lowrank;
+  co.quant.lowrank_method = parse_lowrank_method(o.lowrank_method);
+  co.target_bpw = o.target_bpw;
+  co.candidate_bits = o.candidate_bits;
+  std::sort(co.candidate_bits.begin(), co.candidate_bits.end());
+  if (!o.include.empty()) co.include = o.include;
+  co.exclude = o.exclude;
+
+  const bool gguf_out = std::filesystem::path(o.out).extension() == ".gguf";
+  std::unique_ptr<Progress> bar;
+  const auto progress = [&](const std::string& what, int, int total) {
+    if (!bar) bar = std::make_unique<Progress>(total + 1, !o.json);
+    bar->step(what);
+  };
+  CompressResult res;
+  std::optional<Tokenizer> tok;
+  std::string calib_desc = "none";
+  if (!o.synthetic.empty() || loads_as_llama(o.in)) {
+    LlamaSource src;
+    if (!o.synthetic.empty()) {
+      int layers = 0;
+      require(std::sscanf(o.synthetic.c_str(), "7b:%d", &layers) == 1 && layers > 0, "compress: --synthetic takes 7b:LAYERS");
+      src = synthetic_llama(llama2_7b_config(layers));
+    } else {
+      src = load_llama(o.in);
+      if (!o.tokenizer.empty())
+        tok = o.tokenizer.size() > 5 && o.tokenizer.substr(o.tokenizer.size() - 5) == ".json" ? Tokenizer::from_hf_json(o.tokenizer)
+                                                                                              : Tokenizer::from_llama2c(o.tokenizer, src.cfg.vocab_size);
+      else
+        try {
+          tok = default_tokenizer(src, o.in);
+        } catch (const Error&) {
+          // no tokenizer: fine for RTN and captured activations; text calibration will say so
+        }
+    }
+    std::vector<std::vector<int>> calib;
+    if (!o.calib.empty()) {
+      if (is_tensorzip_file(o.calib) || std::filesystem::path(o.calib).extension() == ".safetensors") {
+        throw Error("compress: captured activations (" + o.calib + ") calibrate non-LLaMA checkpoints; for a LLaMA model give calibration text");
+      }
+      require(tok.has_value(), "compress: text calibration needs a tokenizer (--tokenizer)");
+      std::ifstream in(o.calib, std::ios::binary);
+      require(in.good(), o.calib + ": cannot open");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      calib = split_documents(ss.str(), *tok, "\n\n", o.calib_skip + o.calib_docs, std::min(o.calib_len, src.cfg.seq_len));
+      calib.erase(calib.begin(), calib.begin() + std::min<ptrdiff_t>(o.calib_skip, ptrdiff_t(calib.size())));
+      require(!calib.empty(), o.calib + ": no calibration text (after --calib-skip)");
+      size_t n = 0;
+      for (const auto& d : calib) n += d.size();
+      calib_desc = fmt::format("{}: {} sequences, {} tokens", o.calib, calib.size(), n);
+    } else if (!o.synthetic.empty()) {
+      // A generated model has no text: random token sequences exercise the same path.
+      std::mt19937 rng(11);
+      for (int s = 0; s < std::max(1, o.calib_docs / 16); ++s) {
+        std::vector<int> ids(size_t(std::min(o.calib_len, src.cfg.seq_len)));
+        for (int& t : ids) t = int(rng() % uint32_t(src.cfg.vocab_size));
+        calib.push_back(std::move(ids));
+      }
+      calib_desc = fmt::format("{} random sequences of {} tokens", calib.size(), calib[0].size());
+    }
+    res = compress_llama(src, calib, co, progress);
+  } else {
+    LlamaSource src;
+    src.label = o.in;
+    const auto f = io::SafetensorsFile::open(o.in);
+    for (const auto& e : f.tensors()) {
+      Tensor t = f.tensor(e.name);
+      if (t.dtype() == DType::F16 || t.dtype() == DType::BF16) t = t.to(DType::F32);
+      src.tensors[e.name] = t;
+    }
+    std::unique_ptr<io::SafetensorsFile> acts;
+    if (!o.calib.empty()) {
+      acts = std::make_unique<io::SafetensorsFile>(io::SafetensorsFile::open(o.calib));
+      calib_desc = o.calib + " (captured activations)";
+    }
+    if (o.include.empty()) co.include = {"*"};
+    res = compress_tensors(src, acts.get(), co, progress);
+  }
+  if (bar) bar->done();
+  if (gguf_out) {
+    require(res.model.cfg.dim > 0 && tok.has_value(), "compress: GGUF export needs a LLaMA model with a tokenizer");
+    const std::string t = o.gguf_type.empty() ? (o.bits <= 4 ? "q4_0" : "q8_0") : o.gguf_type;
+    const uint32_t type = t == "q4_0" ? io::kGgmlQ4_0 : t == "q8_0" ? io::kGgmlQ8_0 : t == "f16" ? io::kGgmlF16 : t == "f32" ? io::kGgmlF32 : 999;
+    require(type != 999, "compress: --gguf-type is q4_0, q8_0, f16 or f32");
+    // llama.cpp's blocks are their own grid: the compressed weights are dequantized and re-quantized.
+    write_gguf_llama(res.model, *tok, o.out, type);
+  } else {
+    std::map<std::string, std::string> meta = {{"tensorzip.source", o.in.empty() ? o.synthetic : o.in},
+                                               {"tensorzip.method", o.method}, {"tensorzip.calibration", calib_desc}};
+    write_tensorzip(res.model, tok ? &*tok : nullptr, o.out, meta);
+  }
+  double bits = 0, params = 0;
+  for (const auto& l : res.layers) {
+    bits += l.bits_per_weight * double(l.rows * l.cols);
+    params += double(l.rows * l.cols);
+  }
+  const auto out_bytes = std::filesystem::file_size(o.out);
+  if (o.json) {
+    nlohmann::json j = {{"input", o.in.empty() ? o.synthetic : o.in}, {"output", o.out}, {"method", o.method},
+                        {"calibration", calib_desc}, {"bits_per_weight", params > 0 ? bits / params : 0},
+                        {"output_bytes", out_bytes}, {"seconds", res.seconds}, {"peak_rss_mib", peak_rss_mib()},
+                        {"layers", nlohmann::json::array()}};
+    for (const auto& l : res.layers)
+      j["layers"].push_back({{"name", l.name}, {"format", l.format}, {"method", l.method}, {"rows", l.rows}, {"cols", l.cols},
+                             {"bits_per_weight", l.bits_per_weight}, {"weight_rel_err", l.weight_rel_err},
+                             {"output_rel_err", l.output_rel_err}, {"seconds", l.seconds}});
+    fmt::print("{}\n", j.dump());
+  } else {
+    fmt::print("{:<32} {:<16} {:<8} {:>12} {:>8} {:>12} {:>12} {:>9}\n", "layer", "format", "method", "shape", "bits/w",
+               "|W-Ŵ|/|W|", "out err", "ms");
+    for (const auto& l : res.layers)
+      fmt::print("{:<32} {:<16} {:<8} {:>12} {:>8.3f} {:>12.4e} {:>12.4e} {:>9.1f}\n", l.name, l.format, l.method,
+                 fmt::format("{}x{}", l.rows, l.cols), l.bits_per_weight, l.weight_rel_err, l.output_rel_err, l.seconds * 1e3);
+    fmt::print("\n{} -> {} ({:.2f} MiB): {} layers at {:.3f} bits/weight, calibration {}, {:.1f} s, peak RSS {:.0f} MiB\n",
+               o.in.empty() ? o.synthetic : o.in, o.out, double(out_bytes) / (1 << 20), res.layers.size(),
+               params > 0 ? bits / params : 0.0, calib_desc, res.seconds, peak_rss_mib());
+  }
+}
+
+}  // namespace
+
+void add_compress(CLI::App& app) {
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("compress", "Quantize a model's linear layers (RTN, AWQ, GPTQ, ternary; outliers, low-rank compensation, mixed precision)");
+  c->add_option("input", o->in, "Model: llama2.c .bin, GGUF, Hugging Face directory / safetensors (any architecture), tensorzip file");
+  c->add_option("-o,--output", o->out, "Output: a tensorzip file (safetensors container), or .gguf for llama.cpp")->required();
+  c->add_option("--method", o->method, "rtn, awq, gptq or ternary")->capture_default_str();
+  c->add_option("--bits", o->bits, "Bits per weight 1..8")->capture_default_str()->check(CLI::Range(1, 8));
+  c->add_option("--group", o->group, "Values per scale group: 32, 64, 128, 256, or 0 for a whole row")->capture_default_str();
+  c->add_flag("--asym", o->asym, "Asymmetric (a zero point per group)");
+  c->add_option("--scale-dtype", o->scale_dtype, "f16 or f32 scales")->capture_default_str();
+  c->add_flag("--clip", o->clip, "Search the clip ratio per group (RTN, AWQ)");
+  c->add_flag("--act-order", o->act_order, "GPTQ: quantize columns by decreasing Hessian diagonal (static groups)");
+  c->add_option("--damp", o->damp, "GPTQ dampening, fraction of the mean Hessian diagonal")->capture_default_str();
+  c->add_option("--outliers", o->outliers, "Input channels with the largest activations kept dense (f16)")->check(CLI::NonNegativeNumber);
+  c->add_option("--lowrank", o->lowrank, "Rank of the low-rank error compensation (0: none)")->check(CLI::NonNegativeNumber);
+  c->add_option("--lowrank-method", o->lowrank_method, "eora (activation eigenspace), lqlora (alternating) or svd")->capture_default_str();
+  c->add_option("--target-bpw", o->target_bpw, "Mixed precision: per-layer bits from measured sensitivity to meet this average")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--candidate-bits", o->candidate_bits, "Widths the mixed-precision search picks from")->delimiter(',')->capture_default_str();
+  c->add_option("--calib", o->calib, "Calibration: a text file (LLaMA models) or captured activations (.safetensors, other models)");
+  c->add_option("--calib-docs", o->calib_docs, "Calibration documents (blank-line separated) used")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--calib-skip", o->calib_skip, "Skip this many documents first (calibrate on text the evaluation does not use)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--calib-len", o->calib_len, "Tokens per calibration document (truncated)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--include", o->include, "Globs of tensors to compress (default: layers.* for LLaMA models, * otherwise)");
+  c->add_option("--exclude", o->exclude, "Globs of tensors to leave dense");
+  c->add_option("-z,--tokenizer", o->tokenizer, "Tokenizer for text calibration (default: the model's)");
+  c->add_option("--synthetic", o->synthetic, "Compress a generated model with LLaMA-2-7B layer shapes: 7b:LAYERS");
+  c->add_option("--gguf-type", o->gguf_type, "With -o X.gguf: q4_0, q8_0, f16 or f32");
+  c->add_flag("--json", o->json, "One JSON object with the per-layer report");
+  c->callback([o] { run(*o); });
+}
+
+}  // namespace tz::cli
