@@ -26,6 +26,9 @@ struct CompressOptions {
   double target_bpw = 0;                    // > 0: mixed precision chosen per layer from sensitivity
   std::vector<int> candidate_bits = {2, 3, 4, 8};
   int64_t sample_rows = 512;                // calibration rows kept per layer for output errors / AWQ
+  // LLaMA + AWQ: one scale per input group, folded into the RMSNorm weights / the producing layer's
+  // rows (o_proj's only without GQA) instead of stored with each layer.
+  bool fold_awq = true;
 };
 
 struct LayerReport {

@@ -57,6 +57,7 @@ struct QuantizeOptions {
   int gptq_block = 128;
   bool act_order = false;
   int awq_grid = 20;          // α ∈ {0, 1/grid, ..., 1}
+  const std::vector<float>* awq_scale = nullptr;  // AWQ with this s instead of searching
   int outliers = 0;           // input channels kept dense
   int lowrank = 0;            // rank of the compensation
   LowRankMethod lowrank_method = LowRankMethod::Eora;
@@ -83,6 +84,11 @@ struct CompressedLinear {
 // Throws tz::Error for methods that need statistics when `stats` is null (AWQ, GPTQ, EoRA, outliers),
 // for shapes that disagree, or for non-finite weights.
 CompressedLinear compress_linear(const float* w, int64_t rows, int64_t cols, const ActStats* stats, const QuantizeOptions& o);
+
+// AWQ's per-input-channel scale for layers that read the same input (q/k/v, gate/up): the α whose
+// s = E|x|^α gives the least summed squared relative output error over all of them.
+std::vector<float> awq_search(const std::vector<std::pair<const float*, int64_t>>& ws, int64_t cols, const ActStats& st,
+                              const QuantizeOptions& o);
 
 // ‖W − Ŵ‖_F / ‖W‖_F and, on the sample rows X, ‖X(W − Ŵ)ᵀ‖_F / ‖XWᵀ‖_F (0 without stats).
 struct QuantError { double weight_rel = 0, output_rel = 0; };

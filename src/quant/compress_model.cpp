@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "tensorzip/compress.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 
 namespace tz {
@@ -42,6 +43,12 @@ std::string format_name(const QuantFormat& f) {
   return "q" + std::to_string(f.bits) + "g" + std::to_string(f.group) + (f.symmetric ? "" : "a");
 }
 
+// q4g32a+o4+r8+s: format, outliers, low-rank rank, stored AWQ scales.
+std::string describe(const CompressedLinear& c) {
+  return format_name(c.q.fmt) + (c.outlier_cols.empty() ? "" : "+o" + std::to_string(c.outlier_cols.size())) +
+         (c.rank > 0 ? "+r" + std::to_string(c.rank) : "") + (c.input_scale.empty() ? "" : "+s");
+}
+
 bool needs_hessian(const QuantizeOptions& q) {
   return q.method == QuantMethod::Gptq || (q.lowrank > 0 && q.lowrank_method == LowRankMethod::Eora);
 }
@@ -60,8 +67,7 @@ LayerReport compress_one(const std::string& name, const Tensor& w, const ActStat
   r.rows = w.dim(0);
   r.cols = w.dim(1);
   r.method = out.method;
-  r.format = format_name(out.q.fmt) + (out.outlier_cols.empty() ? "" : "+o" + std::to_string(out.outlier_cols.size())) +
-             (out.rank > 0 ? "+r" + std::to_string(out.rank) : "") + (out.input_scale.empty() ? "" : "+s");
+  r.format = describe(out);
   r.bits_per_weight = out.bits_per_weight();
   std::vector<float> w_hat(size_t(w.numel()));
   out.dequantize(w_hat.data());
@@ -114,6 +120,73 @@ std::map<std::string, int> choose_bits(const std::map<std::string, std::vector<d
   std::map<std::string, int> out;
   for (const auto& [name, k] : pick) out[name] = bits[k];
   return out;
+}
+
+// Divides row r of a compressed layer by d[r] (its scales, outlier weights and L rows): exact up to
+// the scales' storage rounding.
+void divide_rows(CompressedLinear& c, const std::vector<float>& d) {
+  const int64_t ng = c.q.groups_per_row(), k = int64_t(c.outlier_cols.size());
+  const auto round = [&](float v) { return c.q.fmt.scale_dtype == DType::F16 ? f16_to_f32_scalar(f32_to_f16_scalar(v)) : v; };
+  for (int64_t r = 0; r < c.rows(); ++r) {
+    const float inv = 1.f / d[size_t(r)];
+    for (int64_t g = 0; g < ng; ++g) c.q.scales[size_t(r * ng + g)] = round(c.q.scales[size_t(r * ng + g)] * inv);
+    for (int64_t j = 0; j < k; ++j) c.outlier_w[size_t(r * k + j)] = f16_to_f32_scalar(f32_to_f16_scalar(c.outlier_w[size_t(r * k + j)] * inv));
+    for (int64_t j = 0; j < c.rank; ++j) c.lora_l[size_t(r * c.rank + j)] *= inv;
+  }
+}
+
+// Moves AWQ's input scales out of layer l's linear layers into the operations before them:
+// q/k/v and gate/up scales into the RMSNorm weights, o's into V's output rows (multi-head only),
+// down's into up's output rows. Layers left dense in a group take W·diag(s) so the math is unchanged.
+void fold_awq_scales(LlamaSource& out, LlamaModel& model, int l, const std::map<std::string, std::vector<float>>& s) {
+  const std::string p = "layers." + std::to_string(l) + ".";
+  auto& L = model.layers[size_t(l)];
+  const auto drop_scale = [&](const std::string& w, const std::vector<float>& sc) {
+    if (auto it = out.quantized.find(p + w); it != out.quantized.end()) {
+      it->second.input_scale.clear();
+      linear_of(model, l, w) = Linear::from_compressed(it->second);
+    } else {  // dense: W·diag(s)
+      Tensor t = out.get(p + w).clone();
+      for (int64_t r = 0; r < t.dim(0); ++r)
+        for (int64_t c = 0; c < t.dim(1); ++c) t.data<float>()[r * t.dim(1) + c] *= sc[size_t(c)];
+      out.tensors[p + w] = t;
+      linear_of(model, l, w) = Linear::build(t, WeightFormat::parse("f32"));
+    }
+  };
+  const auto divide_out_rows = [&](const std::string& w, const std::vector<float>& sc) {
+    if (auto it = out.quantized.find(p + w); it != out.quantized.end()) {
+      divide_rows(it->second, sc);
+      linear_of(model, l, w) = Linear::from_compressed(it->second);
+    } else {
+      Tensor t = out.get(p + w).clone();
+      for (int64_t r = 0; r < t.dim(0); ++r)
+        for (int64_t c = 0; c < t.dim(1); ++c) t.data<float>()[r * t.dim(1) + c] /= sc[size_t(r)];
+      out.tensors[p + w] = t;
+      linear_of(model, l, w) = Linear::build(t, WeightFormat::parse("f32"));
+    }
+  };
+  const auto divide_norm = [&](const std::string& norm, std::vector<float>& runtime, const std::vector<float>& sc) {
+    Tensor t = out.get(p + norm).clone();
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] /= sc[size_t(i)];
+    out.tensors[p + norm] = t;
+    runtime.assign(t.data<float>(), t.data<float>() + t.numel());
+  };
+  if (auto it = s.find("attention.wq"); it != s.end()) {
+    for (const char* w : {"attention.wq", "attention.wk", "attention.wv"}) drop_scale(w, it->second);
+    divide_norm("attention_norm", L.att_norm, it->second);
+  }
+  if (auto it = s.find("feed_forward.w1"); it != s.end()) {
+    for (const char* w : {"feed_forward.w1", "feed_forward.w3"}) drop_scale(w, it->second);
+    divide_norm("ffn_norm", L.ffn_norm, it->second);
+  }
+  if (auto it = s.find("attention.wo"); it != s.end()) {
+    drop_scale("attention.wo", it->second);
+    divide_out_rows("attention.wv", it->second);
+  }
+  if (auto it = s.find("feed_forward.w2"); it != s.end()) {
+    drop_scale("feed_forward.w2", it->second);
+    divide_out_rows("feed_forward.w3", it->second);
+  }
 }
 
 }  // namespace
@@ -227,9 +300,10 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
   res.model = src;
   int done = 0;
   auto xs = embed();
-  const auto compress_named = [&](const std::string& name, const ActStats* st, Linear* slot) {
+  const auto compress_named = [&](const std::string& name, const ActStats* st, Linear* slot, const std::vector<float>* awq_s = nullptr) {
     if (progress) progress(name, done, total);
     QuantizeOptions q = o.quant;
+    q.awq_scale = awq_s;
     if (auto it = bits.find(name); it != bits.end()) q.fmt.bits = it->second;
     CompressedLinear cl;
     res.layers.push_back(compress_one(name, src.dense(name), st, q, cl));
@@ -244,17 +318,42 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
     if (any) {
       std::map<std::string, std::unique_ptr<ActStats>> st;
       if (stats_needed) st = collect(l, xs, needs_hessian(o.quant), false);
-      for (const char* w : kLinears) {
-        const std::string name = "layers." + std::to_string(l) + "." + w;
-        if (!name_selected(name, o)) continue;
-        compress_named(name, stats_needed ? st.at(input_group(w)).get() : nullptr, &linear_of(model, l, w));
+      const std::string p = "layers." + std::to_string(l) + ".";
+      // AWQ with folding: one scale per input group, searched over the group's layers together.
+      std::map<std::string, std::vector<float>> awq_s;
+      const bool fold_o = c.n_heads == c.n_kv_heads;  // with GQA an attention channel's V row is shared
+      if (o.quant.method == QuantMethod::Awq && o.fold_awq) {
+        for (const char* g : {"attention.wq", "attention.wo", "feed_forward.w1", "feed_forward.w2"}) {
+          if (std::string(g) == "attention.wo" && !fold_o) continue;
+          std::vector<Tensor> dense;
+          std::vector<std::pair<const float*, int64_t>> members;
+          for (const char* w : kLinears)
+            if (input_group(w) == g && name_selected(p + w, o)) {
+              dense.push_back(src.dense(p + w));
+              members.emplace_back(dense.back().data<float>(), dense.back().dim(0));
+            }
+          if (!members.empty()) awq_s[g] = awq_search(members, dense[0].dim(1), *st.at(g), o.quant);
+        }
       }
+      for (const char* w : kLinears) {
+        const std::string name = p + w;
+        if (!name_selected(name, o)) continue;
+        auto it = awq_s.find(input_group(w));
+        compress_named(name, stats_needed ? st.at(input_group(w)).get() : nullptr, &linear_of(model, l, w),
+                       it == awq_s.end() ? nullptr : &it->second);
+      }
+      if (!awq_s.empty()) fold_awq_scales(res.model, model, l, awq_s);
     }
     // The next layer's input comes out of this (compressed) layer.
     if (stats_needed && (l + 1 < c.n_layers || do_output))
       for (size_t i = 0; i < calib.size(); ++i) session.run_layer(l, xs[i].data(), int(calib[i].size()), 0);
   }
   if (do_output) compress_named("output", stats_needed ? head_stats(xs, needs_hessian(o.quant)).get() : nullptr, nullptr);
+  for (auto& r : res.layers) {  // folding moved AWQ scales out of the layers: report what is stored
+    const auto& c = res.model.quantized.at(r.name);
+    r.format = describe(c);
+    r.bits_per_weight = c.bits_per_weight();
+  }
   if (progress) progress("done", total, total);
   res.seconds = since(t_start);
   return res;

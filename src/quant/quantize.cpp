@@ -131,6 +131,8 @@ QuantMatrix gptq(const float* w, int64_t rows, int64_t cols, const ActStats& st,
       H[size_t(c * cols + c)] = 1;
       if (!skip[size_t(c)]) std::fill(WT.begin() + c * rows, WT.begin() + (c + 1) * rows, 0.f);
     }
+  std::vector<float> hdiag(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) hdiag[size_t(c)] = skip[size_t(c)] ? 0.f : H[size_t(c * cols + c)];
   double mean_diag = 0;
   for (int64_t c = 0; c < cols; ++c) mean_diag += H[size_t(c * cols + c)];
   const float damp = float(o.gptq_damp * mean_diag / double(cols));
@@ -159,7 +161,26 @@ QuantMatrix gptq(const float* w, int64_t rows, int64_t cols, const ActStats& st,
   std::vector<char> fitted(size_t(ng), 0);
   const auto fit_group = [&](int64_t gi) {  // from the current (error-updated) columns of the group
     const int64_t b = gi * g, e = std::min(cols, b + g);
-    parallel_for(rows, [&](int64_t r, int) { grids[size_t(r * ng + gi)] = fit(&WT[size_t(b * rows + r)], e - b, rows, f, 1.f); });
+    parallel_for(rows, [&](int64_t r, int) {
+      const float* v = &WT[size_t(b * rows + r)];
+      Grid best = fit(v, e - b, rows, f, 1.f);
+      if (o.clip_search) {  // the clip with the least H-diagonal-weighted error on these columns
+        double best_err = INFINITY;
+        for (int ci = 0; ci <= 10; ++ci) {
+          const Grid gr = fit(v, e - b, rows, f, 1.f - 0.05f * float(ci));
+          double err = 0;
+          for (int64_t j = 0; j < e - b; ++j) {
+            const double d = v[j * rows] - decode(encode(v[j * rows], gr, f), gr, f);
+            err += double(hdiag[size_t(b + j)]) * d * d;
+          }
+          if (err < best_err) {
+            best_err = err;
+            best = gr;
+          }
+        }
+      }
+      grids[size_t(r * ng + gi)] = best;
+    });
     fitted[size_t(gi)] = 1;
   };
   if (o.act_order)
@@ -251,6 +272,60 @@ void eora_fit(const std::vector<float>& e, int64_t rows, int64_t cols, int64_t r
 }
 
 }  // namespace
+
+// The k channels with the largest E|x|, ascending.
+static std::vector<int32_t> outlier_channels(const ActStats& st, int k) {
+  const auto m = st.mean_abs();
+  std::vector<int32_t> idx(m.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) { return m[size_t(a)] > m[size_t(b)]; });
+  idx.resize(size_t(k));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+std::vector<float> awq_search(const std::vector<std::pair<const float*, int64_t>>& ws, int64_t cols, const ActStats& st,
+                              const QuantizeOptions& o) {
+  require(st.in() == cols && st.tokens() > 0, "awq: calibration activations do not match the layer");
+  const auto m = st.mean_abs();
+  std::vector<char> skip(static_cast<size_t>(cols), 0);
+  if (o.outliers > 0)
+    for (int32_t c : outlier_channels(st, o.outliers)) skip[size_t(c)] = 1;
+  std::vector<float> best_s(static_cast<size_t>(cols), 1.f);
+  double best = INFINITY;
+  QuantizeOptions fixed = o;
+  fixed.method = QuantMethod::Awq;
+  fixed.lowrank = 0;
+  for (int a = 0; a <= o.awq_grid; ++a) {
+    // s_j = E|x_j|^α, normalised to geometric mean 1 over the live channels; α = 0 is plain RTN.
+    const float alpha = float(a) / float(std::max(1, o.awq_grid));
+    std::vector<float> s(static_cast<size_t>(cols), 1.f);
+    double logsum = 0;
+    int64_t live = 0;
+    for (int64_t c = 0; c < cols; ++c)
+      if (!skip[size_t(c)]) {
+        s[size_t(c)] = std::pow(std::max(m[size_t(c)], 1e-8f), alpha);
+        logsum += std::log(s[size_t(c)]);
+        ++live;
+      }
+    const float norm = float(std::exp(logsum / double(std::max<int64_t>(live, 1))));
+    for (int64_t c = 0; c < cols; ++c) s[size_t(c)] = skip[size_t(c)] ? 1.f : s[size_t(c)] / norm;
+    fixed.awq_scale = &s;
+    double err = 0;  // Σ over the layers sharing this input of the squared relative output error
+    for (const auto& [w, rows] : ws) {
+      const CompressedLinear c = compress_linear(w, rows, cols, &st, fixed);
+      std::vector<float> w_hat(size_t(rows * cols));
+      c.dequantize(w_hat.data());
+      const double e = quant_error(w, w_hat.data(), rows, cols, &st).output_rel;
+      err += e * e;
+    }
+    if (err < best) {
+      best = err;
+      best_s = s;
+    }
+  }
+  return best_s;
+}
 
 // ---------------------------------------------------------------- ActStats
 
@@ -394,12 +469,7 @@ CompressedLinear compress_linear(const float* w, int64_t rows, int64_t cols, con
   std::vector<char> skip(static_cast<size_t>(cols), 0);
   std::vector<float> wq(w, w + rows * cols);
   if (o.outliers > 0) {
-    const auto m = st->mean_abs();
-    std::vector<int32_t> idx(static_cast<size_t>(cols));
-    std::iota(idx.begin(), idx.end(), 0);
-    std::partial_sort(idx.begin(), idx.begin() + o.outliers, idx.end(), [&](int32_t a, int32_t b) { return m[size_t(a)] > m[size_t(b)]; });
-    out.outlier_cols.assign(idx.begin(), idx.begin() + o.outliers);
-    std::sort(out.outlier_cols.begin(), out.outlier_cols.end());
+    out.outlier_cols = outlier_channels(*st, o.outliers);
     out.outlier_w.resize(size_t(rows) * out.outlier_cols.size());
     for (int64_t r = 0; r < rows; ++r)
       for (size_t j = 0; j < out.outlier_cols.size(); ++j) {
@@ -431,39 +501,14 @@ CompressedLinear compress_linear(const float* w, int64_t rows, int64_t cols, con
     return eff;
   };
   if (o.method == QuantMethod::Awq) {
-    // s_j = E|x_j|^α, normalised to geometric mean 1 over the live channels; α = 0 is plain RTN.
-    const auto m = st->mean_abs();
-    double best = INFINITY;
-    for (int a = 0; a <= o.awq_grid; ++a) {
-      const float alpha = float(a) / float(std::max(1, o.awq_grid));
-      std::vector<float> s(static_cast<size_t>(cols), 1.f);
-      double logsum = 0;
-      int64_t live = 0;
-      for (int64_t c = 0; c < cols; ++c)
-        if (!skip[size_t(c)]) {
-          s[size_t(c)] = std::pow(std::max(m[size_t(c)], 1e-8f), alpha);
-          logsum += std::log(s[size_t(c)]);
-          ++live;
-        }
-      const float norm = float(std::exp(logsum / double(std::max<int64_t>(live, 1))));
-      for (int64_t c = 0; c < cols; ++c) s[size_t(c)] = skip[size_t(c)] ? 1.f : s[size_t(c)] / norm;
-      std::vector<float> ws(wq), hs(h);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) ws[size_t(r * cols + c)] *= s[size_t(c)];
-      for (int64_t c = 0; c < cols; ++c) hs[size_t(c)] /= s[size_t(c)] * s[size_t(c)];
-      CompressedLinear cand = out;
-      cand.q = rtn(ws.data(), rows, cols, f, o.clip_search, hs.data());
-      cand.input_scale = s;
-      const auto& e_hat = effective(cand);
-      std::vector<float> e(size_t(rows * cols));
-      for (int64_t i = 0; i < rows * cols; ++i) e[size_t(i)] = w[i] - e_hat[size_t(i)];
-      const double err = output_sq_error(e, rows, cols, *st);
-      if (err < best) {
-        best = err;
-        out.q = std::move(cand.q);
-        out.input_scale = std::move(s);
-      }
-    }
+    std::vector<float> sc = o.awq_scale ? *o.awq_scale : awq_search({{w, rows}}, cols, *st, o);
+    require(int64_t(sc.size()) == cols, "compress: AWQ scale has " + std::to_string(sc.size()) + " entries, the layer " + std::to_string(cols) + " inputs");
+    std::vector<float> ws(wq), hs(h);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) ws[size_t(r * cols + c)] *= sc[size_t(c)];
+    for (int64_t c = 0; c < cols; ++c) hs[size_t(c)] /= sc[size_t(c)] * sc[size_t(c)];
+    out.q = rtn(ws.data(), rows, cols, f, o.clip_search, hs.data());
+    out.input_scale = std::move(sc);
     if (std::all_of(out.input_scale.begin(), out.input_scale.end(), [](float v) { return v == 1.f; })) out.input_scale.clear();
   } else {
     out.q = quantize(wq);

@@ -8,7 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tensorzip/io/gguf.h"
 #include "tensorzip/io/safetensors.h"
+#include "tensorzip/llama.h"
 #include "tests/test_util.h"
 
 namespace tz {
@@ -289,6 +291,100 @@ TEST(Cli, BenchModelSynthetic) {
   }
   EXPECT_EQ(ops["model_prefill"], 3);
   EXPECT_EQ(ops["model_decode"], 3);
+}
+
+TEST(Cli, CompressRunsAndReports) {
+  TZ_REQUIRE_MODELS();
+  const std::string m = test::models_dir() + "/stories260K/stories260K.bin";
+  const std::string text = test::models_dir() + "/eval-text/tinystories_valid_head.txt";
+  const std::string dir = test::temp_dir();
+  auto r = test::run_cli("compress " + m + " -o " + dir + "/g.tz --method gptq --bits 4 --group 32 --asym --calib " + text +
+                         " --calib-docs 32 --calib-skip 300 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["layers"].size(), 35u);
+  for (const auto& l : j["layers"]) {
+    EXPECT_EQ(l["method"], "gptq");
+    EXPECT_GT(l["output_rel_err"].get<double>(), 0);
+    EXPECT_LT(l["weight_rel_err"].get<double>(), 0.2);
+  }
+  EXPECT_NEAR(j["bits_per_weight"].get<double>(), 4.77, 0.05);
+  // The file runs on its own (config and tokenizer inside).
+  r = test::run_cli("run -m " + dir + "/g.tz -p \"Once upon a time\" -n 30 --temp 0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time", 0), 0u) << r.out;
+  r = test::run_cli("inspect " + dir + "/g.tz");
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Table output, mixed precision, GGUF export that the GGUF loader reads back.
+  r = test::run_cli("compress " + m + " -o " + dir + "/mp.tz --method rtn --group 32 --target-bpw 3.5 --candidate-bits 2,4,8 --calib " + text +
+                    " --calib-docs 16");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("bits/weight"), std::string::npos) << r.out;
+  // Failures: GPTQ without calibration, a bad method; no output file either way.
+  r = test::run_cli("compress " + m + " -o " + dir + "/bad.tz --method gptq");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("calibration"), std::string::npos) << r.err;
+  r = test::run_cli("compress " + m + " -o " + dir + "/bad.tz --method fancy");
+  EXPECT_NE(r.code, 0);
+  EXPECT_FALSE(test::file_exists(dir + "/bad.tz"));
+}
+
+TEST(Cli, CompressExportsGgufForLlamaCpp) {
+  // A small GGUF llama model (dims multiples of 32) -> GPTQ -> q4_0 GGUF that the GGUF loader reads.
+  const std::string dir = test::temp_dir();
+  LlamaConfig c{64, 128, 2, 4, 4, 6, 64};
+  const Tokenizer tok = Tokenizer::parse_hf_json(
+      R"({"model":{"type":"BPE","vocab":{"<unk>":0,"<s>":1,"</s>":2,"a":3,"b":4,"ab":5},"merges":["a b"]}})", "t.json");
+  LlamaSource src = synthetic_llama(c, 9);
+  src.tensors.erase("output");
+  write_gguf_llama(src, tok, dir + "/in.gguf", io::kGgmlF32);
+  std::ofstream(dir + "/calib.txt") << "ab ab a b\n\nb a ab\n\na a a b b";
+  auto r = test::run_cli("compress " + dir + "/in.gguf -o " + dir + "/out.gguf --method gptq --bits 4 --group 32 --calib " + dir +
+                         "/calib.txt --gguf-type q4_0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto g = io::GgufFile::open(dir + "/out.gguf");
+  EXPECT_EQ(g.find_tensor("blk.0.attn_q.weight")->ggml_type, io::kGgmlQ4_0);
+  const LlamaSource back = load_llama(dir + "/out.gguf");
+  EXPECT_EQ(back.quantized.size(), size_t(2 * 7));  // the tied classifier is the (q4_0) embedding, dequantized
+  r = test::run_cli("run -m " + dir + "/out.gguf -p \"ab\" -n 8 --temp 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Cli, CompressAnyCheckpointWithCapturedActivations) {
+  // A two-tensor "model" of unknown architecture and activations captured for it.
+  const std::string dir = test::temp_dir();
+  const auto w1 = test::random_floats(48 * 64, 1), w2 = test::random_floats(64 * 48, 2), b = test::random_floats(48, 3);
+  const auto a1 = test::random_floats(200 * 64, 4), a2 = test::random_floats(200 * 48, 5);
+  io::SafetensorsWriter w, a;
+  const Tensor t1 = Tensor::view(DType::F32, {48, 64}, const_cast<float*>(w1.data()));
+  const Tensor t2 = Tensor::view(DType::F32, {64, 48}, const_cast<float*>(w2.data()));
+  const Tensor tb = Tensor::view(DType::F32, {48}, const_cast<float*>(b.data()));
+  const Tensor c1 = Tensor::view(DType::F32, {200, 64}, const_cast<float*>(a1.data()));
+  const Tensor c2 = Tensor::view(DType::F32, {200, 48}, const_cast<float*>(a2.data()));
+  w.add("enc.fc1.weight", t1);
+  w.add("enc.fc2.weight", t2);
+  w.add("enc.fc1.bias", tb);
+  w.write(dir + "/model.safetensors");
+  a.add("enc.fc1", c1);
+  a.add("enc.fc2", c2);
+  a.write(dir + "/acts.safetensors");
+  auto r = test::run_cli("compress " + dir + "/model.safetensors -o " + dir + "/out.tz --method gptq --bits 3 --group 32 --calib " + dir +
+                         "/acts.safetensors --include 'enc.*.weight' --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["layers"].size(), 2u);
+  const auto f = io::SafetensorsFile::open(dir + "/out.tz");
+  EXPECT_NE(f.find("enc.fc1.weight.qweight"), nullptr);
+  EXPECT_NE(f.find("enc.fc1.bias"), nullptr);  // untouched tensors are kept
+  // Activations of the wrong width are refused.
+  io::SafetensorsWriter wrong;
+  wrong.add("enc.fc1", c2);
+  wrong.write(dir + "/wrong.safetensors");
+  r = test::run_cli("compress " + dir + "/model.safetensors -o " + dir + "/out2.tz --method gptq --calib " + dir +
+                    "/wrong.safetensors --include 'enc.fc1.weight'");
+  EXPECT_NE(r.err.find("input channels"), std::string::npos) << r.err;
+  EXPECT_NE(r.code, 0);
+  EXPECT_FALSE(test::file_exists(dir + "/out2.tz"));
 }
 
 }  // namespace tz

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The compressor's quality table on the real model: method x bits x group -> bits/weight, size,
+# time, perplexity on TinyStories (the shared README's 300-document protocol) and on WikiText-2
+# (first 300 lines as documents). Calibration: 128 TinyStories documents after the first 300
+# (never evaluated). Usage: bench/scripts/quality_table.sh [build/tensorzip] [../shared/models]
+set -euo pipefail
+tz="${1:-build/tensorzip}"
+models="${2:-../shared/models}"
+m="$models/stories260K/stories260K.bin"
+ts="$models/eval-text/tinystories_valid_head.txt"
+wt="$models/eval-text/wikitext2_test.raw"
+out=$(mktemp -d)
+ppl() {  # model file -> "tinystories wikitext"
+  local a b
+  a=$($tz eval -m "$1" --text "$ts" --split '\n\n' --max-docs 300 --json | sed 's/.*"perplexity":\([0-9.e+-]*\).*/\1/')
+  b=$($tz eval -m "$1" --text "$wt" --split '\r\n' --max-docs 300 --json | sed 's/.*"perplexity":\([0-9.e+-]*\).*/\1/')
+  echo "$a $b"
+}
+echo "| method | bits | group | extras | bits/w | file KiB | time s | ppl TinyStories | ppl WikiText-2 |"
+echo "|---|---:|---:|---|---:|---:|---:|---:|---:|"
+read -r a b < <(ppl "$m")
+echo "| f32 | 32 | - | - | 32 | $(( $(stat -c %s "$m") / 1024 )) | - | $a | $b |"
+row() {  # method bits group extras...
+  local method=$1 bits=$2 group=$3; shift 3
+  local f="$out/m.tz"
+  local j
+  j=$($tz compress "$m" -o "$f" --method "$method" --bits "$bits" --group "$group" --asym --calib "$ts" --calib-skip 300 --calib-docs 128 "$@" --json)
+  local bpw secs
+  bpw=$(echo "$j" | sed 's/.*"bits_per_weight":\([0-9.e+-]*\),"calibration.*/\1/;s/.*"bits_per_weight":\([0-9.e+-]*\).*/\1/')
+  secs=$(echo "$j" | sed 's/.*"seconds":\([0-9.e+-]*\)}$/\1/;s/.*"seconds":\([0-9.e+-]*\),"peak.*/\1/')
+  read -r a b < <(ppl "$f")
+  printf "| %s | %s | %s | %s | %.3f | %d | %.2f | %.4f | %.4f |\n" "$method" "$bits" "$group" "${*:-none}" "$bpw" $(( $(stat -c %s "$f") / 1024 )) "$secs" "$a" "$b"
+}
+for bits in 4 3 2; do
+  for method in rtn awq gptq; do
+    for group in 32 64; do row $method $bits $group; done
+  done
+  row rtn "$bits" 32 --clip
+  row awq "$bits" 32 --no-fold
+  row gptq "$bits" 32 --act-order
+  row gptq "$bits" 32 --lowrank 8
+  row gptq "$bits" 32 --outliers 4
+done
+row ternary 2 32
+row gptq 2 32 --lowrank 8 --lowrank-method lqlora
+row gptq 4 32 --target-bpw 4.77 --candidate-bits 2,3,4,5,6,8
+row gptq 4 32 --target-bpw 5.2 --candidate-bits 3,4,5,6,8
+rm -rf "$out"
