@@ -1,9 +1,11 @@
 // Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
-// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json}/. Run by ctest before the fuzz targets.
+// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip}/. Run by ctest before the fuzz targets.
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <random>
 
+#include "tensorzip/compress.h"
 #include "tests/test_util.h"
 
 int main(int argc, char** argv) {
@@ -39,7 +41,10 @@ int main(int argc, char** argv) {
   // A tiny llama2.c tokenizer.bin (max_token_length, then score, length, bytes per token) and a
   // tokenizer.json with merges.
   std::vector<uint8_t> tok;
-  const auto put32 = [&](const void* p) { tok.insert(tok.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + 4); };
+  const auto put32 = [&](const void* p) {
+    tok.resize(tok.size() + 4);
+    std::memcpy(tok.data() + tok.size() - 4, p, 4);
+  };
   const int32_t max_len = 8;
   put32(&max_len);
   float score = 0.f;
@@ -47,12 +52,29 @@ int main(int argc, char** argv) {
     const int32_t len = int32_t(piece.size());
     put32(&score);
     put32(&len);
-    tok.insert(tok.end(), piece.begin(), piece.end());
+    for (char ch : piece) tok.push_back(static_cast<uint8_t>(ch));
     score -= 1.f;
   }
   emit("tokenizer", tok);
   const std::string hf = R"({"model":{"type":"BPE","byte_fallback":true,"vocab":{"<unk>":0,"<s>":1,"</s>":2,"<0x41>":3,"\u2581":4,"O":5,"n":6,"On":7,"\u2581On":8},"merges":["O n","\u2581 On"]},"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"\u2581"},{"type":"Replace","pattern":{"String":" "},"content":"\u2581"}]}})";
   emit("tokenizer_json", std::vector<uint8_t>(hf.begin(), hf.end()));
+  // A small tensorzip model file: a generated LLaMA with compressed layers (AWQ, outliers, low rank).
+  {
+    tz::LlamaConfig c{32, 64, 1, 2, 1, 8, 8};
+    tz::CompressOptions o;
+    o.quant.method = tz::QuantMethod::Awq;
+    o.quant.fmt.bits = 3;
+    o.quant.fmt.group = 32;
+    o.quant.fmt.symmetric = false;
+    o.quant.outliers = 1;
+    o.quant.lowrank = 2;
+    o.fold_awq = false;
+    const auto res = tz::compress_llama(tz::synthetic_llama(c, 2), {{1, 2, 3, 4, 5, 6}}, o);
+    const std::string tmp = (root / "tensorzip.tmp").string();
+    tz::write_tensorzip(res.model, nullptr, tmp);
+    emit("tensorzip", tz::test::read_file(tmp));
+    fs::remove(tmp);
+  }
   std::cout << "corpus written to " << root << "\n";
   return 0;
 }

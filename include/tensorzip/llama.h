@@ -24,6 +24,7 @@
 #include "tensorzip/tokenizer.h"
 
 namespace tz {
+namespace io { class SafetensorsFile; }
 
 struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
@@ -80,6 +81,7 @@ void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::s
 void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::string& path,
                      const std::map<std::string, std::string>& extra_metadata = {});
 LlamaSource load_tensorzip(const std::string& path);  // validated when it carries a config
+LlamaSource parse_tensorzip(const io::SafetensorsFile& f);
 bool is_tensorzip_file(const std::string& path);
 
 // The tokenizer for a model: the one inside the file if any, else `tokenizer.bin` beside it.

@@ -98,8 +98,10 @@ bool is_tensorzip_file(const std::string& path) {
   }
 }
 
-LlamaSource load_tensorzip(const std::string& path) {
-  const auto f = io::SafetensorsFile::open(path);
+LlamaSource load_tensorzip(const std::string& path) { return parse_tensorzip(io::SafetensorsFile::open(path)); }
+
+LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
+  const std::string& path = f.label();
   const auto meta = [&](const char* key) -> const std::string* {
     auto it = f.metadata().find(key);
     return it == f.metadata().end() ? nullptr : &it->second;
