@@ -18,6 +18,7 @@
 
 #include "tensorzip/format.h"
 #include "tensorzip/gemm.h"
+#include "tensorzip/lowrank_ops.h"
 #include "tensorzip/mpgemm.h"
 #include "tensorzip/quantize.h"
 #include "tensorzip/tensor.h"
@@ -94,10 +95,12 @@ LlamaConfig llama2_7b_config(int n_layers);
 // How one linear layer is stored.
 struct WeightFormat {
   // Native: as the file stores it — low-bit GGUF weights through the LUT kernels, dense ones f32.
-  enum class Kind { F32, BF16, Quant, Native } kind = Kind::F32;
+  // LowRank: W ≈ L·R of `rank` (randomized SVD), run as two GEMMs.
+  enum class Kind { F32, BF16, Quant, Native, LowRank } kind = Kind::F32;
   QuantFormat quant;  // Kind::Quant
+  int rank = 0;       // Kind::LowRank
   // "f32", "bf16", "q4" (4-bit symmetric, group 128, f16 scales), "q2g64", "q3g32a" (asymmetric), "t" (ternary,
-  // one scale per row), "q8", "native". Throws tz::Error on anything else.
+  // one scale per row), "q8", "native", "lr64" (rank-64 low-rank). Throws tz::Error on anything else.
   static WeightFormat parse(const std::string& spec);
   std::string to_string() const;
   double bits_per_weight(int64_t cols) const;
@@ -125,6 +128,10 @@ class Linear {
   // Tensor `name` of `src` in `fmt` (Native keeps a quantized tensor's codes).
   static Linear from_source(const LlamaSource& src, const std::string& name, const WeightFormat& fmt);
   void forward(const float* x, int64_t n, float* y) const;
+  // Adds y += L·(R·x) (L [out, rank], R [rank, in]) on top of whatever the layer computes: a LoRA
+  // adapter kept unmerged (L = (α/r)·B, R = A); several branches concatenate.
+  void add_lowrank(const std::vector<float>& l, const std::vector<float>& r, int64_t rank);
+  int64_t lowrank_rank() const { return extras_ ? extras_->rank : 0; }
   int64_t out() const { return out_; }
   int64_t in() const { return in_; }
   size_t bytes() const;
@@ -155,6 +162,14 @@ class LlamaModel {
              const std::function<void(int, int)>& progress = nullptr);
   const LlamaConfig& config() const { return cfg_; }
   size_t weight_bytes() const;  // every weight the forward pass reads (embedding, norms, linears)
+  // The linear layer of a canonical name (layers.3.attention.wq, output), or nullptr.
+  Linear* linear(const std::string& name);
+  // Attaches a PEFT LoRA adapter unmerged: every target module's layer gets y += (α/r)·B·(A·x),
+  // whatever its weight format. Hugging Face module names (model.layers.N.self_attn.q_proj, …,
+  // mlp.gate_proj, lm_head) map to Meta's, and q/k's B rows are permuted from rotate-half order as
+  // their weights are; Meta names are taken as they are. Returns the number of layers adapted;
+  // throws tz::Error (naming the module) on an unknown module or a shape mismatch.
+  int attach_lora(const PeftAdapter& adapter);
   size_t linear_bytes() const;  // the linear layers' packed weights
   std::string format_summary() const;
 

@@ -1,4 +1,5 @@
 // PEFT LoRA adapters: adapter_model.safetensors + adapter_config.json (see tensorzip/lowrank_ops.h).
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -97,6 +98,9 @@ PeftAdapter read_peft_adapter(const std::string& dir) {
 
 void write_peft_adapter(const std::string& dir, const PeftAdapter& ad) {
   require(!ad.modules.empty(), "peft: nothing to write");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);  // as PEFT's save_pretrained does
+  require(!ec, dir + ": cannot create the adapter directory (" + ec.message() + ")");
   io::SafetensorsWriter w;
   std::vector<Tensor> keep;
   for (const auto& [module, l] : ad.modules) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "tensorzip/convert.h"
+#include "tensorzip/decompose.h"
 #include "tensorzip/error.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/runtime.h"
@@ -80,11 +81,19 @@ void LlamaSource::validate() const {
 WeightFormat WeightFormat::parse(const std::string& s) {
   WeightFormat f;
   const auto bad = [&] {
-    throw Error("weight format '" + s + "' not understood (f32, bf16, q1..q8 with optional gG group and 'a' for asymmetric, e.g. q4, q4g32, q3g64a; t = ternary)");
+    throw Error("weight format '" + s + "' not understood (native, f32, bf16, q1..q8 with optional gG group and 'a' for asymmetric, e.g. q4, q4g32, q3g64a; t = ternary; lrR = rank-R low-rank)");
   };
   if (s == "f32") return f;
   if (s == "native") {
     f.kind = Kind::Native;
+    return f;
+  }
+  if (s.size() > 2 && s.compare(0, 2, "lr") == 0) {
+    f.kind = Kind::LowRank;
+    const std::string digits = s.substr(2);
+    if (digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos) bad();
+    f.rank = std::stoi(digits);
+    if (f.rank < 1) bad();
     return f;
   }
   if (s == "bf16") {
@@ -124,6 +133,7 @@ std::string WeightFormat::to_string() const {
     case Kind::F32: return "f32";
     case Kind::BF16: return "bf16";
     case Kind::Native: return "native";
+    case Kind::LowRank: return "lr" + std::to_string(rank);
     case Kind::Quant:
       if (quant.ternary) return "t";
       return "q" + std::to_string(quant.bits) + "g" + std::to_string(quant.group) + (quant.symmetric ? "" : "a");
@@ -136,6 +146,7 @@ double WeightFormat::bits_per_weight(int64_t cols) const {
     case Kind::F32:
     case Kind::Native: return 32;
     case Kind::BF16: return 16;
+    case Kind::LowRank: return 0;  // depends on both dimensions: see Linear::bytes()
     case Kind::Quant: {
       const double g = double(quant.group_size(cols));
       const double sb = quant.scale_dtype == DType::F16 ? 16 : 32;
@@ -216,6 +227,16 @@ Linear Linear::build(const Tensor& w, const WeightFormat& fmt) {
     case WeightFormat::Kind::Quant:
       l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(quantize_rows_parallel(w.data<float>(), l.out_, l.in_, fmt.quant)));
       break;
+    case WeightFormat::Kind::LowRank: {
+      // W ≈ (U·S)·Vᵀ of rank r (randomized SVD, 4 power iterations): y = (U·S)·(Vᵀ·x).
+      const int64_t r = std::min<int64_t>(fmt.rank, std::min(l.out_, l.in_));
+      const auto svd = svd_randomized(w.data<float>(), l.out_, l.in_, RankSpec::of_rank(r));
+      std::vector<float> L(size_t(l.out_ * svd.rank));
+      for (int64_t i = 0; i < l.out_; ++i)
+        for (int64_t j = 0; j < svd.rank; ++j) L[size_t(i * svd.rank + j)] = svd.u[size_t(i * svd.rank + j)] * svd.s[size_t(j)];
+      l.add_lowrank(L, svd.vt, svd.rank);
+      break;
+    }
   }
   return l;
 }
@@ -247,62 +268,85 @@ Linear Linear::from_source(const LlamaSource& src, const std::string& name, cons
   return build(src.dense(name), fmt);
 }
 
+void Linear::add_lowrank(const std::vector<float>& l, const std::vector<float>& r, int64_t rank) {
+  require(rank > 0 && int64_t(l.size()) == out_ * rank && int64_t(r.size()) == rank * in_,
+          "Linear: low-rank branch must be L [" + std::to_string(out_) + ", r] and R [r, " + std::to_string(in_) + "]");
+  auto e = extras_ ? std::make_shared<Extras>(*extras_) : std::make_shared<Extras>();
+  // Concatenate with an existing branch: [L | L2] · [R; R2].
+  std::vector<float> L(size_t(out_ * (e->rank + rank))), R;
+  for (int64_t i = 0; i < out_; ++i) {
+    std::copy_n(e->l.data() + i * e->rank, e->rank, &L[size_t(i * (e->rank + rank))]);
+    std::copy_n(l.data() + i * rank, rank, &L[size_t(i * (e->rank + rank) + e->rank)]);
+  }
+  R = e->r;
+  R.insert(R.end(), r.begin(), r.end());
+  e->rank += rank;
+  e->l = std::move(L);
+  e->r = std::move(R);
+  e->bytes += (l.size() + r.size()) * 4;
+  extras_ = std::move(e);
+}
+
 void Linear::forward(const float* x, int64_t n, float* y) const {
+  thread_local std::vector<float> xs, t, u;
   switch (fmt_.kind) {
     case WeightFormat::Kind::F32:
-    case WeightFormat::Kind::Native: return gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_);
+    case WeightFormat::Kind::Native: gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_); break;
     case WeightFormat::Kind::BF16: {
       auto& xb = bf16_scratch(size_t(n * in_));
       f32_to_bf16(x, xb.data(), size_t(n * in_));
-      return gemm_bf16(n, xb.data(), in_, bf16_, y, out_);
+      gemm_bf16(n, xb.data(), in_, bf16_, y, out_);
+      break;
     }
+    case WeightFormat::Kind::LowRank: std::fill(y, y + n * out_, 0.f); break;  // all in the branch below
     case WeightFormat::Kind::Quant: {
-      if (!extras_) return mpgemm(*lut_, x, n, in_, y, out_);
-      const Extras& e = *extras_;
-      thread_local std::vector<float> xs, t;
+      const Extras* e = extras_.get();
       const float* xq = x;
-      if (!e.inv_scale.empty() || !e.outlier_cols.empty()) {
+      if (e && (!e->inv_scale.empty() || !e->outlier_cols.empty())) {
         xs.assign(x, x + n * in_);
         for (int64_t i = 0; i < n; ++i) {
           float* row = &xs[size_t(i * in_)];
-          if (!e.inv_scale.empty())
-            for (int64_t c = 0; c < in_; ++c) row[c] *= e.inv_scale[size_t(c)];
-          for (int32_t c : e.outlier_cols) row[c] = 0.f;
+          if (!e->inv_scale.empty())
+            for (int64_t c = 0; c < in_; ++c) row[c] *= e->inv_scale[size_t(c)];
+          for (int32_t c : e->outlier_cols) row[c] = 0.f;
         }
         xq = xs.data();
       }
       mpgemm(*lut_, xq, n, in_, y, out_);
-      const int64_t k = int64_t(e.outlier_cols.size());
+      const int64_t k = e ? int64_t(e->outlier_cols.size()) : 0;
       if (k > 0) {  // y += x[:, cols] · W_outᵀ
         t.resize(size_t(n * k));
         for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = 0; j < k; ++j) t[size_t(i * k + j)] = x[i * in_ + e.outlier_cols[size_t(j)]];
+          for (int64_t j = 0; j < k; ++j) t[size_t(i * k + j)] = x[i * in_ + e->outlier_cols[size_t(j)]];
         for (int64_t i = 0; i < n; ++i)
           for (int64_t r = 0; r < out_; ++r) {
-            const float* wr = &e.outlier_w[size_t(r * k)];
+            const float* wr = &e->outlier_w[size_t(r * k)];
             float acc = 0;
             for (int64_t j = 0; j < k; ++j) acc += t[size_t(i * k + j)] * wr[j];
             y[i * out_ + r] += acc;
           }
       }
-      if (e.rank > 0) {  // y += (x · Rᵀ) · Lᵀ
-        t.resize(size_t(n * e.rank));
-        gemm_f32(n, e.rank, in_, x, in_, e.r.data(), in_, t.data(), e.rank);
-        std::vector<float> u(size_t(n * out_));
-        gemm_f32(n, out_, e.rank, t.data(), e.rank, e.l.data(), e.rank, u.data(), out_);
-        for (int64_t i = 0; i < n * out_; ++i) y[i] += u[size_t(i)];
-      }
-      return;
+      break;
     }
+  }
+  if (extras_ && extras_->rank > 0) {  // y += (x · Rᵀ) · Lᵀ: compensation, adapters, the low-rank format
+    const Extras& e = *extras_;
+    t.resize(size_t(n * e.rank));
+    u.resize(size_t(n * out_));
+    gemm_f32(n, e.rank, in_, x, in_, e.r.data(), in_, t.data(), e.rank);
+    gemm_f32(n, out_, e.rank, t.data(), e.rank, e.l.data(), e.rank, u.data(), out_);
+    for (int64_t i = 0; i < n * out_; ++i) y[i] += u[size_t(i)];
   }
 }
 
 size_t Linear::bytes() const {
+  const size_t extra = extras_ ? extras_->bytes : 0;
   switch (fmt_.kind) {
     case WeightFormat::Kind::F32:
-    case WeightFormat::Kind::Native: return size_t(out_ * in_) * 4;
-    case WeightFormat::Kind::BF16: return size_t(out_ * in_) * 2;
-    case WeightFormat::Kind::Quant: return lut_->bytes() + (extras_ ? extras_->bytes : 0);
+    case WeightFormat::Kind::Native: return size_t(out_ * in_) * 4 + extra;
+    case WeightFormat::Kind::BF16: return size_t(out_ * in_) * 2 + extra;
+    case WeightFormat::Kind::LowRank: return extra;
+    case WeightFormat::Kind::Quant: return lut_->bytes() + extra;
   }
   return 0;
 }
@@ -340,6 +384,67 @@ LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std
   }
   final_norm = vec("norm");
   classifier = build("output", src.tied() ? "tok_embeddings" : "output");
+}
+
+Linear* LlamaModel::linear(const std::string& name) {
+  if (name == "output") return &classifier;
+  int l = -1;
+  char what[64] = {};
+  if (std::sscanf(name.c_str(), "layers.%d.%63s", &l, what) != 2 || l < 0 || l >= cfg_.n_layers) return nullptr;
+  Layer& L = layers[size_t(l)];
+  const std::string w = what;
+  if (w == "attention.wq") return &L.wq;
+  if (w == "attention.wk") return &L.wk;
+  if (w == "attention.wv") return &L.wv;
+  if (w == "attention.wo") return &L.wo;
+  if (w == "feed_forward.w1") return &L.w1;
+  if (w == "feed_forward.w2") return &L.w2;
+  if (w == "feed_forward.w3") return &L.w3;
+  return nullptr;
+}
+
+int LlamaModel::attach_lora(const PeftAdapter& ad) {
+  static const std::pair<const char*, const char*> hf[] = {
+      {"self_attn.q_proj", "attention.wq"}, {"self_attn.k_proj", "attention.wk"}, {"self_attn.v_proj", "attention.wv"},
+      {"self_attn.o_proj", "attention.wo"}, {"mlp.gate_proj", "feed_forward.w1"}, {"mlp.down_proj", "feed_forward.w2"},
+      {"mlp.up_proj", "feed_forward.w3"}};
+  int adapted = 0;
+  for (const auto& [module, lora] : ad.modules) {
+    std::string name = module;
+    int rotary_heads = 0;
+    int l = -1;
+    char rest[64] = {};
+    if (module == "lm_head") {
+      name = "output";
+    } else if (std::sscanf(module.c_str(), "model.layers.%d.%63s", &l, rest) == 2) {
+      name.clear();
+      for (auto [h, m] : hf)
+        if (std::string(rest) == h) {
+          name = "layers." + std::to_string(l) + "." + m;
+          if (std::string(h) == "self_attn.q_proj") rotary_heads = cfg_.n_heads;
+          if (std::string(h) == "self_attn.k_proj") rotary_heads = cfg_.n_kv_heads;
+        }
+    }
+    Linear* lin = name.empty() ? nullptr : linear(name);
+    require(lin != nullptr, "LoRA adapter: module '" + module + "' is not a linear layer of this model");
+    require(lora.rank > 0 && int64_t(lora.a.size()) == lora.rank * lin->in() && int64_t(lora.b.size()) == lin->out() * lora.rank,
+            "LoRA adapter: module '" + module + "' has A/B shapes that do not fit the layer [" + std::to_string(lin->out()) + ", " +
+                std::to_string(lin->in()) + "]");
+    const float scale = lora.scale();
+    std::vector<float> L(lora.b.size());
+    const int64_t r = lora.rank, out = lin->out(), hs = rotary_heads > 0 ? out / rotary_heads : 0;
+    for (int64_t row = 0; row < out; ++row) {
+      int64_t src = row;  // Meta row (h, 2j + i) comes from HF row (h, i·hs/2 + j)
+      if (rotary_heads > 0) {
+        const int64_t h = row / hs, j = (row % hs) / 2, i = row % 2;
+        src = h * hs + i * hs / 2 + j;
+      }
+      for (int64_t k = 0; k < r; ++k) L[size_t(row * r + k)] = scale * lora.b[size_t(src * r + k)];
+    }
+    lin->add_lowrank(L, lora.a, r);
+    ++adapted;
+  }
+  return adapted;
 }
 
 size_t LlamaModel::linear_bytes() const {

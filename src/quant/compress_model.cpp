@@ -335,12 +335,21 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
           if (!members.empty()) awq_s[g] = awq_search(members, dense[0].dim(1), *st.at(g), o.quant);
         }
       }
-      for (const char* w : kLinears) {
-        const std::string name = p + w;
-        if (!name_selected(name, o)) continue;
-        auto it = awq_s.find(input_group(w));
-        compress_named(name, stats_needed ? st.at(input_group(w)).get() : nullptr, &linear_of(model, l, w),
-                       it == awq_s.end() ? nullptr : &it->second);
+      // True sequential: each input group's statistics are collected with the groups before it
+      // (q/k/v, then o, then gate/up, then down) already compressed, so every layer is fitted to
+      // the inputs it will see.
+      const bool sequential = o.true_sequential && awq_s.empty() && stats_needed;
+      for (const char* g : {"attention.wq", "attention.wo", "feed_forward.w1", "feed_forward.w2"}) {
+        bool stage = false;
+        for (const char* w : kLinears) stage |= input_group(w) == g && name_selected(p + w, o);
+        if (!stage) continue;
+        if (sequential && std::string(g) != "attention.wq") st = collect(l, xs, needs_hessian(o.quant), false);
+        for (const char* w : kLinears) {
+          const std::string name = p + w;
+          if (input_group(w) != g || !name_selected(name, o)) continue;
+          auto it = awq_s.find(g);
+          compress_named(name, stats_needed ? st.at(g).get() : nullptr, &linear_of(model, l, w), it == awq_s.end() ? nullptr : &it->second);
+        }
       }
       if (!awq_s.empty()) fold_awq_scales(res.model, model, l, awq_s);
     }

@@ -11,6 +11,7 @@
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
+#include "tensorzip/lowrank_ops.h"
 #include "tests/test_util.h"
 
 namespace tz {
@@ -243,6 +244,33 @@ TEST(Cli, RunGreedyMatchesLlama2c) {
   r = test::run_cli("run -m /nonexistent/model.bin");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("/nonexistent/model.bin"), std::string::npos) << r.err;
+}
+
+TEST(Cli, RunWithLoraAndLowRankWeights) {
+  TZ_REQUIRE_MODELS();
+  const std::string m = test::models_dir() + "/stories260K/stories260K.bin";
+  const std::string dir = test::temp_dir();
+  PeftAdapter ad;
+  ad.r = 2;
+  ad.lora_alpha = 64;
+  for (int l = 0; l < 5; ++l) {
+    LoraAdapter a;
+    a.rank = 2;
+    a.alpha = 64;
+    a.a = test::random_floats(2 * 64, uint32_t(l), 0.5f);
+    a.b = test::random_floats(64 * 2, uint32_t(l + 9), 0.5f);
+    ad.modules["model.layers." + std::to_string(l) + ".self_attn.o_proj"] = a;
+  }
+  write_peft_adapter(dir + "/lora", ad);
+  const auto plain = test::run_cli("run -m " + m + " --temp 0 -n 60");
+  const auto adapted = test::run_cli("run -m " + m + " --temp 0 -n 60 --lora " + dir + "/lora");
+  ASSERT_EQ(adapted.code, 0) << adapted.err;
+  EXPECT_NE(adapted.out, plain.out);  // a strong adapter changes the greedy text
+  auto r = test::run_cli("run -m " + m + " --lora " + dir + "/missing");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
+  r = test::run_cli("run -m " + m + " --temp 0 -n 40 --weights lr48,output=f32 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
 }
 
 TEST(Cli, EvalPerplexityAndCapture) {

@@ -388,6 +388,77 @@ TEST(Llama, SyntheticModelRunsInEveryFormat) {
   }
 }
 
+TEST(Llama, LoraAdaptersUnmergedEqualMergedWeights) {
+  TZ_REQUIRE_MODELS();
+  const LlamaSource src = load_llama2c(model_path());
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  const auto ids = tok.encode("One day, a little bird flew over the big tree.", true);
+  // An adapter on q (Hugging Face name and layout), v, down and the classifier.
+  PeftAdapter ad;
+  ad.r = 4;
+  ad.lora_alpha = 8;
+  const auto make = [&](int64_t out, int64_t in, uint32_t seed) {
+    LoraAdapter a;
+    a.rank = 4;
+    a.alpha = 8;
+    a.a = test::random_floats(size_t(4 * in), seed, 0.1f);
+    a.b = test::random_floats(size_t(out * 4), seed + 1, 0.1f);
+    return a;
+  };
+  ad.modules["model.layers.1.self_attn.q_proj"] = make(64, 64, 10);
+  ad.modules["model.layers.2.self_attn.v_proj"] = make(32, 64, 20);
+  ad.modules["model.layers.4.mlp.down_proj"] = make(64, 172, 30);
+  ad.modules["lm_head"] = make(512, 64, 40);
+  // The merged reference: W + (α/r)·B·A, with q's rows taken from HF order into Meta order.
+  LlamaSource merged = src;
+  const auto merge = [&](const std::string& name, const LoraAdapter& a, int heads) {
+    Tensor w = src.dense(name == "output" ? "tok_embeddings" : name).clone();
+    const int64_t out = w.dim(0), in = w.dim(1), hs = heads ? out / heads : 0;
+    for (int64_t row = 0; row < out; ++row) {
+      const int64_t hf = heads ? (row / hs) * hs + (row % 2) * hs / 2 + (row % hs) / 2 : row;
+      for (int64_t c = 0; c < in; ++c) {
+        double d = 0;
+        for (int k = 0; k < 4; ++k) d += double(a.b[size_t(hf * 4 + k)]) * a.a[size_t(k * in + c)];
+        w.data<float>()[row * in + c] += float(2.0 * d);
+      }
+    }
+    merged.tensors[name] = w;
+  };
+  merge("layers.1.attention.wq", ad.modules["model.layers.1.self_attn.q_proj"], 8);
+  merge("layers.2.attention.wv", ad.modules["model.layers.2.self_attn.v_proj"], 0);
+  merge("layers.4.feed_forward.w2", ad.modules["model.layers.4.mlp.down_proj"], 0);
+  merge("output", ad.modules["lm_head"], 0);  // the tied classifier becomes its own tensor
+  const auto want = logits_of(LlamaModel(merged, FormatSpec("f32")), ids);
+  LlamaModel m(src, FormatSpec("f32"));
+  EXPECT_EQ(m.attach_lora(ad), 4);
+  EXPECT_LE(max_rel_diff(logits_of(m, ids), want), 1e-5);
+  // Through a PEFT directory and on low-bit base weights (the adapter adds to the LUT product).
+  const std::string dir = test::temp_dir();
+  write_peft_adapter(dir + "/ad", ad);
+  LlamaModel q(src, FormatSpec("q8g32"));
+  q.attach_lora(read_peft_adapter(dir + "/ad"));
+  EXPECT_LE(max_rel_diff(logits_of(q, ids), want), 3e-2);
+  PeftAdapter bad = ad;
+  bad.modules["model.layers.9.self_attn.q_proj"] = make(64, 64, 50);
+  EXPECT_THROW(LlamaModel(src, FormatSpec("f32")).attach_lora(bad), Error);
+}
+
+TEST(Llama, LowRankFormat) {
+  TZ_REQUIRE_MODELS();
+  const LlamaSource src = load_llama2c(model_path());
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  const auto ids = tok.encode("Once upon a time, there was a big cat.", true);
+  const auto want = logits_of(LlamaModel(src, FormatSpec("f32")), ids);
+  // Full rank (64 = min dimension of every layer here) reproduces the model; lower ranks shrink it.
+  const LlamaModel full(src, FormatSpec("lr64,output=f32"));
+  EXPECT_EQ(full.layers[0].w1.format().to_string(), "lr64");
+  EXPECT_LE(max_rel_diff(logits_of(full, ids), want), 1e-3);
+  const LlamaModel half(src, FormatSpec("lr32,output=f32"));
+  EXPECT_LT(half.linear_bytes(), full.linear_bytes());
+  EXPECT_THROW(FormatSpec("lr0"), Error);
+  EXPECT_THROW(FormatSpec("lrx"), Error);
+}
+
 TEST(Llama, BadModelsAreRejectedClearly) {
   const std::string dir = test::temp_dir();
   // A llama2.c header whose tensors do not fit the file.

@@ -25,7 +25,7 @@ struct Opts {
   std::string in, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
   int bits = 4, group = 128, outliers = 0, lowrank = 0, calib_docs = 128, calib_len = 256, calib_skip = 0;
   double target_bpw = 0, damp = 0.01;
-  bool asym = false, clip = false, act_order = false, json = false, no_fold = false;
+  bool asym = false, clip = false, act_order = false, json = false, no_fold = false, true_sequential = false;
   std::vector<int> candidate_bits = {2, 3, 4, 8};
   std::vector<std::string> include, exclude;
 };
@@ -67,6 +67,7 @@ void run(const Opts& o) {
   co.quant.lowrank_method = parse_lowrank_method(o.lowrank_method);
   co.target_bpw = o.target_bpw;
   co.fold_awq = !o.no_fold;
+  co.true_sequential = o.true_sequential;
   co.candidate_bits = o.candidate_bits;
   std::sort(co.candidate_bits.begin(), co.candidate_bits.end());
   if (!o.include.empty()) co.include = o.include;
@@ -199,6 +200,8 @@ void add_compress(CLI::App& app) {
   c->add_flag("--clip", o->clip, "Search the clip ratio per group (RTN, AWQ, GPTQ)");
   c->add_flag("--act-order", o->act_order, "GPTQ: quantize columns by decreasing Hessian diagonal (static groups)");
   c->add_flag("--no-fold", o->no_fold, "AWQ: store each layer's input scale instead of folding one scale per input group into the RMSNorm / previous layer");
+  c->add_flag("--true-sequential", o->true_sequential,
+              "Collect each input group's statistics after the earlier groups of the layer are compressed (q/k/v, o, gate/up, down)");
   c->add_option("--damp", o->damp, "GPTQ dampening, fraction of the mean Hessian diagonal")->capture_default_str();
   c->add_option("--outliers", o->outliers, "Input channels with the largest activations kept dense (f16)")->check(CLI::NonNegativeNumber);
   c->add_option("--lowrank", o->lowrank, "Rank of the low-rank error compensation (0: none)")->check(CLI::NonNegativeNumber);

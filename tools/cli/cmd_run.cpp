@@ -30,7 +30,7 @@ double peak_rss_mib() {
 }
 
 struct ModelOpts {
-  std::string model, tokenizer, weights = "native";
+  std::string model, tokenizer, weights = "native", lora;
   bool json = false;
 };
 
@@ -41,6 +41,7 @@ void add_model_options(CLI::App* c, ModelOpts& o) {
   c->add_option("--weights", o.weights,
                 "Weight format of the linear layers: native (as stored: GGUF q4_0/q8_0 run low-bit, dense weights f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
       ->capture_default_str();
+  c->add_option("--lora", o.lora, "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged");
 }
 
 struct Loaded {
@@ -69,6 +70,7 @@ Loaded load(const ModelOpts& o, bool need_tokenizer = true) {
   Progress bar(L.src.cfg.n_layers * 7 + 1, !o.json && o.weights != "f32" && o.weights != "native");
   L.model = std::make_unique<LlamaModel>(L.src, spec, [&](int i, int) { bar.step("packing weights " + std::to_string(i)); });
   bar.done();
+  if (!o.lora.empty()) L.model->attach_lora(read_peft_adapter(o.lora));
   L.load_s = seconds_since(t0);
   return L;
 }
