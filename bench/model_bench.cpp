@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "tensorzip/error.h"
+#include "tensorzip/io/mapped_file.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/runtime.h"
 
@@ -29,13 +30,6 @@ LlamaConfig parse_synthetic(const std::string& s) {
   return c;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -58,7 +52,7 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
   if (!o.text.empty()) {
     require(!o.model.empty(), "bench model: --text needs a real model (-m)");
     tok = default_tokenizer(src, o.model);
-    docs = split_documents(read_text(o.text), *tok, "\n\n", o.max_docs, c.seq_len);
+    docs = split_documents(io::read_text_file(o.text), *tok, "\n\n", o.max_docs, c.seq_len);
   }
   // Deterministic prompt tokens (ids in the vocabulary, no BOS semantics needed for timing).
   std::vector<int> prompt(size_t(o.prefill));

@@ -65,4 +65,9 @@ std::string ByteReader::read_string(uint64_t len, const char* what) {
   return std::string(reinterpret_cast<const char*>(q), size_t(len));
 }
 
+std::string read_text_file(const std::string& path) {
+  const auto f = MappedFile::open(path);
+  return std::string(reinterpret_cast<const char*>(f->data()), f->size());
+}
+
 }  // namespace tz::io

@@ -106,7 +106,11 @@ std::vector<uint8_t> Tokenizer::to_llama2c() const {
     }
   }
   std::vector<uint8_t> out;
-  const auto put = [&](const void* p, size_t n) { out.insert(out.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n); };
+  const auto put = [&](const void* p, size_t n) {
+    if (n == 0) return;
+    out.resize(out.size() + n);
+    std::memcpy(out.data() + out.size() - n, p, n);
+  };
   int32_t max_len = 1;
   for (const auto& p : pieces_) max_len = std::max(max_len, int32_t(p.size()));
   put(&max_len, 4);

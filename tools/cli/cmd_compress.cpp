@@ -13,6 +13,7 @@
 #include "tensorzip/compress.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
+#include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tools/cli/commands.h"
@@ -106,11 +107,7 @@ void run(const Opts& o) {
         throw Error("compress: captured activations (" + o.calib + ") calibrate non-LLaMA checkpoints; for a LLaMA model give calibration text");
       }
       require(tok.has_value(), "compress: text calibration needs a tokenizer (--tokenizer)");
-      std::ifstream in(o.calib, std::ios::binary);
-      require(in.good(), o.calib + ": cannot open");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      calib = split_documents(ss.str(), *tok, "\n\n", o.calib_skip + o.calib_docs, std::min(o.calib_len, src.cfg.seq_len));
+      calib = split_documents(io::read_text_file(o.calib), *tok, "\n\n", o.calib_skip + o.calib_docs, std::min(o.calib_len, src.cfg.seq_len));
       calib.erase(calib.begin(), calib.begin() + std::min<ptrdiff_t>(o.calib_skip, ptrdiff_t(calib.size())));
       require(!calib.empty(), o.calib + ": no calibration text (after --calib-skip)");
       size_t n = 0;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "tensorzip/error.h"
+#include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/runtime.h"
@@ -157,13 +158,6 @@ struct Capture {
   }
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string unescape(const std::string& s) {  // "\n" in a command-line argument
   std::string o;
@@ -183,7 +177,7 @@ void run_eval(const EvalOpts& o) {
   const LlamaConfig& c = L.model->config();
   const int ctx = o.ctx > 0 ? std::min(o.ctx, c.seq_len) : c.seq_len;
   require(ctx >= 2, "eval: --ctx must be at least 2");
-  const std::string text = read_text(o.text);
+  const std::string text = io::read_text_file(o.text);
   // Sequences to score: each document (BOS + text, truncated to ctx) with --split, else the whole
   // text as one token stream scored with a sliding window.
   std::vector<std::vector<int>> docs;

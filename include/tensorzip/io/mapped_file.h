@@ -27,6 +27,9 @@ class MappedFile {
   std::string path_;
 };
 
+// The whole file as a string (text: evaluation and calibration corpora). Throws tz::Error naming it.
+std::string read_text_file(const std::string& path);
+
 // Bounds-checked little-endian reader over a byte range; every failure names `label` (the file).
 class ByteReader {
  public:
