@@ -56,6 +56,7 @@ struct QuantizeOptions {
   double gptq_damp = 0.01;    // fraction of the mean diagonal of H
   int gptq_block = 128;
   bool act_order = false;
+  bool gptq_awq = false;      // GPTQ on AWQ-scaled weights (scales searched with RTN first)
   int awq_grid = 20;          // α ∈ {0, 1/grid, ..., 1}
   const std::vector<float>* awq_scale = nullptr;  // AWQ with this s instead of searching
   int outliers = 0;           // input channels kept dense

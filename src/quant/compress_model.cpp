@@ -322,7 +322,7 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
       // AWQ with folding: one scale per input group, searched over the group's layers together.
       std::map<std::string, std::vector<float>> awq_s;
       const bool fold_o = c.n_heads == c.n_kv_heads;  // with GQA an attention channel's V row is shared
-      if (o.quant.method == QuantMethod::Awq && o.fold_awq) {
+      if ((o.quant.method == QuantMethod::Awq || (o.quant.method == QuantMethod::Gptq && o.quant.gptq_awq)) && o.fold_awq) {
         for (const char* g : {"attention.wq", "attention.wo", "feed_forward.w1", "feed_forward.w2"}) {
           if (std::string(g) == "attention.wo" && !fold_o) continue;
           std::vector<Tensor> dense;

@@ -117,10 +117,15 @@ QuantMatrix rtn(const float* w, int64_t rows, int64_t cols, const QuantFormat& f
 
 // ---------------------------------------------------------------- GPTQ
 
+// `in_scale` (AWQ's s, or empty): w already holds W·diag(s) and the layer sees x ⊘ s, whose second
+// moment is diag(1/s)·H·diag(1/s).
 QuantMatrix gptq(const float* w, int64_t rows, int64_t cols, const ActStats& st, const QuantizeOptions& o,
-                 const std::vector<char>& skip) {
+                 const std::vector<char>& skip, const std::vector<float>& in_scale = {}) {
   const QuantFormat& f = o.fmt;
   std::vector<float> H = st.second_moment();
+  if (!in_scale.empty())
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = 0; j < cols; ++j) H[size_t(i * cols + j)] /= in_scale[size_t(i)] * in_scale[size_t(j)];
   // Working copy, column-major (WT[c] is column c): every step touches whole columns.
   std::vector<float> WT(size_t(rows * cols));
   for (int64_t r = 0; r < rows; ++r)
@@ -500,7 +505,18 @@ CompressedLinear compress_linear(const float* w, int64_t rows, int64_t cols, con
     c.dequantize(eff.data());
     return eff;
   };
-  if (o.method == QuantMethod::Awq) {
+  if (o.method == QuantMethod::Gptq && (o.gptq_awq || o.awq_scale)) {
+    // AWQ's scales first (searched with RTN, or given), then GPTQ on W·diag(s).
+    std::vector<float> sc = o.awq_scale ? *o.awq_scale : awq_search({{w, rows}}, cols, *st, o);
+    std::vector<float> ws(wq);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) ws[size_t(r * cols + c)] *= sc[size_t(c)];
+    QuantizeOptions p = o;
+    p.fmt = f;
+    out.q = gptq(ws.data(), rows, cols, *st, p, skip, sc);
+    out.input_scale = std::move(sc);
+    out.method = "awq+gptq";
+  } else if (o.method == QuantMethod::Awq) {
     std::vector<float> sc = o.awq_scale ? *o.awq_scale : awq_search({{w, rows}}, cols, *st, o);
     require(int64_t(sc.size()) == cols, "compress: AWQ scale has " + std::to_string(sc.size()) + " entries, the layer " + std::to_string(cols) + " inputs");
     std::vector<float> ws(wq), hs(h);

@@ -90,8 +90,15 @@ TEST(Quantize, CalibratedMethodsBeatRtn) {
   const double gptq_eora = fx.out_err(fx.run(QuantMethod::Gptq, 3, 0, 8));
   const double lq = fx.out_err(fx.run(QuantMethod::Rtn, 3, 0, 8, LowRankMethod::LqLora));
   const double rtn_svd = fx.out_err(fx.run(QuantMethod::Rtn, 3, 0, 8, LowRankMethod::Svd));
-  std::printf("held-out output error, 3-bit g32: rtn %.4f gptq %.4f awq %.4f rtn+outliers(4) %.4f gptq+eora(8) %.4f "
-              "lqlora(8) %.4f rtn+svd(8) %.4f\n", rtn, gptq, awq, outl, gptq_eora, lq, rtn_svd);
+  QuantizeOptions ag;
+  ag.method = QuantMethod::Gptq;
+  ag.gptq_awq = true;
+  ag.fmt.bits = 3;
+  ag.fmt.group = 32;
+  const double awq_gptq = fx.out_err(compress_linear(fx.w.data(), fx.rows, fx.cols, &fx.calib, ag));
+  EXPECT_LT(awq_gptq, 0.9 * rtn);
+  std::printf("held-out output error, 3-bit g32: rtn %.4f gptq %.4f awq %.4f awq+gptq %.4f rtn+outliers(4) %.4f "
+              "gptq+eora(8) %.4f lqlora(8) %.4f rtn+svd(8) %.4f\n", rtn, gptq, awq, awq_gptq, outl, gptq_eora, lq, rtn_svd);
   EXPECT_LT(gptq, 0.9 * rtn);
   EXPECT_LT(awq, 0.95 * rtn);
   EXPECT_LT(outl, 0.9 * rtn);
@@ -242,8 +249,9 @@ TEST(Compress, RealModelQualityOrdering) {
   auto docs = split_documents(text(dir + "/eval-text/tinystories_valid_head.txt"), tok, "\n\n", 260, 256);
   const std::vector<std::vector<int>> eval(docs.begin(), docs.begin() + 60), calib(docs.begin() + 100, docs.end());
   const double f32 = mean_nll(LlamaModel(src, FormatSpec("f32")), eval);
-  const auto nll = [&](QuantMethod m, int bits, int rank) {
+  const auto nll = [&](QuantMethod m, int bits, int rank, bool fold = false) {
     CompressOptions o;
+    o.fold_awq = fold;  // stored per-layer scales: the search's own optimum (folding shares one per input)
     o.quant.method = m;
     o.quant.fmt.bits = bits;
     o.quant.fmt.group = 32;
@@ -253,11 +261,13 @@ TEST(Compress, RealModelQualityOrdering) {
   };
   const double rtn3 = nll(QuantMethod::Rtn, 3, 0), gptq3 = nll(QuantMethod::Gptq, 3, 0), awq3 = nll(QuantMethod::Awq, 3, 0);
   const double gptq2 = nll(QuantMethod::Gptq, 2, 0), gptq2r = nll(QuantMethod::Gptq, 2, 8);
-  std::printf("stories260K mean NLL on 60 held-out documents: f32 %.4f | 3-bit rtn %.4f gptq %.4f awq %.4f | 2-bit gptq %.4f, "
-              "+eora(8) %.4f\n", f32, rtn3, gptq3, awq3, gptq2, gptq2r);
+  const double awq3_folded = nll(QuantMethod::Awq, 3, 0, true);
+  std::printf("stories260K mean NLL on 60 held-out documents: f32 %.4f | 3-bit rtn %.4f gptq %.4f awq %.4f (folded %.4f) | "
+              "2-bit gptq %.4f, +eora(8) %.4f\n", f32, rtn3, gptq3, awq3, awq3_folded, gptq2, gptq2r);
   EXPECT_LT(gptq3, rtn3);
   EXPECT_LT(awq3, rtn3);
   EXPECT_LT(gptq2r, gptq2);
+  EXPECT_LT(awq3_folded, rtn3 * 1.005);
   EXPECT_GT(rtn3, f32);
 }
 

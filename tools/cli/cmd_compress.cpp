@@ -26,7 +26,7 @@ struct Opts {
   std::string in, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
   int bits = 4, group = 128, outliers = 0, lowrank = 0, calib_docs = 128, calib_len = 256, calib_skip = 0;
   double target_bpw = 0, damp = 0.01;
-  bool asym = false, clip = false, act_order = false, json = false, no_fold = false, true_sequential = false;
+  bool asym = false, clip = false, act_order = false, json = false, no_fold = false, true_sequential = false, awq_scales = false;
   std::vector<int> candidate_bits = {2, 3, 4, 8};
   std::vector<std::string> include, exclude;
 };
@@ -62,6 +62,7 @@ void run(const Opts& o) {
   require(o.group >= 0 && o.group % 32 == 0, "compress: --group must be a multiple of 32 (or 0 for whole rows)");
   co.quant.clip_search = o.clip;
   co.quant.act_order = o.act_order;
+  co.quant.gptq_awq = o.awq_scales;
   co.quant.gptq_damp = o.damp;
   co.quant.outliers = o.outliers;
   co.quant.lowrank = o.lowrank;
@@ -195,6 +196,7 @@ void add_compress(CLI::App& app) {
   c->add_flag("--asym", o->asym, "Asymmetric (a zero point per group)");
   c->add_option("--scale-dtype", o->scale_dtype, "f16 or f32 scales")->capture_default_str();
   c->add_flag("--clip", o->clip, "Search the clip ratio per group (RTN, AWQ, GPTQ)");
+  c->add_flag("--awq-scales", o->awq_scales, "GPTQ: search AWQ's per-channel scales first, then run GPTQ on the scaled weights");
   c->add_flag("--act-order", o->act_order, "GPTQ: quantize columns by decreasing Hessian diagonal (static groups)");
   c->add_flag("--no-fold", o->no_fold, "AWQ: store each layer's input scale instead of folding one scale per input group into the RMSNorm / previous layer");
   c->add_flag("--true-sequential", o->true_sequential,
