@@ -63,19 +63,26 @@ void check_matrix(const char* what, const T* a, int64_t m, int64_t n) {
 // finder: any decent Gaussian will do, and std::normal_distribution cost more than a power iteration).
 template <class T>
 void gaussian_fill(T* out, size_t n, uint64_t seed) {
-  uint64_t state = seed;
-  const auto next = [&] {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
-  for (size_t i = 0; i < n; i += 2) {
-    const double u1 = (double(next() >> 11) + 1.0) * 0x1.0p-53, u2 = double(next() >> 11) * 0x1.0p-53;
-    const double r = std::sqrt(-2.0 * std::log(u1)), t = 2.0 * M_PI * u2;
-    out[i] = T(r * std::cos(t));
-    if (i + 1 < n) out[i + 1] = T(r * std::sin(t));
-  }
+  // Counter-based (splitmix64 of seed + j·γ for draw j), so chunks fill in parallel and the values
+  // do not depend on the thread count. Box–Muller: draws 2i, 2i+1 give values i, i+1.
+  const size_t pairs = (n + 1) / 2, chunks = std::min<size_t>(64, std::max<size_t>(1, pairs / 4096));
+  parallel_for(int64_t(chunks), [&](int64_t c, int) {
+    const Range rg = split_range(int64_t(pairs), int64_t(chunks), c);
+    uint64_t state = seed + uint64_t(2 * rg.begin) * 0x9e3779b97f4a7c15ull;
+    const auto next = [&] {
+      uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      return z ^ (z >> 31);
+    };
+    for (int64_t p = rg.begin; p < rg.end; ++p) {
+      const size_t i = size_t(2 * p);
+      const double u1 = (double(next() >> 11) + 1.0) * 0x1.0p-53, u2 = double(next() >> 11) * 0x1.0p-53;
+      const double r = std::sqrt(-2.0 * std::log(u1)), t = 2.0 * M_PI * u2;
+      out[i] = T(r * std::cos(t));
+      if (i + 1 < n) out[i + 1] = T(r * std::sin(t));
+    }
+  });
 }
 
 // The rank a spec asks for, given the singular values when they are known.
@@ -162,15 +169,56 @@ Svd<T> svd_truncated(const T* a, int64_t m, int64_t n, const RankSpec& spec) {
   return out;
 }
 
+// Thin SVD of a short wide b (l x n, l ≤ n, l small: the projection of a randomized SVD) through
+// its Gram matrix in double: G = b·bᵀ = U Λ Uᵀ, σ = √λ, Vᵀ = Σ⁻¹ Uᵀ b. LAPACK's gesdd on the wide
+// matrix starts with an LQ factorization that is BLAS-2 bound (slower on two threads than one);
+// this is two small GEMMs and a 74 x 74 eigenproblem. Directions with σ < 1e-7·σ_max (beyond what
+// double resolves through σ²) get a zero row in Vᵀ.
+template <class T>
+void wide_svd(int64_t l, int64_t n, const T* b, T* s, T* u, T* vt) {
+  if (l > 512 || l > n) {
+    std::vector<T> work(b, b + l * n);
+    lowrank::gesdd(l, n, work.data(), s, u, vt);
+    return;
+  }
+  std::vector<double> bd(b, b + l * n), g(size_t(l * l)), lam(static_cast<size_t>(l)), v(size_t(l * n));
+  lowrank::gemm(false, true, l, l, n, 1.0, bd.data(), n, bd.data(), n, 0.0, g.data(), l);
+  lowrank::sync_blas_threads();
+  const lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', lapack_int(l), g.data(), lapack_int(l), lam.data());
+  require(info == 0, "randomized svd: eigendecomposition of the projected Gram matrix failed (LAPACK info " + std::to_string(info) + ")");
+  // Eigenvalues ascending: column l-1-j of g is the j-th singular direction.
+  std::vector<double> ut(size_t(l * l));
+  for (int64_t j = 0; j < l; ++j)
+    for (int64_t i = 0; i < l; ++i) ut[size_t(j * l + i)] = g[size_t(i * l + (l - 1 - j))];
+  lowrank::gemm(false, false, l, n, l, 1.0, ut.data(), l, bd.data(), n, 0.0, v.data(), n);
+  const double smax = std::sqrt(std::max(lam[size_t(l - 1)], 0.0));
+  for (int64_t j = 0; j < l; ++j) {
+    const double sj = std::sqrt(std::max(lam[size_t(l - 1 - j)], 0.0));
+    s[j] = T(sj);
+    const double inv = sj > 1e-7 * smax && sj > 0 ? 1.0 / sj : 0.0;
+    for (int64_t c = 0; c < n; ++c) vt[j * n + c] = T(v[size_t(j * n + c)] * inv);
+    for (int64_t i = 0; i < l; ++i) u[i * l + j] = T(ut[size_t(j * l + i)]);
+  }
+}
+
 // The rest of a randomized SVD once the basis Q of the range is known: B = QᵀA (l x n, fp32),
 // its SVD, U = Q·U_B. q is Q [m, l] row-major, or Qᵀ [l, m] when q_transposed.
 template <class T>
 Svd<T> from_range_basis(const T* a, int64_t m, int64_t n, int64_t r, int64_t l, const T* q, bool q_transposed,
-                        const char* method, const RandomizedSvdOptions& opt, Clock::time_point t0) {
+                        const char* method, const RandomizedSvdOptions& opt, Clock::time_point t0,
+                        const PackedBf16Weights* at_bf16 = nullptr) {
   std::vector<T> b(size_t(l * n)), sb(static_cast<size_t>(l)), ub(size_t(l * l)), vtb(size_t(l * n)), u(size_t(m * l));
   const int64_t ldq = q_transposed ? m : l;
-  lowrank::gemm(!q_transposed, false, l, n, m, T(1), q, ldq, a, n, T(0), b.data(), n);
-  lowrank::gesdd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
+  if constexpr (std::is_same_v<T, float>) {
+    if (at_bf16 != nullptr && q_transposed) {
+      // B = Qᵀ·A on the bf16 tiles of Aᵀ already packed for the range finder (X·Wᵀ with W = Aᵀ).
+      std::vector<uint16_t> qb(size_t(l * m));
+      f32_to_bf16(q, qb.data(), qb.size());
+      gemm_bf16(l, qb.data(), m, *at_bf16, b.data(), n);
+    }
+  }
+  if (at_bf16 == nullptr || !q_transposed) lowrank::gemm(!q_transposed, false, l, n, m, T(1), q, ldq, a, n, T(0), b.data(), n);
+  wide_svd(l, n, b.data(), sb.data(), ub.data(), vtb.data());
   lowrank::gemm(q_transposed, false, m, l, l, T(1), q, ldq, ub.data(), l, T(0), u.data(), l);
   Svd<T> out;
   out.m = m;
@@ -196,15 +244,16 @@ Svd<float> svd_randomized_bf16(const float* a, int64_t m, int64_t n, int64_t r, 
   gemm_bf16(l, pb.data(), n, wa, yt.data(), m);  // Yᵀ = Ωᵀ Aᵀ
   if (!all_finite(yt.data(), yt.size())) check_matrix("randomized svd", a, m, n);  // see svd_randomized
   for (int it = 0; it < opt.power_iters; ++it) {
+    // One LU normalization per power iteration: within an iteration the columns' spread grows by
+    // at most (σ₁/σ_l)², well inside f32 and bf16's range.
     lowrank::lu_basis_colmajor(m, l, yt.data());
     f32_to_bf16(yt.data(), pb.data(), yt.size());
     gemm_bf16(l, pb.data(), m, wat, zt.data(), n);  // Zᵀ = Yᵀ A
-    lowrank::lu_basis_colmajor(n, l, zt.data());
     f32_to_bf16(zt.data(), pb.data(), zt.size());
     gemm_bf16(l, pb.data(), n, wa, yt.data(), m);  // Yᵀ = Zᵀ Aᵀ
   }
   lowrank::qr_colmajor(m, l, yt.data());  // Qᵀ [l, m]
-  return from_range_basis(a, m, n, r, l, yt.data(), true, "rsvd_bf16_range", opt, t0);
+  return from_range_basis(a, m, n, r, l, yt.data(), true, "rsvd_bf16_range", opt, t0, &wat);
 }
 
 template <class T>

@@ -58,7 +58,11 @@ void amx_pack_weights_f32(const float* w, int64_t ldw, int64_t m, int64_t k, boo
   alignas(64) static const uint16_t pair_idx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
                                                     8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   parallel_for(halves * kb, [&](int64_t task, int) {
-    const int64_t hv = task / kb, b = task % kb, r0 = hv * kTile, k0 = b * kKStep;
+    // Consecutive tasks read neighbouring memory of the source: along its rows for W (block b
+    // fastest), across its columns for W = wᵀ (column block hv fastest; rows of w are then read in
+    // 64-byte pieces left to right instead of one piece per 16 KB row down a column).
+    const int64_t hv = transposed ? task % halves : task / kb, b = transposed ? task / halves : task % kb;
+    const int64_t r0 = hv * kTile, k0 = b * kKStep;
     uint16_t* dst = out + (hv * kb + b) * kTile * kKStep;  // = slab hv/2, half hv%2, block b
     if (!transposed) {
       // Rows r0.. of W, 32 values each: to bf16 pairs, then pair p2 of row c goes to dst[p2][c].
