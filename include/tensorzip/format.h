@@ -23,6 +23,7 @@ struct QuantFormat {
   int group_size(int64_t cols) const { return group == 0 ? int(cols) : group; }
   DType code_dtype() const { return ternary ? DType::TERNARY : packed_dtype(bits); }
   std::string to_string() const;  // e.g. "q4 g128 sym f32-scales"
+  std::string spec() const;       // the short name `--weights` takes: "q4g128", "q3g32a", "t" (row), "tg64"
   void validate(int64_t rows, int64_t cols) const;  // throws tz::Error on a bad combination
 };
 

@@ -67,6 +67,9 @@ LlamaSource load_gguf_llama(const std::string& path);
 LlamaSource load_hf_llama(const std::string& path);
 // Picks the loader from the file's contents (GGUF magic, a directory / safetensors, else llama2.c).
 LlamaSource load_llama(const std::string& path);
+// Whether load_llama takes `path` as a model (false: a safetensors file without config.json beside
+// it — a plain tensor collection of any architecture).
+bool is_llama_model(const std::string& path);
 // Writes a LlamaSource as a llama.cpp GGUF file (architecture "llama", Meta's rotary layout, the
 // tokenizer as tokenizer.ggml.*): linear layers and the embedding in `ggml_type` (kGgmlF32,
 // kGgmlF16, kGgmlQ8_0 or kGgmlQ4_0; q4_0/q8_0 need rows that are multiples of 32 values), norms f32.

@@ -10,6 +10,11 @@
 
 namespace tz {
 
+std::string QuantFormat::spec() const {
+  if (ternary) return group == 0 ? "t" : "tg" + std::to_string(group);
+  return "q" + std::to_string(bits) + "g" + std::to_string(group) + (symmetric ? "" : "a");
+}
+
 std::string QuantFormat::to_string() const {
   std::string s = ternary ? "ternary" : "q" + std::to_string(bits);
   s += group == 0 ? " g-row" : " g" + std::to_string(group);

@@ -44,6 +44,16 @@ inline void gesdd(int64_t m, int64_t n, double* a, double* s, double* u, double*
   require(info == 0, "svd: LAPACK dgesdd failed (info " + std::to_string(info) + ")");
 }
 
+// Symmetric a (n x n row-major) <- its eigenvectors (columns), w <- eigenvalues ascending.
+template <class T>
+inline void syevd(int64_t n, T* a, T* w, const char* what) {
+  sync_blas_threads();
+  lapack_int info;
+  if constexpr (sizeof(T) == 4) info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'U', lapack_int(n), a, lapack_int(n), w);
+  else info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', lapack_int(n), a, lapack_int(n), w);
+  require(info == 0, std::string(what) + ": LAPACK eigendecomposition failed (info " + std::to_string(info) + ")");
+}
+
 // a (m x l row-major, m >= l) <- an orthonormal basis of its columns. Row-major m x l is
 // column-major l x m (its transpose), so this is an LQ factorization in LAPACK's own layout — no
 // transposed copies.

@@ -183,9 +183,7 @@ void wide_svd(int64_t l, int64_t n, const T* b, T* s, T* u, T* vt) {
   }
   std::vector<double> bd(b, b + l * n), g(size_t(l * l)), lam(static_cast<size_t>(l)), v(size_t(l * n));
   lowrank::gemm(false, true, l, l, n, 1.0, bd.data(), n, bd.data(), n, 0.0, g.data(), l);
-  lowrank::sync_blas_threads();
-  const lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', lapack_int(l), g.data(), lapack_int(l), lam.data());
-  require(info == 0, "randomized svd: eigendecomposition of the projected Gram matrix failed (LAPACK info " + std::to_string(info) + ")");
+  lowrank::syevd(l, g.data(), lam.data(), "randomized svd (projected Gram matrix)");
   // Eigenvalues ascending: column l-1-j of g is the j-th singular direction.
   std::vector<double> ut(size_t(l * l));
   for (int64_t j = 0; j < l; ++j)

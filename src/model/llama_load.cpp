@@ -257,18 +257,38 @@ LlamaSource load_hf_llama(const std::string& path) {
   return s;
 }
 
-LlamaSource load_llama(const std::string& path) {
-  if (fs::is_directory(path)) return load_hf_llama(path);
+namespace {
+
+enum class ModelFile { HuggingFace, Gguf, Tensorzip, Safetensors, Llama2c };
+
+// What a path holds, from its kind, magic bytes and name; shared by load_llama and is_llama_model.
+ModelFile model_file_kind(const std::string& path) {
+  if (fs::is_directory(path)) return ModelFile::HuggingFace;
   std::ifstream in(path, std::ios::binary);
   require(in.good(), path + ": cannot open");
   char magic[4] = {};
   in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return load_gguf_llama(path);
-  if (is_tensorzip_file(path)) return load_tensorzip(path);
-  const auto ext = fs::path(path).extension();
-  if (ext == ".safetensors" || fs::path(path).filename() == "config.json") return load_hf_llama(path);
-  return load_llama2c(path);
+  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return ModelFile::Gguf;
+  if (is_tensorzip_file(path)) return ModelFile::Tensorzip;
+  const fs::path p(path);
+  if (p.filename() == "config.json") return ModelFile::HuggingFace;
+  if (p.extension() == ".safetensors")
+    return fs::exists(p.parent_path() / "config.json") ? ModelFile::HuggingFace : ModelFile::Safetensors;
+  return ModelFile::Llama2c;  // llama2.c checkpoints have no magic
 }
+
+}  // namespace
+
+LlamaSource load_llama(const std::string& path) {
+  switch (model_file_kind(path)) {
+    case ModelFile::Gguf: return load_gguf_llama(path);
+    case ModelFile::Tensorzip: return load_tensorzip(path);
+    case ModelFile::Llama2c: return load_llama2c(path);
+    default: return load_hf_llama(path);  // a lone .safetensors then fails naming its missing config.json
+  }
+}
+
+bool is_llama_model(const std::string& path) { return model_file_kind(path) != ModelFile::Safetensors; }
 
 Tokenizer default_tokenizer(const LlamaSource& src, const std::string& model_path) {
   if (src.tokenizer) return *src.tokenizer;

@@ -134,9 +134,7 @@ std::string WeightFormat::to_string() const {
     case Kind::BF16: return "bf16";
     case Kind::Native: return "native";
     case Kind::LowRank: return "lr" + std::to_string(rank);
-    case Kind::Quant:
-      if (quant.ternary) return "t";
-      return "q" + std::to_string(quant.bits) + "g" + std::to_string(quant.group) + (quant.symmetric ? "" : "a");
+    case Kind::Quant: return quant.spec();
   }
   return "?";
 }
@@ -248,17 +246,15 @@ Linear Linear::from_compressed(const CompressedLinear& c) {
   l.out_ = c.rows();
   l.in_ = c.cols();
   l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(c.q));
-  if (!c.input_scale.empty() || !c.outlier_cols.empty() || c.rank > 0) {
+  if (!c.input_scale.empty() || !c.outlier_cols.empty()) {
     auto e = std::make_shared<Extras>();
     for (float v : c.input_scale) e->inv_scale.push_back(1.f / v);
     e->outlier_cols = c.outlier_cols;
     e->outlier_w = c.outlier_w;
-    e->rank = c.rank;
-    e->l = c.lora_l;
-    e->r = c.lora_r;
-    e->bytes = c.input_scale.size() * 4 + c.outlier_cols.size() * 4 + c.outlier_w.size() * 2 + (c.lora_l.size() + c.lora_r.size()) * 4;
+    e->bytes = c.input_scale.size() * 4 + c.outlier_cols.size() * 4 + c.outlier_w.size() * 2;
     l.extras_ = std::move(e);
   }
+  if (c.rank > 0) l.add_lowrank(c.lora_l, c.lora_r, c.rank);
   return l;
 }
 

@@ -38,14 +38,10 @@ Linear& linear_of(LlamaModel& m, int l, const std::string& which) {
   return L.w3;
 }
 
-std::string format_name(const QuantFormat& f) {
-  if (f.ternary) return f.group == 0 ? "t" : "tg" + std::to_string(f.group);
-  return "q" + std::to_string(f.bits) + "g" + std::to_string(f.group) + (f.symmetric ? "" : "a");
-}
 
 // q4g32a+o4+r8+s: format, outliers, low-rank rank, stored AWQ scales.
 std::string describe(const CompressedLinear& c) {
-  return format_name(c.q.fmt) + (c.outlier_cols.empty() ? "" : "+o" + std::to_string(c.outlier_cols.size())) +
+  return c.q.fmt.spec() + (c.outlier_cols.empty() ? "" : "+o" + std::to_string(c.outlier_cols.size())) +
          (c.rank > 0 ? "+r" + std::to_string(c.rank) : "") + (c.input_scale.empty() ? "" : "+s");
 }
 

@@ -232,11 +232,11 @@ QuantMatrix gptq(const float* w, int64_t rows, int64_t cols, const ActStats& st,
 // ---------------------------------------------------------------- helpers
 
 // ‖X·Eᵀ‖² on the sample rows, E = W − Ŵ.
-double output_sq_error(const std::vector<float>& e, int64_t rows, int64_t cols, const ActStats& st) {
+double output_sq_error(const float* e, int64_t rows, int64_t cols, const ActStats& st) {
   const int64_t ns = st.sample_rows();
   if (ns == 0) return 0;
   std::vector<float> y(size_t(ns * rows));
-  lowrank::gemm(false, true, ns, rows, cols, 1.f, st.sample().data(), cols, e.data(), cols, 0.f, y.data(), rows);
+  lowrank::gemm(false, true, ns, rows, cols, 1.f, st.sample().data(), cols, e, cols, 0.f, y.data(), rows);
   double s = 0;
   for (float v : y) s += double(v) * v;
   return s;
@@ -257,9 +257,7 @@ void svd_fit(const std::vector<float>& a, int64_t rows, int64_t cols, int64_t r,
 void eora_fit(const std::vector<float>& e, int64_t rows, int64_t cols, int64_t r, const ActStats& st, std::vector<float>& L,
               std::vector<float>& R) {
   std::vector<float> C = st.second_moment(), lam(static_cast<size_t>(cols));
-  lowrank::sync_blas_threads();
-  const lapack_int info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'U', lapack_int(cols), C.data(), lapack_int(cols), lam.data());
-  require(info == 0, "eora: eigendecomposition of the activation covariance failed (LAPACK info " + std::to_string(info) + ")");
+  lowrank::syevd(cols, C.data(), lam.data(), "eora (activation covariance)");
   const float floor = std::max(1e-8f, *std::max_element(lam.begin(), lam.end()) * 1e-6f);
   std::vector<float> sq(static_cast<size_t>(cols)), Qs(size_t(cols * cols));  // Qs = Q Λ^{1/2}
   for (int64_t j = 0; j < cols; ++j) sq[size_t(j)] = std::sqrt(std::max(lam[size_t(j)], floor));
@@ -432,7 +430,7 @@ size_t CompressedLinear::bytes() const {
 QuantError quant_error(const float* w, const float* w_hat, int64_t rows, int64_t cols, const ActStats* stats) {
   QuantError qe;
   double num = 0, den = 0;
-  std::vector<float> e(size_t(rows * cols)), wv(w, w + rows * cols);
+  std::vector<float> e(size_t(rows * cols));
   for (int64_t i = 0; i < rows * cols; ++i) {
     e[size_t(i)] = w[i] - w_hat[i];
     num += double(e[size_t(i)]) * e[size_t(i)];
@@ -440,7 +438,7 @@ QuantError quant_error(const float* w, const float* w_hat, int64_t rows, int64_t
   }
   qe.weight_rel = den > 0 ? std::sqrt(num / den) : 0;
   if (stats && stats->sample_rows() > 0) {
-    const double on = output_sq_error(e, rows, cols, *stats), od = output_sq_error(wv, rows, cols, *stats);
+    const double on = output_sq_error(e.data(), rows, cols, *stats), od = output_sq_error(w, rows, cols, *stats);
     qe.output_rel = od > 0 ? std::sqrt(on / od) : 0;
   }
   return qe;
@@ -501,7 +499,7 @@ CompressedLinear compress_linear(const float* w, int64_t rows, int64_t cols, con
     }
   };
   std::vector<float> eff(size_t(rows * cols));  // the effective Ŵ of the current choice
-  const auto effective = [&](CompressedLinear& c) {
+  const auto effective = [&](const CompressedLinear& c) -> const std::vector<float>& {
     c.dequantize(eff.data());
     return eff;
   };

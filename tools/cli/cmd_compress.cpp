@@ -37,17 +37,6 @@ double peak_rss_mib() {
   return double(u.ru_maxrss) / 1024.0;
 }
 
-bool loads_as_llama(const std::string& path) {
-  if (std::filesystem::is_directory(path)) return true;
-  std::ifstream in(path, std::ios::binary);
-  char m[4] = {};
-  in.read(m, 4);
-  if (in.gcount() == 4 && std::memcmp(m, "GGUF", 4) == 0) return true;
-  if (is_tensorzip_file(path)) return true;
-  const auto ext = std::filesystem::path(path).extension();
-  if (ext == ".safetensors") return std::filesystem::exists(std::filesystem::path(path).parent_path() / "config.json");
-  return true;  // llama2.c has no magic
-}
 
 void run(const Opts& o) {
   require(!o.out.empty(), "compress: -o OUT is required");
@@ -84,7 +73,7 @@ void run(const Opts& o) {
   CompressResult res;
   std::optional<Tokenizer> tok;
   std::string calib_desc = "none";
-  if (!o.synthetic.empty() || loads_as_llama(o.in)) {
+  if (!o.synthetic.empty() || is_llama_model(o.in)) {
     LlamaSource src;
     if (!o.synthetic.empty()) {
       int layers = 0;
