@@ -15,6 +15,7 @@
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/fftconv.h"
+#include "tensorzip/memory.h"
 #include "tensorzip/runtime.h"
 
 namespace tz::bench {
@@ -155,12 +156,15 @@ void bench_fftconv(const FftConvBenchOptions& o, Reporter& rep, const std::funct
       obf.dtype = ConvDtype::Bf16;
       const bool want_bf = std::find(o.dtypes.begin(), o.dtypes.end(), "bf16") != o.dtypes.end();
       const auto plan_bf = want_bf ? FftConvPlan::create(n, h, k.data(), n, obf) : plan;
-      const auto u = gaussian(size_t(b * h * n), 4, 1.f);
-      std::vector<uint16_t> ub(u.size());
+      // Inputs and output as a framework allocates large tensors (64-byte aligned, huge pages), for
+      // FFTW and tensorzip alike.
+      const auto ug = gaussian(size_t(b * h * n), 4, 1.f);
+      const LargeVector<float> u(ug.begin(), ug.end());
+      LargeVector<uint16_t> ub(u.size());
       f32_to_bf16(u.data(), ub.data(), u.size());
       std::vector<float> ubf(u.size());
       bf16_to_f32(ub.data(), ubf.data(), u.size());
-      std::vector<float> y(u.size());
+      LargeVector<float> y(u.size());
       const auto ref = conv_ref_f64(u.data(), k.data(), n);
       const auto ref_bf = conv_ref_f64(ubf.data(), k.data(), n);
       const std::string shape = fmt::format("b={} h={} n={}", b, h, n);

@@ -70,7 +70,8 @@ class FftConvPlan {
   int64_t filter_length() const;
   ConvMode mode() const;
   // Extra memory one thread uses while convolving (per-thread, independent of B and H): conv()
-  // (F32) or conv_bf16() (Bf16).
+  // (F32) or conv_bf16() (Bf16). The plan keeps the workspaces its calls used, for the next call,
+  // until it is destroyed (as an FFTW plan keeps its buffers); concurrent calls each take their own.
   size_t workspace_bytes_per_thread(ConvDtype dtype = ConvDtype::F32) const;
   const char* kernel() const;  // the kernel variant the plan was built for
 

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "tensorzip/convert.h"
 #include "tensorzip/dispatch.h"
 #include "tensorzip/error.h"
 #include "tensorzip/fftconv.h"
+#include "tensorzip/memory.h"
 #include "tensorzip/runtime.h"
 #include "tests/test_util.h"
 
@@ -335,10 +337,55 @@ TEST_P(FftConvIsa, FusedTopPassEveryPath) {
       EXPECT_LE(rel_l2(y.data(), reference(u, k, b, h, n, nk, mode, v.data(), w.data())), 1e-5) << "gated";
     }
   }
+  // m = 1M: the load and the store are fused into the top passes, and the 64K-point blocks take
+  // the fused pair of levels too; one thread, and two splitting the row's stages.
+  for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular}) {
+    const int64_t n = mode == ConvMode::Causal ? 1048576 : 2097152;
+    const auto u = test::random_floats(size_t(n), 56);
+    const auto plan = FftConvPlan::create(n, 1, k.data(), nk, {mode, {}});
+    const auto ref = reference(u, k, 1, 1, n, nk, mode);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      std::vector<float> y(u.size(), NAN);
+      plan.conv(u.data(), 1, y.data());
+      EXPECT_LE(rel_l2(y.data(), ref), 1e-5) << "m = 1M, threads " << threads;
+    }
+  }
 }
 
 // Long rows: 32K (two fused top levels) and 256K (three), one and two threads (few rows: the
 // group's stages are split across the pool), bit-identical and against float64.
+// Outputs of 8 MB and more into a 64-byte aligned y are written with non-temporal stores: the same
+// values as the cached stores into an unaligned y, bit for bit, on both kernels (n = 128K: the
+// Monarch plan has a radix-2 top stage, which writes y too).
+TEST(FftConv, StreamedOutputEqualsCachedOutput) {
+  const int64_t h = 16, n = 131072, nk = 300;
+  const auto k = test::random_floats(size_t(h * nk), 57, 0.1f);
+  const auto u = test::random_floats(size_t(h * n), 58);
+  std::vector<uint16_t> ub(u.size());
+  f32_to_bf16(u.data(), ub.data(), u.size());
+  FftConvOptions obf;
+  obf.dtype = ConvDtype::Bf16;
+  const auto ref = reference(u, k, 1, h, n, nk, ConvMode::Causal);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (bool bf : {false, true}) {
+      const auto plan = FftConvPlan::create(n, h, k.data(), nk, bf ? obf : FftConvOptions{});
+      LargeVector<float> streamed(u.size(), NAN), cached(u.size() + 4, NAN);
+      float* unaligned = cached.data() + 4;  // 16 bytes off: plain stores
+      if (bf) {
+        plan.conv_bf16(ub.data(), 1, streamed.data());
+        plan.conv_bf16(ub.data(), 1, unaligned);
+      } else {
+        plan.conv(u.data(), 1, streamed.data());
+        plan.conv(u.data(), 1, unaligned);
+      }
+      EXPECT_EQ(std::memcmp(streamed.data(), unaligned, u.size() * sizeof(float)), 0) << (bf ? "bf16" : "f32") << " threads " << threads;
+      EXPECT_LE(rel_l2(streamed.data(), ref), bf ? 1e-2 : 1e-5);
+    }
+  }
+}
+
 TEST(FftConv, LongRowsSplitAcrossThreads) {
   const int64_t h = 3, nk = 100;
   const auto k = test::random_floats(size_t(h * nk), 42, 0.1f);

@@ -3,6 +3,7 @@
 // (real and imaginary output rows).
 #include <immintrin.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/amx_tiles.h"
@@ -110,17 +111,24 @@ inline void out_bf16(const float* cre, const float* cim, const float* tre, const
     _mm512_storeu_si512(dst + t * dstride, pack(re, im, k));
   }
 }
+// Output samples: non-temporal when the call's output is too large to stay in cache (saves the
+// read-for-ownership of every line of y), else plain stores.
+inline void store_y(float* p, __m512 v, bool stream) {
+  if (stream) _mm512_stream_ps(p, v);
+  else _mm512_storeu_ps(p, v);
+}
+
 // The final rows to y as (re, −im) sample pairs (undoing the inverse's conjugation): row t is at
 // position pos0 + t·pstride; positions from `limit` on are dropped (the causal padding).
 inline void out_f32(const float* cre, const float* cim, float* y, int64_t pos0, int64_t pstride, int64_t limit,
-                    const Consts& k) {
+                    const Consts& k, bool stream) {
   for (int t = 0; t < 16; ++t) {
     const int64_t pos = pos0 + t * pstride;
     if (pos >= limit) break;
     const __m512 re = _mm512_load_ps(cre + 16 * t);
     const __m512 nim = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_load_ps(cim + 16 * t));
-    _mm512_storeu_ps(y + 2 * pos, _mm512_permutex2var_ps(re, k.lo, nim));
-    _mm512_storeu_ps(y + 2 * pos + 16, _mm512_permutex2var_ps(re, k.hi, nim));
+    store_y(y + 2 * pos, _mm512_permutex2var_ps(re, k.lo, nim), stream);
+    store_y(y + 2 * pos + 16, _mm512_permutex2var_ps(re, k.hi, nim), stream);
   }
 }
 
@@ -129,6 +137,7 @@ struct Row {
   uint32_t* x;  // the row buffer, m bf16 pairs
   Scratch& s;
   const Consts& k;
+  bool stream_y = false;  // y rows 64-byte aligned and the call's output larger than the caches
   int64_t inner() const { return int64_t(mp.stage.size()) - 1; }  // the L = 256 stage
   int64_t first16() const { return mp.r > 1 ? 1 : 0; }
 };
@@ -202,8 +211,8 @@ void top_inverse_r(Row& w, float* y) {
       small_dft_term<R, R>(xr, xi, i, re, im);
       const __m512 nim = _mm512_sub_ps(_mm512_setzero_ps(), im);
       float* dst = y + 2 * (i * q + p0);
-      _mm512_storeu_ps(dst, _mm512_permutex2var_ps(re, w.k.lo, nim));
-      _mm512_storeu_ps(dst + 16, _mm512_permutex2var_ps(re, w.k.hi, nim));
+      store_y(dst, _mm512_permutex2var_ps(re, w.k.lo, nim), w.stream_y);
+      store_y(dst + 16, _mm512_permutex2var_ps(re, w.k.hi, nim), w.stream_y);
     }
   }
 }
@@ -269,7 +278,7 @@ void top_inverse_r(Row& w, float* y) {
       },
       [&](int64_t c, const float* cre, const float* cim) {
         const int64_t off = (c / per) * L, p0 = (c % per) * 16;
-        if (P == nullptr) return out_f32(cre, cim, y, off + p0, q, mp.n / 2, w.k);
+        if (P == nullptr) return out_f32(cre, cim, y, off + p0, q, mp.n / 2, w.k, w.stream_y);
         const int64_t n1 = (off % P->L) / L;
         out_bf16(cre, cim, P->re.data() + n1 * L + p0, P->im.data() + n1 * L + p0, q, x + off + p0, q, w.k);
       });
@@ -422,7 +431,7 @@ void spectral_block0(Row& w, const float* uv, const float* zre, const float* zim
         },
         [&](int64_t b, const float* cre, const float* cim) {
           const int64_t gb = blk[b];
-          if (P == nullptr) return out_f32(cre, cim, y, 256 * gb, 16, mp.n / 2, w.k);
+          if (P == nullptr) return out_f32(cre, cim, y, 256 * gb, 16, mp.n / 2, w.k, w.stream_y);
           const int64_t n1 = (256 * gb % P->L) / 256;
           out_bf16(cre, cim, P->re.data() + n1 * 256, P->im.data() + n1 * 256, 16, x + 256 * gb, 16, w.k);
         });
@@ -441,16 +450,17 @@ void conv_row(Row& w, int64_t channel, const uint16_t* u, float* y) {
 }  // namespace
 
 void monarch_conv_rows__amx(const MonarchPlan& mp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
-                            void* workspace) {
+                            void* workspace, bool stream_y) {
   load_tile_config_16x64();
   _tile_loadd(3, mp.dft[0], 64);
   _tile_loadd(4, mp.dft[1], 64);
   const Consts k;
   auto* x = static_cast<uint32_t*>(workspace);
   auto* s = reinterpret_cast<Scratch*>(static_cast<char*>(workspace) + 4 * mp.m);
-  Row w{mp, x, *s, k};
+  Row w{mp, x, *s, k, stream_y};
   for (int64_t row = row0; row < row1; ++row)
     conv_row(w, row % mp.h, u + row * mp.n, y + row * mp.n);
+  if (stream_y) _mm_sfence();  // the streamed y is visible before the caller's threads sync
   _tile_release();
 }
 

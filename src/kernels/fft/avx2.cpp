@@ -72,7 +72,8 @@ struct Vec8 {
     transpose(r);
     for (int i = 0; i < 8; ++i) out[i].v = r[i];
   }
-  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec8* in) {
+  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec8* in,
+                          bool /*stream*/ = false) {
     const __m256i m = tail(cnt);
     __m256 r[8];
     for (int i = 0; i < 8; ++i) r[i] = i < cnt ? in[i].v : _mm256_setzero_ps();

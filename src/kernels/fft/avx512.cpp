@@ -50,7 +50,9 @@ struct Vec16 {
     transpose(r);
     for (int i = 0; i < 16; ++i) out[i].v = r[i];
   }
-  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec16* in) {
+  // stream: full 64-byte lines of 64-byte aligned rows go around the caches (RowPtrs::stream).
+  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec16* in,
+                          bool stream = false) {
     const __mmask16 m = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
     __m512 r[16];
     for (int i = 0; i < 16; ++i) r[i] = i < cnt ? in[i].v : _mm512_setzero_ps();
@@ -58,7 +60,8 @@ struct Vec16 {
     for (int l = 0; l < rows; ++l) {
       __m512 x = r[l];
       if (g[l] != nullptr) x = _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, g[l] + t0));
-      _mm512_mask_storeu_ps(y[l] + t0, m, x);
+      if (stream && cnt == 16) _mm512_stream_ps(y[l] + t0, x);
+      else _mm512_mask_storeu_ps(y[l] + t0, m, x);
     }
   }
 };

@@ -81,8 +81,9 @@ constexpr size_t kMonarchScratchBytes = 65536;  // per-thread tile staging (amx_
 inline size_t monarch_workspace_bytes(const MonarchPlan& mp) { return size_t(4 * mp.m) + kMonarchScratchBytes; }
 
 // Rows [row0, row1) of u[B·H, n] (bf16) -> y (f32). workspace: monarch_workspace_bytes, 64-aligned.
+// stream_y: write y with non-temporal stores (y 64-byte aligned; for outputs larger than the caches).
 using MonarchRowsFn = void (*)(const MonarchPlan& mp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
-                               void* workspace);
-void monarch_conv_rows__amx(const MonarchPlan&, int64_t, int64_t, const uint16_t*, float*, void*);
+                               void* workspace, bool stream_y);
+void monarch_conv_rows__amx(const MonarchPlan&, int64_t, int64_t, const uint16_t*, float*, void*, bool);
 
 }  // namespace tz::kernels::fft

@@ -32,7 +32,8 @@ struct Vec1 {
       out[i] = {rows > 0 && g[0] ? x * g[0][t0 + i] : x};
     }
   }
-  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec1* in) {
+  static void store_block(float* const* y, const float* const* g, int rows, int64_t t0, int cnt, const Vec1* in,
+                          bool /*stream*/ = false) {
     for (int i = 0; i < cnt && rows > 0; ++i) y[0][t0 + i] = g[0] ? in[i].v * g[0][t0 + i] : in[i].v;
   }
 };
