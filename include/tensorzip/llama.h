@@ -152,7 +152,9 @@ class Linear {
     std::vector<int32_t> outlier_cols;
     std::vector<float> outlier_w;       // [out, k]
     int64_t rank = 0;
-    std::vector<float> l, r;            // [out, rank], [rank, in]
+    // The branch y += (x·Rᵀ)·Lᵀ: R [rank, in]; L as [out, rank] (l) or, on low-bit layers, where the
+    // LUT kernel adds it to its output tiles (LowRankEpilogue), as Lᵀ [rank, out] (lt).
+    std::vector<float> l, lt, r;
     size_t bytes = 0;
   };
   std::shared_ptr<const Extras> extras_;

@@ -70,9 +70,21 @@ class LutWeights {
 // Whether the int8 path takes these weights (planes <= 8, group a multiple of 64 or the whole row).
 bool mpgemm_int8_supported(const LutWeights& w);
 
-// Y[n,m] = X[n,k] · Ŵᵀ with X f32 (row stride ldx >= k) or bf16; Y f32 (row stride ldy >= m).
+// A low-rank branch added to the product inside the kernel's output tiles (SVDQuant / EoRA /
+// LQ-LoRA compensation, LoRA adapters): Y += H · Lᵀ with H = X · Rᵀ [n, rank] (row stride ldh),
+// computed by the caller, and lt = Lᵀ [rank, m] (row stride m). Each task adds the branch to the
+// rows of Y it has just written, while they are in cache: no second pass over Y, no second fork.
+struct LowRankEpilogue {
+  const float* h = nullptr;
+  int64_t ldh = 0;
+  const float* lt = nullptr;
+  int64_t rank = 0;
+};
+
+// Y[n,m] = X[n,k] · Ŵᵀ (+ the low-rank branch) with X f32 (row stride ldx >= k) or bf16; Y f32 (row
+// stride ldy >= m).
 void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
-            LutMode mode = LutMode::Fast, MpGemmPath path = MpGemmPath::Auto);
+            LutMode mode = LutMode::Fast, MpGemmPath path = MpGemmPath::Auto, const LowRankEpilogue* lowrank = nullptr);
 void mpgemm_bf16(const LutWeights& w, const uint16_t* x, int64_t n, int64_t ldx, float* y, int64_t ldy,
                  LutMode mode = LutMode::Fast);
 

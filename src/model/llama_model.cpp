@@ -269,22 +269,25 @@ void Linear::add_lowrank(const std::vector<float>& l, const std::vector<float>& 
           "Linear: low-rank branch must be L [" + std::to_string(out_) + ", r] and R [r, " + std::to_string(in_) + "]");
   auto e = extras_ ? std::make_shared<Extras>(*extras_) : std::make_shared<Extras>();
   // Concatenate with an existing branch: [L | L2] · [R; R2].
-  std::vector<float> L(size_t(out_ * (e->rank + rank))), R;
-  for (int64_t i = 0; i < out_; ++i) {
-    std::copy_n(e->l.data() + i * e->rank, e->rank, &L[size_t(i * (e->rank + rank))]);
-    std::copy_n(l.data() + i * rank, rank, &L[size_t(i * (e->rank + rank) + e->rank)]);
+  if (fmt_.kind == WeightFormat::Kind::Quant) {
+    for (int64_t j = 0; j < rank; ++j)  // Lᵀ: append rows
+      for (int64_t i = 0; i < out_; ++i) e->lt.push_back(l[size_t(i * rank + j)]);
+  } else {
+    std::vector<float> L(size_t(out_ * (e->rank + rank)));
+    for (int64_t i = 0; i < out_; ++i) {
+      std::copy_n(e->l.data() + i * e->rank, e->rank, &L[size_t(i * (e->rank + rank))]);
+      std::copy_n(l.data() + i * rank, rank, &L[size_t(i * (e->rank + rank) + e->rank)]);
+    }
+    e->l = std::move(L);
   }
-  R = e->r;
-  R.insert(R.end(), r.begin(), r.end());
+  e->r.insert(e->r.end(), r.begin(), r.end());
   e->rank += rank;
-  e->l = std::move(L);
-  e->r = std::move(R);
   e->bytes += (l.size() + r.size()) * 4;
   extras_ = std::move(e);
 }
 
 void Linear::forward(const float* x, int64_t n, float* y) const {
-  thread_local std::vector<float> xs, t, u;
+  thread_local std::vector<float> xs, t, u, h;
   switch (fmt_.kind) {
     case WeightFormat::Kind::F32:
     case WeightFormat::Kind::Native: gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_); break;
@@ -308,7 +311,13 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
         }
         xq = xs.data();
       }
-      mpgemm(*lut_, xq, n, in_, y, out_);
+      LowRankEpilogue lr;
+      if (e && e->rank > 0) {  // H = x·Rᵀ now; the kernel adds H·Lᵀ to its output tiles
+        h.resize(size_t(n * e->rank));
+        gemm_f32(n, e->rank, in_, x, in_, e->r.data(), in_, h.data(), e->rank);
+        lr = {h.data(), e->rank, e->lt.data(), e->rank};
+      }
+      mpgemm(*lut_, xq, n, in_, y, out_, LutMode::Fast, MpGemmPath::Auto, &lr);
       const int64_t k = e ? int64_t(e->outlier_cols.size()) : 0;
       if (k > 0) {  // y += x[:, cols] · W_outᵀ
         t.resize(size_t(n * k));
@@ -325,7 +334,7 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
       break;
     }
   }
-  if (extras_ && extras_->rank > 0) {  // y += (x · Rᵀ) · Lᵀ: compensation, adapters, the low-rank format
+  if (extras_ && extras_->rank > 0 && fmt_.kind != WeightFormat::Kind::Quant) {  // y += (x · Rᵀ) · Lᵀ: adapters, the low-rank format
     const Extras& e = *extras_;
     t.resize(size_t(n * e.rank));
     u.resize(size_t(n * out_));

@@ -207,6 +207,44 @@ TEST_P(MpGemmIsa, Int8PathMatchesReference) {
                       LutMode::Exact, MpGemmPath::Int8), Error);
 }
 
+// The low-rank branch added in the kernel's output tiles equals the product plus the branch
+// computed separately, on the LUT path (decode and prefill blocks) and the int8 path, odd shapes.
+TEST_P(MpGemmIsa, LowRankEpilogueEqualsSeparateBranch) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  const int64_t m = 37, k = 256, rank = 5;
+  QuantFormat f;
+  f.bits = 4;
+  f.group = 64;
+  const auto w = test::random_floats(size_t(m * k), 91);
+  const LutWeights lw = LutWeights::pack(quantize_rtn_ref(w.data(), m, k, f));
+  const auto lt = test::random_floats(size_t(rank * m), 92);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int64_t n : {1, 3, 9, 40})
+      for (MpGemmPath path : {MpGemmPath::Lut, MpGemmPath::Int8}) {
+        if (path == MpGemmPath::Int8 && !mpgemm_int8_supported(lw)) continue;
+        const auto x = test::random_floats(size_t(n * k), 93);
+        const auto hh = test::random_floats(size_t(n * (rank + 2)), 94);  // row stride rank + 2
+        std::vector<float> plain(size_t(n * m)), fused(plain.size(), NAN);
+        mpgemm(lw, x.data(), n, k, plain.data(), m, LutMode::Fast, path);
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t o = 0; o < m; ++o) {
+            double acc = 0;
+            for (int64_t j = 0; j < rank; ++j) acc += double(hh[size_t(i * (rank + 2) + j)]) * lt[size_t(j * m + o)];
+            plain[size_t(i * m + o)] += float(acc);
+          }
+        const LowRankEpilogue lr{hh.data(), rank + 2, lt.data(), rank};
+        mpgemm(lw, x.data(), n, k, fused.data(), m, LutMode::Fast, path, &lr);
+        for (size_t i = 0; i < plain.size(); ++i)
+          ASSERT_NEAR(fused[i], plain[i], 1e-4f * (1.f + std::fabs(plain[i]))) << "n=" << n << " i=" << i;
+      }
+  }
+  std::vector<float> x(k), y(m);
+  const LowRankEpilogue bad{nullptr, rank, lt.data(), rank};
+  EXPECT_THROW(mpgemm(lw, x.data(), 1, k, y.data(), m, LutMode::Fast, MpGemmPath::Auto, &bad), Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, MpGemmIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/dispatch.h"
+#include "kernels/lora/lora.h"
 #include "kernels/mpgemm/mpgemm.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
@@ -51,8 +52,13 @@ KernelOp& mpgemm_dequant_op() {
 
 }  // namespace detail
 
+namespace detail {
+KernelOp& lora_bgmv_op();  // src/lowrank/adapters.cpp
+}
+
 namespace {
 
+using LoraKernelsFn = const kernels::lora::Kernels* (*)();
 constexpr int kMaxNb = 4;  // activation columns per kernel call (registers: 2 tables + 3 accumulators each)
 
 void check_args(const char* who, int64_t rows, int64_t cols, const void* x, int64_t n, int64_t ldx, const void* y, int64_t ldy) {
@@ -106,7 +112,35 @@ void build_column(const LutWeights& w, const float* x, LutMode mode, Column& c) 
                                                               c.stats.ts.data(), c.tab.data());
 }
 
-void run_block(const LutWeights& w, LutMode mode, int64_t t0, int64_t t1, Column* cols, int nb, float* y, int64_t ldy, int64_t n0) {
+// Y[i, o] += Σ_j H[i, j] · Lᵀ[j, o] for the output rows of tiles [t0, t1) and tokens [n0, n0 + nb).
+// With Y and H packed (ldy = m, ldh = rank) this is the multi-LoRA expand kernel (one task, its rows
+// the tokens; register-blocked, dispatched per ISA); otherwise a plain loop.
+void add_lowrank(const LowRankEpilogue& e, int64_t rows, int64_t t0, int64_t t1, int64_t n0, int64_t nb, float* y, int64_t ldy) {
+  const int64_t o0 = t0 * 16, o1 = std::min(rows, t1 * 16);
+  if (ldy == rows && e.ldh == e.rank) {
+    int32_t tok[kMaxNb];
+    const auto* k = detail::lora_bgmv_op().get<LoraKernelsFn>()();
+    for (int64_t i0 = n0; i0 < n0 + nb; i0 += kMaxNb) {
+      const int64_t cnt = std::min<int64_t>(kMaxNb, n0 + nb - i0);
+      for (int64_t q = 0; q < cnt; ++q) tok[q] = int32_t(i0 + q);
+      const kernels::lora::Task t{nullptr, e.lt, nullptr, nullptr, e.rank, 1.f, tok, cnt};
+      k->expand(t, e.h + i0 * e.rank, rows, o0, o1, y);
+    }
+    return;
+  }
+  for (int64_t i = n0; i < n0 + nb; ++i) {
+    float* yr = y + i * ldy;
+    const float* hr = e.h + i * e.ldh;
+    for (int64_t j = 0; j < e.rank; ++j) {
+      const float hj = hr[j];
+      const float* lr = e.lt + j * rows;
+      for (int64_t o = o0; o < o1; ++o) yr[o] += hj * lr[o];
+    }
+  }
+}
+
+void run_block(const LutWeights& w, LutMode mode, int64_t t0, int64_t t1, Column* cols, int nb, float* y, int64_t ldy, int64_t n0,
+               const LowRankEpilogue* lowrank) {
   kernels::LutColumn lc[kMaxNb];
   float* yp[kMaxNb];
   for (int i = 0; i < nb; ++i) {
@@ -114,6 +148,7 @@ void run_block(const LutWeights& w, LutMode mode, int64_t t0, int64_t t1, Column
     yp[i] = y + (n0 + i) * ldy;
   }
   detail::mpgemm_lut_op().get<kernels::LutKernelFn>()({&w, mode, t0, t1, nb, lc, yp});
+  if (lowrank != nullptr) add_lowrank(*lowrank, w.rows(), t0, t1, n0, nb, y, ldy);
 }
 
 }  // namespace
@@ -123,8 +158,15 @@ bool mpgemm_int8_supported(const LutWeights& w) {
 }
 
 void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, LutMode mode,
-            MpGemmPath path) {
+            MpGemmPath path, const LowRankEpilogue* lowrank) {
   check_args("mpgemm", w.rows(), w.cols(), x, n, ldx, y, ldy);
+  if (lowrank != nullptr) {
+    require(lowrank->rank >= 0 && (lowrank->rank == 0 || (lowrank->h != nullptr && lowrank->lt != nullptr)),
+            "mpgemm: low-rank branch needs H and Lᵀ");
+    require(lowrank->rank == 0 || lowrank->ldh >= lowrank->rank, "mpgemm: low-rank H row stride " +
+                                                                     std::to_string(lowrank->ldh) + " < rank " + std::to_string(lowrank->rank));
+    if (lowrank->rank == 0) lowrank = nullptr;
+  }
   if (n == 0 || w.rows() == 0) return;
   if (path == MpGemmPath::Int8) {
     require(mode == LutMode::Fast, "mpgemm: the int8 path is a fast-mode path (activations quantized to int8)");
@@ -135,6 +177,10 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
   if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast && amx &&
                                    n >= mpgemm_int8_min_tokens(w.planes()) && mpgemm_int8_supported(w))) {
     int8.get<kernels::Int8GemmFn>()(w, x, n, ldx, y, ldy);
+    // The int8 tile kernel has no epilogue hook: the branch follows as one more pass (prefill only,
+    // where the GEMM dominates).
+    if (lowrank != nullptr)
+      parallel_for(w.tiles(), [&](int64_t t, int) { add_lowrank(*lowrank, w.rows(), t, t + 1, 0, n, y, ldy); });
     return;
   }
   const int64_t tiles = w.tiles();
@@ -153,7 +199,7 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
         for (int64_t i = 0; i < n; ++i) build_column(w, x + i * ldx, mode, cols[size_t(i)]);
       }
       const Range r = split_range(tiles, tasks, task);
-      if (r.begin < r.end) run_block(w, mode, r.begin, r.end, cols.data(), int(n), y, ldy, 0);
+      if (r.begin < r.end) run_block(w, mode, r.begin, r.end, cols.data(), int(n), y, ldy, 0, lowrank);
     });
     return;
   }
@@ -166,7 +212,7 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
   parallel_for(blocks, [&](int64_t b, int) {
     const int64_t t0 = b * kTileBlock, t1 = std::min(tiles, t0 + kTileBlock);
     for (int64_t n0 = 0; n0 < n; n0 += kMaxNb)
-      run_block(w, mode, t0, t1, cols.data() + n0, int(std::min<int64_t>(kMaxNb, n - n0)), y, ldy, n0);
+      run_block(w, mode, t0, t1, cols.data() + n0, int(std::min<int64_t>(kMaxNb, n - n0)), y, ldy, n0, lowrank);
   });
 }
 
