@@ -66,28 +66,39 @@ inline void dft_across(const void* src, float* cre, float* cim) {
 // contiguous row, data as A) over `count` chunks, then epi(chunk, C re, C im). The tile work of
 // chunk c + 1 is issued before the epilogue of chunk c so the two may overlap (on the machine of
 // docs/benchmarks.md they measured not to: the epilogue's vector work is the bound either way).
-template <bool Across = false, class Src, class Epi>
+// How a chunk's tile product is formed: the data as the B operand (a DFT down its columns), as the
+// A operand (across its rows), or as an 8-row B operand (the first stage of a causal row: inputs
+// 8 .. 15 are the zero padding, so only the first half of the DFT matrix's K is needed).
+enum class Tiles { Down, Across, DownHalf };
+
+template <Tiles How = Tiles::Down, class Src, class Epi>
 inline void pipelined(int64_t count, Scratch& s, Src src, Epi epi) {
   const auto issue = [&](int64_t c) {
     int64_t stride;
     const void* p = src(c, &stride);
-    _tile_loadd(2, p, stride);
     _tile_zero(0);
     _tile_zero(1);
-    if (Across) {
+    if (How == Tiles::DownHalf) {
+      _tile_loadd(5, p, stride);
+      _tile_dpbf16ps(0, 6, 5);
+      _tile_dpbf16ps(1, 7, 5);
+      return;
+    }
+    _tile_loadd(2, p, stride);
+    if (How == Tiles::Across) {
       _tile_dpbf16ps(0, 2, 3);
       _tile_dpbf16ps(1, 2, 4);
-            } else {
+    } else {
       _tile_dpbf16ps(0, 3, 2);
       _tile_dpbf16ps(1, 4, 2);
-            }
+    }
   };
   // Tile rows are far apart in the larger stages (a line from each of 16 pages): fetch them two
   // chunks ahead.
   const auto prefetch = [&](int64_t c) {
     int64_t stride;
     const char* p = static_cast<const char*>(static_cast<const void*>(src(c, &stride)));
-    for (int r = 0; r < 16; ++r) _mm_prefetch(p + r * stride, _MM_HINT_T0);
+    for (int r = 0; r < (How == Tiles::DownHalf ? 8 : 16); ++r) _mm_prefetch(p + r * stride, _MM_HINT_T0);
   };
   if (count > 1) prefetch(1);
   issue(0);
@@ -244,16 +255,19 @@ void top_inverse_r(Row& w, float* y) {
 }
 
 // One radix-16 DIF stage over every block of size L (> 256): the DFT down the columns of each
-// 16 x L/16 block, then W_L^{k1·p}.
-[[gnu::noinline]] void outer_forward(Row& w, int64_t si) {
+// 16 x L/16 block, then W_L^{k1·p}. src: the row buffer, or for the first stage of a row without a
+// top radix the bf16 input row itself (already the packed complex sequence; causal: its 8 blocks
+// of L/16 are the non-padding half, an 8-row tile) — no copy of the input into the buffer.
+template <Tiles How = Tiles::Down>
+[[gnu::noinline]] void outer_forward(Row& w, int64_t si, const uint32_t* src) {
   const TwiddleTable& T = w.mp.stage[size_t(si)];
   const int64_t L = T.L, q = L / 16, per = q / 16;
   uint32_t* x = w.x;
-  pipelined(
+  pipelined<How>(
       w.mp.m / 256, w.s,
       [&](int64_t c, int64_t* stride) {
         *stride = q * 4;
-        return x + (c / per) * L + (c % per) * 16;
+        return src + (c / per) * L + (c % per) * 16;
       },
       [&](int64_t c, const float* cre, const float* cim) {
         const int64_t p0 = (c % per) * 16;
@@ -302,12 +316,17 @@ inline void spectral_row(__m512 ar, __m512 ai, __m512 zmr, __m512 zmi, const flo
 
 // A k-side row (bins k, from Z row z*) and its mirror row (bins m − k, reversed, from p*): both
 // products from one (S, D) row and one (sin θ, cos θ) row (monarch.h), conjugated for the inverse.
-inline void spectral_pair_row(const float* zr, const float* zi, const float* pr, const float* pi, const float* sd,
+// 16 bf16 -> 16 fp32 (a shift).
+inline __m512 widen16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+inline void spectral_pair_row(const float* zr, const float* zi, const float* pr, const float* pi, const uint16_t* sd,
                               const float* sc, uint32_t* out, uint32_t* pout, const Consts& k) {
   const __m512 ar = _mm512_load_ps(zr), ai = _mm512_load_ps(zi);
   const __m512 br = _mm512_permutexvar_ps(k.rev, _mm512_load_ps(pr)), bi = _mm512_permutexvar_ps(k.rev, _mm512_load_ps(pi));
-  const __m512 sr = _mm512_load_ps(sd), si = _mm512_load_ps(sd + 16), dr = _mm512_load_ps(sd + 32),
-               di = _mm512_load_ps(sd + 48), sn = _mm512_load_ps(sc), cs = _mm512_load_ps(sc + 16);
+  const __m512 sr = widen16(sd), si = widen16(sd + 16), dr = widen16(sd + 32), di = widen16(sd + 48),
+               sn = _mm512_load_ps(sc), cs = _mm512_load_ps(sc + 16);
   const __m512 ur = _mm512_fnmadd_ps(sn, dr, sr), ui = _mm512_fnmadd_ps(sn, di, si);  // U = S − sin·D
   const __m512 upr = _mm512_fmadd_ps(sn, dr, sr), nupi = _mm512_fmadd_ps(sn, di, si);  // U' = conj(S + sin·D)
   const __m512 cdr = _mm512_mul_ps(cs, dr), cdi = _mm512_mul_ps(cs, di);  // V = (−cdi, cdr), V' = (cdi, cdr)
@@ -332,7 +351,7 @@ inline void spectral_pair_row(const float* zr, const float* zi, const float* pr,
 }
 
 // Block g (k side) with its mirror block (slots z / p; the same for a self-mirrored block).
-[[gnu::noinline]] void spectral_pair(const MonarchPlan& mp, const float* sd, int64_t g, const float* zre, const float* zim, const float* pre,
+[[gnu::noinline]] void spectral_pair(const MonarchPlan& mp, const uint16_t* sd, int64_t g, const float* zre, const float* zim, const float* pre,
                    const float* pim, uint32_t* ytile, uint32_t* ptile, const Consts& k) {
   const int64_t r0 = mp.kside_row[size_t(g)];
   const int rows = zre == pre ? 8 : 16;
@@ -360,7 +379,7 @@ void spectral_block0(Row& w, const float* uv, const float* zre, const float* zim
 [[gnu::noinline]] void inner_pass(Row& w, int64_t channel, float* y) {
   const MonarchPlan& mp = w.mp;
   Scratch& s = w.s;
-  const float* sd = mp.channel_sd(channel);
+  const uint16_t* sd = mp.channel_sd(channel);
   const float* uv0 = mp.channel_uv0(channel);
   const TwiddleTable& T = mp.stage[size_t(w.inner())];
   const TwiddleTable* P = w.inner() > 0 ? &mp.stage[size_t(w.inner() - 1)] : nullptr;
@@ -392,7 +411,7 @@ void spectral_block0(Row& w, const float* uv, const float* zre, const float* zim
       const int64_t r0 = mp.kside_row[size_t(blk[b])];
       if (blk[b] == 0 || r0 < 0) continue;
       const char* p = reinterpret_cast<const char*>(sd + r0 * 64);
-      const int lines = (slot_of_partner[b] == b ? 8 : 16) * 4;
+      const int lines = (slot_of_partner[b] == b ? 8 : 16) * 2;  // 128 bytes per row
       for (int l = 0; l < lines; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
     }
     // Forward L = 256 stage down the columns, twiddles W_256^{k1 p}.
@@ -414,7 +433,7 @@ void spectral_block0(Row& w, const float* uv, const float* zre, const float* zim
         spectral_pair(mp, sd, blk[b], s.bzre[b], s.bzim[b], s.bzre[pb], s.bzim[pb], s.bytile[b], s.bytile[pb], w.k);
     }
     // Inverse L = 16 across the rows, twiddles W_256^{i n}; then L = 256 down the columns.
-    pipelined<true>(
+    pipelined<Tiles::Across>(
         cnt, s,
         [&](int64_t b, int64_t* stride) {
           *stride = 64;
@@ -440,8 +459,16 @@ void spectral_block0(Row& w, const float* uv, const float* zre, const float* zim
 
 void conv_row(Row& w, int64_t channel, const uint16_t* u, float* y) {
   const MonarchPlan& mp = w.mp;
-  top_forward(w, u);
-  for (int64_t si = w.first16(); si < w.inner(); ++si) outer_forward(w, si);
+  int64_t si = w.first16();
+  if (mp.r == 1 && w.inner() > 0) {  // the first radix-16 stage reads the input row
+    const uint32_t* u32 = reinterpret_cast<const uint32_t*>(u);
+    if (mp.causal()) outer_forward<Tiles::DownHalf>(w, 0, u32);
+    else outer_forward(w, 0, u32);
+    si = 1;
+  } else {
+    top_forward(w, u);
+  }
+  for (; si < w.inner(); ++si) outer_forward(w, si, w.x);
   inner_pass(w, channel, y);
   for (int64_t si = w.inner() - 1; si >= w.first16(); --si) outer_inverse(w, si, y);
   if (mp.r > 1) top_inverse(w, y);
@@ -451,9 +478,19 @@ void conv_row(Row& w, int64_t channel, const uint16_t* u, float* y) {
 
 void monarch_conv_rows__amx(const MonarchPlan& mp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
                             void* workspace, bool stream_y) {
-  load_tile_config_16x64();
+  // Tiles 0-4 as 16 x 64 bytes; 5: an 8-row data tile; 6, 7: the DFT tiles' first 8 column pairs
+  // (16 x 32 bytes) — the causal first stage's half product.
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = t == 6 || t == 7 ? 32 : 64;
+    cfg.rows[t] = t == 5 ? 8 : 16;
+  }
+  __asm__ __volatile__("" : : "r"(&cfg) : "memory");  // see load_tile_config_16x64
+  _tile_loadconfig(&cfg);
   _tile_loadd(3, mp.dft[0], 64);
   _tile_loadd(4, mp.dft[1], 64);
+  _tile_loadd(6, mp.dft[0], 64);
+  _tile_loadd(7, mp.dft[1], 64);
   const Consts k;
   auto* x = static_cast<uint32_t*>(workspace);
   auto* s = reinterpret_cast<Scratch*>(static_cast<char*>(workspace) + 4 * mp.m);

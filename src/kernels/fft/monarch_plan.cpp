@@ -108,7 +108,7 @@ MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, const std::vector
   const double inv_m = unscale / double(m);
   const auto off = [&](int64_t k) { return skip != nullptr && skip[k / skip_block] != 0; };
   mp.sc.assign(size_t(mp.kside_rows) * 32, 0.f);
-  mp.sd.assign(size_t(h) * size_t(mp.kside_rows) * 64, 0.f);
+  mp.sd.assign(size_t(h) * size_t(mp.kside_rows) * 64, 0);
   mp.uv0.assign(size_t(h) * 1024, 0.f);
   for (int64_t g = 1; g < nb; ++g) {
     if (mp.kside_row[size_t(g)] < 0) continue;
@@ -130,18 +130,18 @@ MonarchPlan make_monarch_plan(int64_t n, int64_t m, int64_t h, const std::vector
       *D = (P - Q) * 0.5;
     };
     std::complex<double> S, D;
-    float* sd = mp.sd.data() + size_t(c) * size_t(mp.kside_rows) * 64;
+    uint16_t* sd = mp.sd.data() + size_t(c) * size_t(mp.kside_rows) * 64;
     for (int64_t g = 1; g < nb; ++g) {
       if (mp.kside_row[size_t(g)] < 0) continue;
       const int rows = mp.partner[size_t(g)] == g ? 8 : 16;
       for (int i = 0; i < rows; ++i)
         for (int j = 0; j < 16; ++j) {
           SD(bin_of[size_t(256 * g + 16 * i + j)], &S, &D);
-          float* row = sd + size_t(mp.kside_row[size_t(g)] + i) * 64 + j;
-          row[0] = float(S.real());
-          row[16] = float(S.imag());
-          row[32] = float(D.real());
-          row[48] = float(D.imag());
+          uint16_t* row = sd + size_t(mp.kside_row[size_t(g)] + i) * 64 + j;
+          row[0] = f32_to_bf16_scalar(float(S.real()));
+          row[16] = f32_to_bf16_scalar(float(S.imag()));
+          row[32] = f32_to_bf16_scalar(float(D.real()));
+          row[48] = f32_to_bf16_scalar(float(D.imag()));
         }
     }
     float* uv0 = mp.uv0.data() + size_t(c) * 1024;
