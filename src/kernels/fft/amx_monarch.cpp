@@ -424,13 +424,23 @@ void spectral_block0(Row& w, const float* uv, const float* zre, const float* zim
         [&](int64_t b, const float* cre, const float* cim) {
           out_bf16(cre, cim, T.re.data(), T.im.data(), 16, s.btile[b], 16, w.k);
         });
-    // Forward L = 16 stage across the rows: the spectra.
-    for (int b = 0; b < cnt; ++b) dft_across(s.btile[b], s.bzre[b], s.bzim[b]);
-    for (int b = 0; b < cnt; ++b) {
-      const int pb = slot_of_partner[b];
+    // Forward L = 16 stage across the rows (the spectra), then the spectral step, per unit (a
+    // mirrored pair, or a block that mirrors itself): the tiles of unit u + 1 are issued before the
+    // vector work of unit u, so the matrix unit and the vector units run at the same time.
+    int unit_slot[Scratch::kBatch], units = 0;
+    for (int b = 0; b < cnt; ++b)
+      if (slot_of_partner[b] >= b) unit_slot[units++] = b;
+    const auto across = [&](int u) {
+      const int b = unit_slot[u], pb = slot_of_partner[b];
+      dft_across(s.btile[b], s.bzre[b], s.bzim[b]);
+      if (pb != b) dft_across(s.btile[pb], s.bzre[pb], s.bzim[pb]);
+    };
+    across(0);
+    for (int u = 0; u < units; ++u) {
+      if (u + 1 < units) across(u + 1);
+      const int b = unit_slot[u], pb = slot_of_partner[b];
       if (blk[b] == 0) spectral_block0(w, uv0, s.bzre[b], s.bzim[b], s.bytile[b]);
-      else if (pb >= b)
-        spectral_pair(mp, sd, blk[b], s.bzre[b], s.bzim[b], s.bzre[pb], s.bzim[pb], s.bytile[b], s.bytile[pb], w.k);
+      else spectral_pair(mp, sd, blk[b], s.bzre[b], s.bzim[b], s.bzre[pb], s.bzim[pb], s.bytile[b], s.bytile[pb], w.k);
     }
     // Inverse L = 16 across the rows, twiddles W_256^{i n}; then L = 256 down the columns.
     pipelined<Tiles::Across>(
