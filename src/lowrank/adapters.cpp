@@ -298,7 +298,8 @@ void AdapterBank::apply(const float* x, int64_t n, const int32_t* ids, float* y)
   const int64_t chunks = (out_ + kChunk - 1) / kChunk;
   parallel_for(int64_t(tasks.size()) * chunks, [&](int64_t i, int) {
     const int64_t ti = i / chunks, c = i % chunks;
-    k->expand(tasks[size_t(ti)], h.data() + hoff[size_t(ti)], out_, c * kChunk, std::min(out_, (c + 1) * kChunk), y);
+    k->expand(tasks[size_t(ti)], h.data() + hoff[size_t(ti)], tasks[size_t(ti)].rank, out_, c * kChunk,
+              std::min(out_, (c + 1) * kChunk), y, out_);
   });
 }
 

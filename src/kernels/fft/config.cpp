@@ -93,7 +93,12 @@ std::vector<std::complex<double>> real_dft(const std::vector<double>& x) {
 }  // namespace kernels::fft
 
 namespace {
-constexpr int64_t kStreamOutputBytes = int64_t(8) << 20;
+// Outputs larger than the caches bypass them with non-temporal stores (measured: B=8, H=512,
+// N=4K bf16 20 % faster; 16K-1M rows 5-11 %); smaller ones stay cached for whatever reads them
+// next. Needs 64-byte aligned rows: y aligned and n a multiple of 16 floats.
+bool stream_output(const float* y, int64_t n, int64_t rows) {
+  return reinterpret_cast<uintptr_t>(y) % 64 == 0 && n % 16 == 0 && rows * n * 4 >= (int64_t(8) << 20);
+}
 
 // Workspaces outlive a call and are freed with the plan, as an FFTW plan keeps its buffers: a 1M-point
 // row group's 134 MB allocated per call spent ~12 % of the call in page faults (the kernel zeroing
@@ -261,8 +266,7 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
   const int64_t groups_per_b = (pc.h + L - 1) / L;
   const int64_t tasks = pc.flat_rows ? (rows + L - 1) / L : b * groups_per_b;
   const int threads = num_threads();
-  // Outputs larger than the caches bypass them (as in conv_bf16).
-  const bool stream = reinterpret_cast<uintptr_t>(y) % 64 == 0 && pc.n % 16 == 0 && rows * pc.n * 4 >= kStreamOutputBytes;
+  const bool stream = stream_output(y, pc.n, rows);
   const auto rows_of = [&](int64_t task, int64_t* pattern) {
     kernels::fft::RowPtrs io{};
     io.stream = stream;
@@ -371,9 +375,7 @@ void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
   const auto& mp = *impl.monarch;
   const int64_t rows = b * mp.h;
   ThreadWorkspaces ws(impl.workspaces, kernels::fft::monarch_workspace_bytes(mp));
-  // Outputs larger than the caches bypass them (measured: B=8, H=512, N=4K 20 % faster; 16K-1M
-  // rows 5-11 %); smaller ones stay cached for whatever reads them next.
-  const bool stream = reinterpret_cast<uintptr_t>(y) % 64 == 0 && mp.n % 16 == 0 && rows * mp.n * 4 >= kStreamOutputBytes;
+  const bool stream = stream_output(y, mp.n, rows);
   // Tasks of several short rows, so the per-call tile setup is amortized; at least 2 per thread.
   const int64_t per = std::clamp<int64_t>((int64_t(1) << 16) / mp.m, 1, std::max<int64_t>(1, rows / (2 * num_threads())));
   parallel_for((rows + per - 1) / per, [&](int64_t task, int th) {

@@ -78,9 +78,10 @@ inline void load_samples(const RowPtrs& io, int64_t t0, int cnt, V* xs) {
 // a load pass and read back, nor written and read back by a store pass (at m = 1M with 16 rows:
 // 268 MB of traffic fewer each way; measured 9 % faster on one thread). Below, where the workspace
 // stays in L3, the separate sequential passes measured faster (64K-256K: 10-20 %): the fused load
-// reads 8 blocks of 16 rows at once, more streams than the prefetchers follow. Butterflies p .. p + P − 1 take their 16 inputs from 16 blocks of
-// V::B samples of every row (8 blocks when causal: the rest is the zero padding), transposed to
-// lanes through a buffer in L1. Ranges of p are multiples of P.
+// reads 8 blocks of 16 rows at once, more streams than the prefetchers follow. Butterflies
+// p .. p + P − 1 take their 16 inputs from 16 blocks of V::B samples of every row (8 blocks when
+// causal: the rest is the zero padding), transposed to lanes through a buffer in L1. Ranges of p
+// are multiples of P.
 template <class V>
 void load_fwd16(const PlanCore& pc, const RowPtrs& io, Cx<V>* z, int64_t p0, int64_t p1) {
   constexpr int P = V::B / 2;

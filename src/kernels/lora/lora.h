@@ -19,8 +19,9 @@ struct Task {
 struct Kernels {
   // h[t, 0..rank) = A · x[rows[t]]
   void (*shrink)(const Task& t, const float* x, int64_t in, float* h);
-  // y[rows[t], o0..o1) += scale · Σ_j h[t, j] · Bt[j, o]
-  void (*expand)(const Task& t, const float* h, int64_t out, int64_t o0, int64_t o1, float* y);
+  // y[rows[t], o0..o1) += scale · Σ_j h[t, j] · Bt[j, o]; h rows ldh apart, Bt rows `out` apart,
+  // y rows ldy apart.
+  void (*expand)(const Task& t, const float* h, int64_t ldh, int64_t out, int64_t o0, int64_t o1, float* y, int64_t ldy);
 };
 
 const Kernels* kernels__ref();

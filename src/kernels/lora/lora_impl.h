@@ -56,11 +56,12 @@ void shrink_w(const Task& t, const W* a, const float* x, int64_t in, float* h) {
 
 // NR rows (1..4) at a time: every load of Bᵀ feeds NR rows' FMAs.
 template <class V, int NR, class W>
-void expand_rows(const Task& t, const W* bt, const float* h, int64_t out, int64_t o0, int64_t o1, float* y, int64_t r0) {
+void expand_rows(const Task& t, const W* bt, const float* h, int64_t ldh, int64_t out, int64_t o0, int64_t o1, float* y,
+                 int64_t ldy, int64_t r0) {
   constexpr int L = V::L;
   float* yr[NR];
   const float* hr[NR];
-  for (int q = 0; q < NR; ++q) yr[q] = y + int64_t(t.rows[r0 + q]) * out, hr[q] = h + (r0 + q) * t.rank;
+  for (int q = 0; q < NR; ++q) yr[q] = y + int64_t(t.rows[r0 + q]) * ldy, hr[q] = h + (r0 + q) * ldh;
   int64_t o = o0;
   for (; o + 2 * L <= o1; o += 2 * L) {
     V acc[NR][2];
@@ -87,13 +88,14 @@ void expand_rows(const Task& t, const W* bt, const float* h, int64_t out, int64_
 }
 
 template <class V, class W>
-void expand_w(const Task& t, const W* bt, const float* h, int64_t out, int64_t o0, int64_t o1, float* y) {
+void expand_w(const Task& t, const W* bt, const float* h, int64_t ldh, int64_t out, int64_t o0, int64_t o1, float* y,
+              int64_t ldy) {
   for (int64_t r0 = 0; r0 < t.nrows; r0 += 4) {
     switch (int(std::min<int64_t>(4, t.nrows - r0))) {
-      case 4: expand_rows<V, 4>(t, bt, h, out, o0, o1, y, r0); break;
-      case 3: expand_rows<V, 3>(t, bt, h, out, o0, o1, y, r0); break;
-      case 2: expand_rows<V, 2>(t, bt, h, out, o0, o1, y, r0); break;
-      default: expand_rows<V, 1>(t, bt, h, out, o0, o1, y, r0); break;
+      case 4: expand_rows<V, 4>(t, bt, h, ldh, out, o0, o1, y, ldy, r0); break;
+      case 3: expand_rows<V, 3>(t, bt, h, ldh, out, o0, o1, y, ldy, r0); break;
+      case 2: expand_rows<V, 2>(t, bt, h, ldh, out, o0, o1, y, ldy, r0); break;
+      default: expand_rows<V, 1>(t, bt, h, ldh, out, o0, o1, y, ldy, r0); break;
     }
   }
 }
@@ -104,9 +106,9 @@ void shrink(const Task& t, const float* x, int64_t in, float* h) {
   else shrink_w<V>(t, t.a, x, in, h);
 }
 template <class V>
-void expand(const Task& t, const float* h, int64_t out, int64_t o0, int64_t o1, float* y) {
-  if (t.bt16 != nullptr) expand_w<V>(t, t.bt16, h, out, o0, o1, y);
-  else expand_w<V>(t, t.bt, h, out, o0, o1, y);
+void expand(const Task& t, const float* h, int64_t ldh, int64_t out, int64_t o0, int64_t o1, float* y, int64_t ldy) {
+  if (t.bt16 != nullptr) expand_w<V>(t, t.bt16, h, ldh, out, o0, o1, y, ldy);
+  else expand_w<V>(t, t.bt, h, ldh, out, o0, o1, y, ldy);
 }
 
 inline float bf16_widen(uint16_t h) {

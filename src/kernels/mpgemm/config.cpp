@@ -112,30 +112,17 @@ void build_column(const LutWeights& w, const float* x, LutMode mode, Column& c) 
                                                               c.stats.ts.data(), c.tab.data());
 }
 
-// Y[i, o] += Σ_j H[i, j] · Lᵀ[j, o] for the output rows of tiles [t0, t1) and tokens [n0, n0 + nb).
-// With Y and H packed (ldy = m, ldh = rank) this is the multi-LoRA expand kernel (one task, its rows
-// the tokens; register-blocked, dispatched per ISA); otherwise a plain loop.
+// Y[i, o] += Σ_j H[i, j] · Lᵀ[j, o] for the output rows of tiles [t0, t1) and tokens [n0, n0 + nb):
+// the multi-LoRA expand kernel (register-blocked, dispatched per ISA) as one task whose rows are
+// the tokens.
 void add_lowrank(const LowRankEpilogue& e, int64_t rows, int64_t t0, int64_t t1, int64_t n0, int64_t nb, float* y, int64_t ldy) {
-  const int64_t o0 = t0 * 16, o1 = std::min(rows, t1 * 16);
-  if (ldy == rows && e.ldh == e.rank) {
-    int32_t tok[kMaxNb];
-    const auto* k = detail::lora_bgmv_op().get<LoraKernelsFn>()();
-    for (int64_t i0 = n0; i0 < n0 + nb; i0 += kMaxNb) {
-      const int64_t cnt = std::min<int64_t>(kMaxNb, n0 + nb - i0);
-      for (int64_t q = 0; q < cnt; ++q) tok[q] = int32_t(i0 + q);
-      const kernels::lora::Task t{nullptr, e.lt, nullptr, nullptr, e.rank, 1.f, tok, cnt};
-      k->expand(t, e.h + i0 * e.rank, rows, o0, o1, y);
-    }
-    return;
-  }
-  for (int64_t i = n0; i < n0 + nb; ++i) {
-    float* yr = y + i * ldy;
-    const float* hr = e.h + i * e.ldh;
-    for (int64_t j = 0; j < e.rank; ++j) {
-      const float hj = hr[j];
-      const float* lr = e.lt + j * rows;
-      for (int64_t o = o0; o < o1; ++o) yr[o] += hj * lr[o];
-    }
+  const auto* k = detail::lora_bgmv_op().get<LoraKernelsFn>()();
+  int32_t tok[kMaxNb];
+  for (int64_t i0 = n0; i0 < n0 + nb; i0 += kMaxNb) {
+    const int64_t cnt = std::min<int64_t>(kMaxNb, n0 + nb - i0);
+    for (int64_t q = 0; q < cnt; ++q) tok[q] = int32_t(i0 + q);
+    const kernels::lora::Task t{nullptr, e.lt, nullptr, nullptr, e.rank, 1.f, tok, cnt};
+    k->expand(t, e.h + i0 * e.ldh, e.ldh, rows, t0 * 16, std::min(rows, t1 * 16), y, ldy);
   }
 }
 
