@@ -23,11 +23,14 @@ enum class ConvMode {
 // The input dtype a plan is built for. Bf16 plans also build the AMX Monarch tables (when the CPU
 // has AMX and m >= 256) that conv_bf16 runs on; any plan accepts either input.
 enum class ConvDtype { F32, Bf16 };
-// Which kernel conv_bf16 of a Bf16 plan uses. Auto: the AMX Monarch FFT from m = 2048 complex
-// points on (n >= 2048 causal, >= 4096 circular), where it measured faster; below, the fp32
-// 16-row kernel (converting on load) was faster here. Monarch: whenever the CPU has AMX and
-// m >= 256. F32Kernel: never.
-enum class ConvBf16Path { Auto, Monarch, F32Kernel };
+// Which kernel conv_bf16 of a Bf16 plan uses. Auto: the direct (Toeplitz) convolution on AMX tiles
+// where its O(n·nk) tile work is estimated cheaper than an FFT (short rows, e.g. n = 1K, and
+// short filters: partial convolution), else the AMX Monarch FFT from m = 2048 complex points on
+// (n >= 2048 causal, >= 4096 circular), else the fp32 16-row kernel (converting on load).
+// Direct: the direct AMX kernel whenever the CPU has AMX, n is a multiple of 512 and there is no
+// frequency mask. Monarch: the Monarch FFT whenever the CPU has AMX and m >= 256. F32Kernel: never
+// a matrix-unit kernel.
+enum class ConvBf16Path { Auto, Monarch, F32Kernel, Direct };
 
 struct FftConvOptions {
   ConvMode mode = ConvMode::Causal;
@@ -51,9 +54,10 @@ class FftConvPlan {
   void conv(const float* u, int64_t b, float* y) const;
   // Hyena-style gating fused in:  y = v ⊙ conv(u ⊙ w, k);  v, w: [b, H, N].
   void conv_gated(const float* u, const float* v, const float* w, int64_t b, float* y) const;
-  // bf16 inputs, f32 output. A plan built with dtype Bf16 on an AMX CPU runs the Monarch FFT on
-  // AMX tiles (bf16 operands, fp32 accumulation; relative error ~3e-3); otherwise the fp32 kernel
-  // with the inputs converted inside the row loads.
+  // bf16 inputs, f32 output. A plan built with dtype Bf16 on an AMX CPU runs the direct
+  // convolution or the Monarch FFT on AMX tiles (bf16 operands, fp32 accumulation; relative error
+  // ~2e-3 / ~4e-3: the filter is rounded to bf16); otherwise the fp32 kernel with the inputs
+  // converted inside the row loads.
   void conv_bf16(const uint16_t* u, int64_t b, float* y) const;
   // The kernel conv_bf16 runs.
   const char* kernel_bf16() const;

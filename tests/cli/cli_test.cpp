@@ -146,7 +146,8 @@ TEST(Cli, BenchFftConvAgainstFftw) {
   while (std::getline(lines, line)) {
     const json j = json::parse(line);
     EXPECT_TRUE(j.contains("dtype") && j.contains("max_rel_err") && j.contains("ratio_to_baseline")) << line;
-    EXPECT_LT(j["max_rel_err"].get<double>(), 1e-5) << line;
+    // bf16 rows may run an AMX kernel (the direct one at n = 1K): bf16 operands, the 1e-2.
+    EXPECT_LT(j["max_rel_err"].get<double>(), j["dtype"] == "bf16" ? 1e-2 : 1e-5) << line;
     if (j["impl"].get<std::string>().rfind("fftw", 0) == 0) {
       ++fftw;
     } else {

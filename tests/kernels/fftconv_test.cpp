@@ -173,26 +173,77 @@ TEST_P(FftConvIsa, Bf16PlanMatchesF32) {
   std::printf("worst relative L2 error of the bf16 plan (%s): %.2e\n", isa_name(GetParam()), worst);
 }
 
-// Auto picks the Monarch kernel from m = 2048 on (AMX CPUs), the fp32 kernel below; F32Kernel
-// never builds the Monarch tables.
+// The direct (Toeplitz) AMX kernel against float64 on the same bf16-rounded u and k: it only
+// differs by fp32 accumulation (relative L2 <= 1e-5), and within 1e-2 of the unrounded filter's
+// result. Causal and circular, full, partial (one slice, slice edges ±1) and one-tap filters,
+// odd H, B = 1 and 3, row counts that split unevenly over threads, the same filter on
+// consecutive rows (H = 1). Without AMX the Direct choice runs the fp32 kernel (1e-5 of f32).
+TEST_P(FftConvIsa, DirectMatchesReference) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  const bool amx = GetParam() == Isa::Amx;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular})
+      for (int64_t n : {512, 1024, 2048, 4096})
+        for (int64_t nk : {n, n / 3 + 1, int64_t(1), int64_t(31), int64_t(32), int64_t(33), int64_t(100)})
+          for (int64_t h : {1, 3}) {
+            if (threads == 2 && n != 1024) continue;
+            const int64_t b = h == 3 ? 3 : 1;
+            const auto u = test::random_floats(size_t(b * h * n), uint32_t(n + h + nk));
+            const auto k = test::random_floats(size_t(h * nk), uint32_t(n * 5 + nk), 1.f / std::sqrt(float(nk)));
+            const auto ub = test::to_bf16(u), kb = test::to_bf16(k);
+            std::vector<float> ur(ub.size()), kr(kb.size());
+            for (size_t i = 0; i < ub.size(); ++i) ur[i] = bf16_to_f32_scalar(ub[i]);
+            for (size_t i = 0; i < kb.size(); ++i) kr[i] = bf16_to_f32_scalar(kb[i]);
+            FftConvOptions o{mode, {}};
+            o.dtype = ConvDtype::Bf16;
+            o.bf16_path = ConvBf16Path::Direct;
+            const auto plan = FftConvPlan::create(n, h, k.data(), nk, o);
+            ASSERT_EQ(std::string(plan.kernel_bf16()).find("direct") != std::string::npos, amx) << plan.kernel_bf16();
+            std::vector<float> y(u.size(), NAN);
+            plan.conv_bf16(ub.data(), b, y.data());
+            const auto what = [&] {
+              return std::string(mode == ConvMode::Causal ? "causal" : "circular") + " n=" + std::to_string(n) +
+                     " nk=" + std::to_string(nk) + " h=" + std::to_string(h) + " threads=" + std::to_string(threads);
+            };
+            if (amx) EXPECT_LE(rel_l2(y.data(), reference(ur, kr, b, h, n, nk, mode)), 1e-5) << what();
+            EXPECT_LE(rel_l2(y.data(), reference(ur, k, b, h, n, nk, mode)), amx ? 1e-2 : 1e-5) << what();
+          }
+  }
+}
+
+// Auto picks the direct AMX kernel where its tile work is estimated below the FFT's (n = 1K, short
+// filters), else the Monarch kernel from m = 2048 on (AMX CPUs), the fp32 kernel below;
+// F32Kernel never builds the matrix-unit tables; a frequency mask or n < 512 rules out Direct.
 TEST(FftConv, Bf16PathChoice) {
-  const std::vector<float> k(4096, 0.01f);
+  const std::vector<float> k(65536, 0.01f);
   const bool amx = cpu_info().max_isa == Isa::Amx;
-  const auto name = [&](int64_t n, ConvMode mode, ConvBf16Path path) {
+  const auto name = [&](int64_t n, ConvMode mode, ConvBf16Path path, int64_t nk) {
     FftConvOptions o{mode, {}};
     o.dtype = ConvDtype::Bf16;
     o.bf16_path = path;
-    return std::string(FftConvPlan::create(n, 1, k.data(), 16, o).kernel_bf16());
+    return std::string(FftConvPlan::create(n, 1, k.data(), nk, o).kernel_bf16());
   };
   const auto monarch = [](const std::string& s) { return s.find("monarch") != std::string::npos; };
-  EXPECT_FALSE(monarch(name(1024, ConvMode::Causal, ConvBf16Path::Auto)));
-  EXPECT_EQ(monarch(name(2048, ConvMode::Causal, ConvBf16Path::Auto)), amx);
-  EXPECT_FALSE(monarch(name(2048, ConvMode::Circular, ConvBf16Path::Auto)));  // m = 1024
-  EXPECT_EQ(monarch(name(256, ConvMode::Causal, ConvBf16Path::Monarch)), amx);
-  EXPECT_FALSE(monarch(name(256, ConvMode::Circular, ConvBf16Path::Monarch)));  // m = 128: unsupported
-  EXPECT_FALSE(monarch(name(4096, ConvMode::Causal, ConvBf16Path::F32Kernel)));
+  const auto direct = [](const std::string& s) { return s.find("direct") != std::string::npos; };
+  EXPECT_EQ(direct(name(1024, ConvMode::Causal, ConvBf16Path::Auto, 1024)), amx);
+  EXPECT_EQ(direct(name(65536, ConvMode::Causal, ConvBf16Path::Auto, 64)), amx);  // partial: O(n·nk) wins
+  EXPECT_EQ(monarch(name(4096, ConvMode::Causal, ConvBf16Path::Auto, 4096)), amx);
+  EXPECT_EQ(monarch(name(65536, ConvMode::Causal, ConvBf16Path::Auto, 65536)), amx);
+  EXPECT_FALSE(monarch(name(1024, ConvMode::Causal, ConvBf16Path::Auto, 1024)));
+  EXPECT_FALSE(direct(name(256, ConvMode::Causal, ConvBf16Path::Direct, 256)));  // n < 512
+  EXPECT_EQ(monarch(name(256, ConvMode::Causal, ConvBf16Path::Monarch, 16)), amx);
+  EXPECT_FALSE(monarch(name(256, ConvMode::Circular, ConvBf16Path::Monarch, 16)));  // m = 128: unsupported
+  EXPECT_FALSE(monarch(name(4096, ConvMode::Causal, ConvBf16Path::F32Kernel, 16)));
+  EXPECT_FALSE(direct(name(4096, ConvMode::Causal, ConvBf16Path::F32Kernel, 16)));
+  FftConvOptions masked{ConvMode::Causal, std::vector<uint8_t>(17, 1)};  // 1025 bins
+  masked.dtype = ConvDtype::Bf16;
+  masked.bf16_path = ConvBf16Path::Direct;
+  EXPECT_FALSE(direct(FftConvPlan::create(1024, 1, k.data(), 1024, masked).kernel_bf16()));
   FftConvOptions f32;
   EXPECT_FALSE(monarch(FftConvPlan::create(4096, 1, k.data(), 16, f32).kernel_bf16()));  // f32 plans
+  EXPECT_FALSE(direct(FftConvPlan::create(1024, 1, k.data(), 16, f32).kernel_bf16()));
 }
 
 TEST(FftConv, BadArguments) {

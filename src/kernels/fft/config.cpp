@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/dispatch.h"
+#include "kernels/fft/direct.h"
 #include "kernels/fft/fft.h"
 #include "kernels/fft/monarch.h"
 #include "tensorzip/convert.h"
@@ -37,6 +38,16 @@ KernelOp& fftconv_bf16_op() {
   });
   return op;
 }
+namespace {
+void fftconv_bf16_direct_none() {}  // no direct variant without AMX
+}  // namespace
+KernelOp& fftconv_bf16_direct_op() {
+  static KernelOp op("fftconv_bf16_direct", {
+      {"fftconv_bf16_direct_toeplitz32__amx", Isa::Amx, 0, to_any(kernels::fft::direct_conv_rows__amx)},
+      {"fftconv_bf16_direct_none__ref", Isa::Scalar, 0, to_any(fftconv_bf16_direct_none)},
+  });
+  return op;
+}
 }  // namespace detail
 
 namespace kernels::fft {
@@ -62,6 +73,12 @@ namespace {
 // of bf16, same run): Monarch ÷ fp32 16-row kernel time = 1.13 at m = 1K, 0.81 at 2K, 0.9-1.0 at
 // 4K, 0.82 at 16K, 0.71 at 64K.
 constexpr int64_t kMonarchAutoMinM = 2048;
+// Auto picks the direct AMX convolution when its tile products per row are fewer than this times
+// m·log2(m) (the FFT's work). Measured (one thread, bf16, causal, ms: direct / Monarch / fp32
+// kernel): n = 1K 0.74 / 1.30 / 1.68; 2K 4.65 / 2.78 / 3.38, with nk = 1K 1.77 / 2.81 / 3.44;
+// 16K·64 rows nk = 512 0.76 / 2.28 / 3.38, nk = 2K 2.29 / 2.30 / 3.55; 64K·16 rows nk = 1K
+// 1.33 / 3.15 / 5.10, nk = 4K 4.09 / 2.88 / 4.80. The rule picks the faster in each.
+constexpr double kDirectPerFftWork = 0.0117;
 
 // Bins 0 .. lr/2 of the DFT of a real sequence of length lr (power of two), float64, radix-2.
 std::vector<std::complex<double>> real_dft(const std::vector<double>& x) {
@@ -162,6 +179,9 @@ struct FftConvPlan::Impl {
   // bf16 Monarch path (dtype Bf16 plans on AMX CPUs only).
   std::unique_ptr<kernels::fft::MonarchPlan> monarch;
   kernels::fft::MonarchRowsFn monarch_fn = nullptr;
+  // bf16 direct path (short rows or short filters; AMX CPUs only).
+  std::unique_ptr<kernels::fft::DirectPlan> direct;
+  kernels::fft::DirectRowsFn direct_fn = nullptr;
   const char* kernel_bf16 = "";
 };
 
@@ -218,9 +238,22 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
     spectra[size_t(c)] = real_dft(x);
   });
   impl->kernel_bf16 = impl->kernel;
+  if (opt.dtype == ConvDtype::Bf16 && opt.freq_mask.empty() && direct_supported(n) &&
+      (opt.bf16_path == ConvBf16Path::Direct || opt.bf16_path == ConvBf16Path::Auto)) {
+    auto& dop = detail::fftconv_bf16_direct_op();
+    if (dop.chosen().isa == Isa::Amx) {
+      auto dp = std::make_unique<DirectPlan>(make_direct_plan(n, h, k, nk, opt.mode == ConvMode::Causal));
+      const double fft_work = double(pc.m) * std::log2(double(pc.m));
+      if (opt.bf16_path == ConvBf16Path::Direct || double(direct_tile_products(*dp)) < kDirectPerFftWork * fft_work) {
+        impl->direct = std::move(dp);
+        impl->direct_fn = dop.get<DirectRowsFn>();
+        impl->kernel_bf16 = dop.chosen().name;
+      }
+    }
+  }
   const bool want_monarch = opt.bf16_path == ConvBf16Path::Monarch ||
                             (opt.bf16_path == ConvBf16Path::Auto && pc.m >= kMonarchAutoMinM);
-  if (opt.dtype == ConvDtype::Bf16 && want_monarch && monarch_supported(pc.m)) {
+  if (opt.dtype == ConvDtype::Bf16 && !impl->direct && want_monarch && monarch_supported(pc.m)) {
     auto& bop = detail::fftconv_bf16_op();
     if (bop.chosen().isa == Isa::Amx) {
       impl->monarch = std::make_unique<MonarchPlan>(
@@ -250,6 +283,7 @@ int64_t FftConvPlan::h() const { return impl_->core.h; }
 ConvMode FftConvPlan::mode() const { return impl_->core.mode; }
 const char* FftConvPlan::kernel() const { return impl_->kernel; }
 size_t FftConvPlan::workspace_bytes_per_thread(ConvDtype dtype) const {
+  if (dtype == ConvDtype::Bf16 && impl_->direct) return kernels::fft::direct_workspace_bytes(*impl_->direct);
   if (dtype == ConvDtype::Bf16 && impl_->monarch) return kernels::fft::monarch_workspace_bytes(*impl_->monarch);
   return kernels::fft::workspace_floats(impl_->core) * sizeof(float);
 }
@@ -369,6 +403,18 @@ int64_t FftConvPlan::filter_length() const { return impl_->nk; }
 
 void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
   const Impl& impl = *impl_;
+  if (impl.direct) {
+    require(b >= 0, "fftconv: negative batch");
+    require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
+    const auto& dp = *impl.direct;
+    const int64_t rows = b * dp.h;
+    ThreadWorkspaces ws(impl.workspaces, kernels::fft::direct_workspace_bytes(dp));
+    const int64_t per = std::max<int64_t>(1, rows / (4 * num_threads()));
+    parallel_for((rows + per - 1) / per, [&](int64_t task, int th) {
+      impl.direct_fn(dp, task * per, std::min(rows, (task + 1) * per), u, y, ws.get(th));
+    });
+    return;
+  }
   if (!impl.monarch) return run(impl, nullptr, nullptr, nullptr, b, y, false, u);  // converted inside the row loads
   require(b >= 0, "fftconv: negative batch");
   require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
