@@ -307,6 +307,47 @@ TEST_P(FftConvIsa, BackwardMatchesReference) {
       }
 }
 
+// m >= 64K: blocks and leaves in mirrored pairs with the spectral step between them, the spectrum in
+// position order (fftconv_impl.h leaf_pairs) — one thread per group, and two splitting the block
+// pairs of one group: convolution and du against float64, and complementary frequency masks
+// adding up to the dense result (the masked bins go through the same pair step).
+TEST_P(FftConvIsa, LeafPairPathMatchesReference) {
+  if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
+  test::ScopedIsa cap(GetParam());
+  const int64_t h = 3, b = 1, nk = 100;
+  const auto k = test::random_floats(size_t(h * nk), 61, 0.1f);
+  for (ConvMode mode : {ConvMode::Causal, ConvMode::Circular}) {
+    const int64_t n = mode == ConvMode::Causal ? 65536 : 131072;  // m = 64K
+    const auto u = test::random_floats(size_t(b * h * n), 62), dy = test::random_floats(u.size(), 63);
+    const auto plan = FftConvPlan::create(n, h, k.data(), nk, {mode, {}});
+    std::vector<double> du_ref, dk_ref;
+    grad_ref(u, dy, k, b, h, n, nk, mode, du_ref, dk_ref);
+    const auto y_ref = reference(u, k, b, h, n, nk, mode);
+    const int64_t blocks = (n / (mode == ConvMode::Causal ? 1 : 2) + 1 + kFreqMaskBlock - 1) / kFreqMaskBlock;
+    std::vector<uint8_t> mlo(size_t(blocks), 0), mhi(size_t(blocks), 1);
+    for (int64_t i = 0; i < blocks / 3; ++i) mlo[size_t(i)] = 1, mhi[size_t(i)] = 0;
+    const auto plan_lo = FftConvPlan::create(n, h, k.data(), nk, {mode, mlo});
+    const auto plan_hi = FftConvPlan::create(n, h, k.data(), nk, {mode, mhi});
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      const std::string what = std::string(mode == ConvMode::Causal ? "causal" : "circular") + " threads " + std::to_string(threads);
+      std::vector<float> y(u.size(), NAN), du(u.size(), NAN), dk(k.size()), lo(u.size()), hi(u.size());
+      plan.conv(u.data(), b, y.data());
+      EXPECT_LE(rel_l2(y.data(), y_ref), 1e-5) << what;
+      plan.backward(u.data(), dy.data(), b, du.data(), dk.data());
+      EXPECT_LE(rel_l2(du.data(), du_ref), 1e-5) << what;
+      EXPECT_LE(rel_l2(dk.data(), dk_ref), 1e-5) << what;
+      plan_lo.conv(u.data(), b, lo.data());
+      plan_hi.conv(u.data(), b, hi.data());
+      std::vector<float> sum(u.size());
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] = lo[i] + hi[i];
+      std::vector<double> yd(y.begin(), y.end());
+      EXPECT_LE(rel_l2(sum.data(), yd), 1e-5) << what;
+      EXPECT_GT(rel_l2(lo.data(), yd), 1e-2) << what;
+    }
+  }
+}
+
 TEST(FftConv, GatedBackwardMatchesReference) {
   const int64_t b = 2, h = 5, n = 256, nk = 40;
   const auto u = test::random_floats(size_t(b * h * n), 21), v = test::random_floats(u.size(), 22);

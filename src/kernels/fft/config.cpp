@@ -218,6 +218,21 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
     pc.wl[size_t(2 * i)] = float(std::cos(a));
     pc.wl[size_t(2 * i + 1)] = float(std::sin(a));
   }
+  if (leaf_pairs(pc.m)) {
+    const size_t m = size_t(pc.m);
+    pc.iperm.resize(m);
+    pc.mirror_pos.resize(m);
+    pc.wl_pos.resize(2 * m);
+    for (size_t k = 0; k < m; ++k) pc.iperm[size_t(pc.perm[k])] = int32_t(k);
+    for (size_t p = 0; p < m; ++p) {
+      const size_t k = size_t(pc.iperm[p]);
+      pc.mirror_pos[p] = pc.perm[(m - k) % m];
+      if (k <= m / 2) {
+        pc.wl_pos[2 * p] = pc.wl[2 * k];
+        pc.wl_pos[2 * p + 1] = pc.wl[2 * k + 1];
+      }
+    }
+  }
   const int64_t bins = pc.m + 1, blocks = (bins + kFreqMaskBlock - 1) / kFreqMaskBlock;
   if (!opt.freq_mask.empty()) {
     require(int64_t(opt.freq_mask.size()) == blocks, "fftconv: freq_mask needs " + std::to_string(blocks) +
@@ -269,8 +284,9 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
     for (int64_t b = 0; b < bins; ++b) {
       const bool off = !pc.skip.empty() && pc.skip[size_t(b / kFreqMaskBlock)];
       const auto& K = spectra[size_t(c)][size_t(b)];
-      dst[(2 * b) * L + slot % L] = off ? 0.f : float(K.real() / double(pc.m));
-      dst[(2 * b + 1) * L + slot % L] = off ? 0.f : float(K.imag() / double(pc.m));
+      const int64_t i = pc.iperm.empty() || b == pc.m ? b : pc.perm[size_t(b)];
+      dst[(2 * i) * L + slot % L] = off ? 0.f : float(K.real() / double(pc.m));
+      dst[(2 * i + 1) * L + slot % L] = off ? 0.f : float(K.imag() / double(pc.m));
     }
   }
   FftConvPlan p;
@@ -343,9 +359,13 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
       stage(Stage::Load, pc.m, parts, 8);
       const int64_t nb = kernels::fft::top_blocks(pc.m), nbf = kernels::fft::top_butterflies(pc.m);
       stage(Stage::FwdTop, nbf, parts, 8);  // multiples of 8 butterflies (load_fwd16)
-      stage(Stage::FwdBlock, nb, nb, 1);
-      stage(Stage::Spectral, pc.m / 2 + 1, parts, 1);
-      stage(Stage::InvBlock, nb, nb, 1);
+      if (kernels::fft::leaf_pairs(pc.m)) {
+        stage(Stage::BlockPairs, 16, 16, 1);
+      } else {
+        stage(Stage::FwdBlock, nb, nb, 1);
+        stage(Stage::Spectral, pc.m / 2 + 1, parts, 1);
+        stage(Stage::InvBlock, nb, nb, 1);
+      }
       stage(Stage::InvTop, nbf, parts, 8);
       stage(Stage::Store, pc.n / 2, parts, 8);
     }
