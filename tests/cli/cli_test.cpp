@@ -218,6 +218,21 @@ TEST(Cli, BenchLowRankJson) {
   EXPECT_EQ(ops["svd"], 3);  // full, randomized, randomized with the bf16 range finder
   EXPECT_EQ(ops["lowrank_op"], 4);
   EXPECT_EQ(ops["multi_lora"], 3);  // loop, fused f32, fused with bf16 weights
+  // `bench decomp` and `bench adapters` are its two halves.
+  const auto count_ops = [](const std::string& out) {
+    std::map<std::string, int> c;
+    std::istringstream in(out);
+    std::string l;
+    while (std::getline(in, l)) ++c[json::parse(l)["op"].get<std::string>()];
+    return c;
+  };
+  auto d = test::run_cli("bench decomp --m 256 --k 192 --svd-rank 8 --op-rank 16 --n 1 --repeats 2 --json");
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_EQ(count_ops(d.out), (std::map<std::string, int>{{"svd", 3}, {"lowrank_op", 2}}));
+  auto a = test::run_cli("bench adapters --m 256 --k 192 --adapters 4 --adapter-rank 4 --rows 8 --repeats 2 --json");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(count_ops(a.out), (std::map<std::string, int>{{"multi_lora", 3}}));
+  EXPECT_NE(test::run_cli("bench adapters --svd-rank 8").code, 0);  // not an option of this half
 }
 
 TEST(Cli, RunGreedyMatchesLlama2c) {

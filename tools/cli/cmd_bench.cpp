@@ -130,28 +130,43 @@ void add_bench(CLI::App& app) {
   });
 #endif
 
-  static bench::LowRankBenchOptions lr;
-  auto* lrc = cmd->add_subcommand("lowrank", "Randomized vs full SVD, low-rank operator vs dense GEMM, fused multi-LoRA vs loop");
-  add_common(lrc, common);
-  lrc->add_option("--parts", lr.parts, "Any of rsvd, op, adapters")->delimiter(',');
-  lrc->add_option("--m", lr.m, "Rows / output features")->check(CLI::PositiveNumber);
-  lrc->add_option("--k", lr.k, "Columns / input features")->check(CLI::PositiveNumber);
-  lrc->add_option("--svd-rank", lr.svd_rank, "Rank of the randomized SVD")->check(CLI::PositiveNumber);
-  lrc->add_option("--oversample", lr.oversample, "Randomized SVD oversampling")->check(CLI::NonNegativeNumber);
-  lrc->add_option("--power-iters", lr.power_iters, "Randomized SVD power iterations")->check(CLI::NonNegativeNumber);
-  lrc->add_option("--op-rank", lr.op_rank, "Rank of the low-rank operator")->check(CLI::PositiveNumber);
-  lrc->add_option("--n", lr.n, "Tokens for the operator, e.g. 1,16,64,256")->delimiter(',')->check(CLI::PositiveNumber);
-  lrc->add_option("--adapters", lr.adapters, "Distinct LoRA adapters in the batch")->check(CLI::PositiveNumber);
-  lrc->add_option("--adapter-rank", lr.adapter_rank, "Rank of each adapter")->check(CLI::PositiveNumber);
-  lrc->add_option("--rows", lr.rows, "Batch rows (each names an adapter)")->check(CLI::PositiveNumber);
-  lrc->callback([] {
-    lr.threads = common.threads;
-    lr.repeats = common.repeats;
-    lr.warmup = common.warmup;
-    bench::Reporter rep(common.json);
-    Progress bar(bench::lowrank_bench_cases(lr), !common.json);
-    bench::bench_lowrank(lr, rep, [&](const std::string& s) { bar.step(s); });
-  });
+  // `lowrank` runs all three parts; `decomp` (randomized SVD, low-rank operator) and `adapters`
+  // (fused multi-LoRA) are the names for its two halves.
+  static bench::LowRankBenchOptions lr_all, lr_decomp, lr_adapters;
+  lr_decomp.parts = {"rsvd", "op"};
+  lr_adapters.parts = {"adapters"};
+  const auto add_lowrank = [&](const char* name, const char* what, bench::LowRankBenchOptions& lr, bool parts) {
+    auto* lrc = cmd->add_subcommand(name, what);
+    add_common(lrc, common);
+    if (parts) lrc->add_option("--parts", lr.parts, "Any of rsvd, op, adapters")->delimiter(',');
+    lrc->add_option("--m", lr.m, "Rows / output features")->check(CLI::PositiveNumber);
+    lrc->add_option("--k", lr.k, "Columns / input features")->check(CLI::PositiveNumber);
+    if (&lr != &lr_adapters) {
+      lrc->add_option("--svd-rank", lr.svd_rank, "Rank of the randomized SVD")->check(CLI::PositiveNumber);
+      lrc->add_option("--oversample", lr.oversample, "Randomized SVD oversampling")->check(CLI::NonNegativeNumber);
+      lrc->add_option("--power-iters", lr.power_iters, "Randomized SVD power iterations")->check(CLI::NonNegativeNumber);
+      lrc->add_option("--op-rank", lr.op_rank, "Rank of the low-rank operator")->check(CLI::PositiveNumber);
+      lrc->add_option("--n", lr.n, "Tokens for the operator, e.g. 1,16,64,256")->delimiter(',')->check(CLI::PositiveNumber);
+    }
+    if (&lr != &lr_decomp) {
+      lrc->add_option("--adapters", lr.adapters, "Distinct LoRA adapters in the batch")->check(CLI::PositiveNumber);
+      lrc->add_option("--adapter-rank", lr.adapter_rank, "Rank of each adapter")->check(CLI::PositiveNumber);
+      lrc->add_option("--rows", lr.rows, "Batch rows (each names an adapter)")->check(CLI::PositiveNumber);
+    }
+    lrc->callback([&lr] {
+      lr.threads = common.threads;
+      lr.repeats = common.repeats;
+      lr.warmup = common.warmup;
+      bench::Reporter rep(common.json);
+      Progress bar(bench::lowrank_bench_cases(lr), !common.json);
+      bench::bench_lowrank(lr, rep, [&](const std::string& s) { bar.step(s); });
+    });
+  };
+  add_lowrank("lowrank", "Randomized vs full SVD, low-rank operator vs dense GEMM, fused multi-LoRA vs loop", lr_all, true);
+  add_lowrank("decomp", "Randomized vs full SVD and the low-rank operator vs dense GEMM (lowrank --parts rsvd,op)",
+              lr_decomp, false);
+  add_lowrank("adapters", "Fused multi-LoRA batch vs the loop over adapters (lowrank --parts adapters)", lr_adapters,
+              false);
 
   static bench::ModelBenchOptions mo;
   auto* mdl = cmd->add_subcommand("model", "LLaMA model prefill/decode tokens/s per weight format, ratio to f32 in the same run");
