@@ -176,7 +176,7 @@ TEST_P(FftConvIsa, Bf16PlanMatchesF32) {
 // The direct (Toeplitz) AMX kernel against float64 on the same bf16-rounded u and k: it only
 // differs by fp32 accumulation (relative L2 <= 1e-5), and within 1e-2 of the unrounded filter's
 // result. Causal and circular, full, partial (one slice, slice edges ±1) and one-tap filters,
-// odd H, B = 1 and 3, row counts that split unevenly over threads, the same filter on
+// odd H, B = 3 and 8, row counts that split unevenly over threads, the same filter on
 // consecutive rows (H = 1). Without AMX the Direct choice runs the fp32 kernel (1e-5 of f32).
 TEST_P(FftConvIsa, DirectMatchesReference) {
   if (int(GetParam()) > int(cpu_info().max_isa)) GTEST_SKIP() << "CPU lacks " << isa_name(GetParam());
@@ -189,7 +189,7 @@ TEST_P(FftConvIsa, DirectMatchesReference) {
         for (int64_t nk : {n, n / 3 + 1, int64_t(1), int64_t(31), int64_t(32), int64_t(33), int64_t(100)})
           for (int64_t h : {1, 3}) {
             if (threads == 2 && n != 1024) continue;
-            const int64_t b = h == 3 ? 3 : 1;
+            const int64_t b = h == 3 ? 3 : 8;  // H = 1, B = 8: tasks of 2 rows reuse the filter windows
             const auto u = test::random_floats(size_t(b * h * n), uint32_t(n + h + nk));
             const auto k = test::random_floats(size_t(h * nk), uint32_t(n * 5 + nk), 1.f / std::sqrt(float(nk)));
             const auto ub = test::to_bf16(u), kb = test::to_bf16(k);
