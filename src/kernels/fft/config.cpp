@@ -256,14 +256,13 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   if (opt.dtype == ConvDtype::Bf16 && opt.freq_mask.empty() && direct_supported(n) &&
       (opt.bf16_path == ConvBf16Path::Direct || opt.bf16_path == ConvBf16Path::Auto)) {
     auto& dop = detail::fftconv_bf16_direct_op();
-    if (dop.chosen().isa == Isa::Amx) {
-      auto dp = std::make_unique<DirectPlan>(make_direct_plan(n, h, k, nk, opt.mode == ConvMode::Causal));
-      const double fft_work = double(pc.m) * std::log2(double(pc.m));
-      if (opt.bf16_path == ConvBf16Path::Direct || double(direct_tile_products(*dp)) < kDirectPerFftWork * fft_work) {
-        impl->direct = std::move(dp);
-        impl->direct_fn = dop.get<DirectRowsFn>();
-        impl->kernel_bf16 = dop.chosen().name;
-      }
+    const bool causal = opt.mode == ConvMode::Causal;
+    const double fft_work = double(pc.m) * std::log2(double(pc.m));
+    if (dop.chosen().isa == Isa::Amx &&
+        (opt.bf16_path == ConvBf16Path::Direct || double(direct_tile_products(n, nk, causal)) < kDirectPerFftWork * fft_work)) {
+      impl->direct = std::make_unique<DirectPlan>(make_direct_plan(n, h, k, nk, causal));
+      impl->direct_fn = dop.get<DirectRowsFn>();
+      impl->kernel_bf16 = dop.chosen().name;
     }
   }
   const bool want_monarch = opt.bf16_path == ConvBf16Path::Monarch ||

@@ -38,7 +38,7 @@ struct DirectPlan {
 bool direct_supported(int64_t n);
 DirectPlan make_direct_plan(int64_t n, int64_t h, const float* k, int64_t nk, bool causal);
 // Tile products per row (the cost the plan's Auto choice weighs against the FFT's).
-int64_t direct_tile_products(const DirectPlan& dp);
+int64_t direct_tile_products(int64_t n, int64_t nk, bool causal);
 size_t direct_workspace_bytes(const DirectPlan& dp);
 
 // Rows [row0, row1) of u[B·H, n] (bf16) -> y (f32). workspace: direct_workspace_bytes, 64-aligned.

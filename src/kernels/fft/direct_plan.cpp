@@ -8,6 +8,12 @@ namespace tz::kernels::fft {
 
 bool direct_supported(int64_t n) { return n >= 512 && n % 512 == 0; }
 
+namespace {
+// Slice d spans filter taps 32d − 31 .. 32d + 31; circular d = 0 also wraps to taps n − 31 ..
+// n − 1, which only a filter longer than n − 31 reaches (then every slice is non-zero anyway).
+int64_t slices(int64_t n, int64_t nk) { return std::min(n / 32, (nk + 30) / 32 + 1); }
+}  // namespace
+
 DirectPlan make_direct_plan(int64_t n, int64_t h, const float* k, int64_t nk, bool causal) {
   DirectPlan dp;
   dp.n = n;
@@ -15,9 +21,7 @@ DirectPlan make_direct_plan(int64_t n, int64_t h, const float* k, int64_t nk, bo
   dp.nk = nk;
   dp.causal = causal;
   dp.J = n / 32;
-  // Slice d spans filter taps 32d − 31 .. 32d + 31; circular d = 0 also wraps to taps n − 31 ..
-  // n − 1, which only a filter longer than n − 31 reaches (then every slice is non-zero anyway).
-  dp.D = std::min(dp.J, (nk + 30) / 32 + 1);
+  dp.D = slices(n, nk);
   dp.pair_stride = DirectPlan::kPairFront + n + DirectPlan::kPairBack;
   dp.pairs.assign(size_t(h * dp.pair_stride), 0);
   std::vector<uint16_t> kb(static_cast<size_t>(n));
@@ -35,9 +39,10 @@ DirectPlan make_direct_plan(int64_t n, int64_t h, const float* k, int64_t nk, bo
   return dp;
 }
 
-int64_t direct_tile_products(const DirectPlan& dp) {
+int64_t direct_tile_products(int64_t n, int64_t nk, bool causal) {
+  const int64_t D = slices(n, nk);
   int64_t t = 0;
-  for (int64_t jh = 0; jh < dp.J / 16; ++jh) t += 2 * (dp.causal ? std::min(dp.D, 16 * jh + 16) : dp.D);
+  for (int64_t jh = 0; jh < n / 512; ++jh) t += 2 * (causal ? std::min(D, 16 * jh + 16) : D);
   return t;
 }
 
