@@ -235,21 +235,28 @@ AdapterBank::AdapterBank(int64_t out, int64_t in, DType storage) : out_(out), in
 
 int32_t AdapterBank::add(const LoraAdapter& ad) {
   check_lora("adapter bank", out_, in_, ad);
-  Entry e{ad.rank, ad.scale(), ad.a, std::vector<float>(size_t(ad.rank * out_)), ad.b, {}, {}};
+  std::vector<float> bt(size_t(ad.rank * out_));
   for (int64_t o = 0; o < out_; ++o)
-    for (int64_t j = 0; j < ad.rank; ++j) e.bt[size_t(j * out_ + o)] = ad.b[size_t(o * ad.rank + j)];
-  if (storage_ == DType::BF16) {  // the kernel reads a16 / bt16; the baseline the same values in f32
-    const auto to_bf16 = [](const std::vector<float>& v) {
-      std::vector<uint16_t> h(v.size());
-      f32_to_bf16(v.data(), h.data(), v.size());
-      return h;
+    for (int64_t j = 0; j < ad.rank; ++j) bt[size_t(j * out_ + o)] = ad.b[size_t(o * ad.rank + j)];
+  Entry e{ad.rank, ad.scale(), 0, 0, ad.a, ad.b};
+  if (storage_ == DType::BF16) {  // the kernel reads bf16; the baseline the same values in f32
+    const auto append = [&](const std::vector<float>& v) {
+      const int64_t off = int64_t(w16_.size());
+      w16_.resize(w16_.size() + v.size());
+      f32_to_bf16(v.data(), w16_.data() + off, v.size());
+      return off;
     };
-    const auto widen = [](const std::vector<uint16_t>& h, std::vector<float>& v) { bf16_to_f32(h.data(), v.data(), h.size()); };
-    e.a16 = to_bf16(e.a);
-    e.bt16 = to_bf16(e.bt);
-    widen(e.a16, e.a);
-    widen(to_bf16(e.b), e.b);
-    std::vector<float>().swap(e.bt);
+    e.a_off = append(ad.a);
+    e.bt_off = append(bt);
+    bf16_to_f32(w16_.data() + e.a_off, e.a.data(), e.a.size());
+    std::vector<uint16_t> b16(e.b.size());
+    f32_to_bf16(e.b.data(), b16.data(), b16.size());
+    bf16_to_f32(b16.data(), e.b.data(), b16.size());
+  } else {
+    e.a_off = int64_t(w32_.size());
+    w32_.insert(w32_.end(), ad.a.begin(), ad.a.end());
+    e.bt_off = int64_t(w32_.size());
+    w32_.insert(w32_.end(), bt.begin(), bt.end());
   }
   adapters_.push_back(std::move(e));
   return int32_t(adapters_.size() - 1);
@@ -288,8 +295,9 @@ void AdapterBank::apply(const float* x, int64_t n, const int32_t* ids, float* y)
     if (nr == 0) continue;
     const Entry& e = adapters_[size_t(i)];
     const bool bf = storage_ == DType::BF16;
-    tasks.push_back({bf ? nullptr : e.a.data(), bf ? nullptr : e.bt.data(), bf ? e.a16.data() : nullptr,
-                     bf ? e.bt16.data() : nullptr, e.rank, e.scale, rows.data() + off[size_t(i)], nr});
+    tasks.push_back({bf ? nullptr : w32_.data() + e.a_off, bf ? nullptr : w32_.data() + e.bt_off,
+                     bf ? w16_.data() + e.a_off : nullptr, bf ? w16_.data() + e.bt_off : nullptr, e.rank, e.scale,
+                     rows.data() + off[size_t(i)], nr});
     hoff.push_back(hoff.back() + nr * e.rank);
   }
   std::vector<float> h(size_t(hoff.back()));
