@@ -145,7 +145,7 @@ class AdapterBank {
     // The kernel's weights, in the bank's arena (w32_ or w16_, by storage): A [rank, in] at a_off,
     // Bᵀ [rank, out] (rows of the expand) at bt_off.
     int64_t a_off, bt_off;
-    std::vector<float> a;   // [rank, in] for the baseline loop (bf16-rounded with BF16 storage)
+    std::vector<float> a;   // BF16 storage: A [rank, in] widened back to f32, for the baseline loop
     std::vector<float> b;   // [out, rank] for the baseline loop
   };
   int64_t out_, in_;

@@ -238,7 +238,7 @@ int32_t AdapterBank::add(const LoraAdapter& ad) {
   std::vector<float> bt(size_t(ad.rank * out_));
   for (int64_t o = 0; o < out_; ++o)
     for (int64_t j = 0; j < ad.rank; ++j) bt[size_t(j * out_ + o)] = ad.b[size_t(o * ad.rank + j)];
-  Entry e{ad.rank, ad.scale(), 0, 0, ad.a, ad.b};
+  Entry e{ad.rank, ad.scale(), 0, 0, {}, ad.b};
   if (storage_ == DType::BF16) {  // the kernel reads bf16; the baseline the same values in f32
     const auto append = [&](const std::vector<float>& v) {
       const int64_t off = int64_t(w16_.size());
@@ -248,6 +248,7 @@ int32_t AdapterBank::add(const LoraAdapter& ad) {
     };
     e.a_off = append(ad.a);
     e.bt_off = append(bt);
+    e.a.resize(ad.a.size());
     bf16_to_f32(w16_.data() + e.a_off, e.a.data(), e.a.size());
     std::vector<uint16_t> b16(e.b.size());
     f32_to_bf16(e.b.data(), b16.data(), b16.size());
@@ -332,7 +333,8 @@ void AdapterBank::apply_loop(const float* x, int64_t n, const int32_t* ids, floa
     for (int64_t r = 0; r < nr; ++r)
       std::copy(x + int64_t(rows[size_t(off[size_t(i)] + r)]) * in_, x + (int64_t(rows[size_t(off[size_t(i)] + r)]) + 1) * in_,
                 xs.begin() + r * in_);
-    gemm_f32(nr, e.rank, in_, xs.data(), in_, e.a.data(), in_, h.data(), e.rank);
+    const float* a = storage_ == DType::BF16 ? e.a.data() : w32_.data() + e.a_off;  // the kernel's values
+    gemm_f32(nr, e.rank, in_, xs.data(), in_, a, in_, h.data(), e.rank);
     gemm_f32(nr, out_, e.rank, h.data(), e.rank, e.b.data(), e.rank, z.data(), out_);
     for (int64_t r = 0; r < nr; ++r) {
       float* yr = y + int64_t(rows[size_t(off[size_t(i)] + r)]) * out_;

@@ -2,6 +2,8 @@
 // measured in the same run. Without an op: the default set (membw + a gemm case).
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "bench/gemm_bench.h"
 #include "bench/harness.h"
 #include "bench/lowrank_bench.h"
@@ -135,20 +137,23 @@ void add_bench(CLI::App& app) {
   static bench::LowRankBenchOptions lr_all, lr_decomp, lr_adapters;
   lr_decomp.parts = {"rsvd", "op"};
   lr_adapters.parts = {"adapters"};
-  const auto add_lowrank = [&](const char* name, const char* what, bench::LowRankBenchOptions& lr, bool parts) {
+  // Each subcommand takes the options of the parts it runs (--parts only where it runs them all).
+  const auto add_lowrank = [&](const char* name, const char* what, bench::LowRankBenchOptions& lr) {
+    const auto runs = [&](const char* part) { return std::find(lr.parts.begin(), lr.parts.end(), part) != lr.parts.end(); };
+    const bool decomp = runs("rsvd"), adapters = runs("adapters");
     auto* lrc = cmd->add_subcommand(name, what);
     add_common(lrc, common);
-    if (parts) lrc->add_option("--parts", lr.parts, "Any of rsvd, op, adapters")->delimiter(',');
+    if (decomp && adapters) lrc->add_option("--parts", lr.parts, "Any of rsvd, op, adapters")->delimiter(',');
     lrc->add_option("--m", lr.m, "Rows / output features")->check(CLI::PositiveNumber);
     lrc->add_option("--k", lr.k, "Columns / input features")->check(CLI::PositiveNumber);
-    if (&lr != &lr_adapters) {
+    if (decomp) {
       lrc->add_option("--svd-rank", lr.svd_rank, "Rank of the randomized SVD")->check(CLI::PositiveNumber);
       lrc->add_option("--oversample", lr.oversample, "Randomized SVD oversampling")->check(CLI::NonNegativeNumber);
       lrc->add_option("--power-iters", lr.power_iters, "Randomized SVD power iterations")->check(CLI::NonNegativeNumber);
       lrc->add_option("--op-rank", lr.op_rank, "Rank of the low-rank operator")->check(CLI::PositiveNumber);
       lrc->add_option("--n", lr.n, "Tokens for the operator, e.g. 1,16,64,256")->delimiter(',')->check(CLI::PositiveNumber);
     }
-    if (&lr != &lr_decomp) {
+    if (adapters) {
       lrc->add_option("--adapters", lr.adapters, "Distinct LoRA adapters in the batch")->check(CLI::PositiveNumber);
       lrc->add_option("--adapter-rank", lr.adapter_rank, "Rank of each adapter")->check(CLI::PositiveNumber);
       lrc->add_option("--rows", lr.rows, "Batch rows (each names an adapter)")->check(CLI::PositiveNumber);
@@ -162,11 +167,10 @@ void add_bench(CLI::App& app) {
       bench::bench_lowrank(lr, rep, [&](const std::string& s) { bar.step(s); });
     });
   };
-  add_lowrank("lowrank", "Randomized vs full SVD, low-rank operator vs dense GEMM, fused multi-LoRA vs loop", lr_all, true);
+  add_lowrank("lowrank", "Randomized vs full SVD, low-rank operator vs dense GEMM, fused multi-LoRA vs loop", lr_all);
   add_lowrank("decomp", "Randomized vs full SVD and the low-rank operator vs dense GEMM (lowrank --parts rsvd,op)",
-              lr_decomp, false);
-  add_lowrank("adapters", "Fused multi-LoRA batch vs the loop over adapters (lowrank --parts adapters)", lr_adapters,
-              false);
+              lr_decomp);
+  add_lowrank("adapters", "Fused multi-LoRA batch vs the loop over adapters (lowrank --parts adapters)", lr_adapters);
 
   static bench::ModelBenchOptions mo;
   auto* mdl = cmd->add_subcommand("model", "LLaMA model prefill/decode tokens/s per weight format, ratio to f32 in the same run");

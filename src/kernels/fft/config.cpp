@@ -422,12 +422,14 @@ int64_t FftConvPlan::filter_length() const { return impl_->nk; }
 
 void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
   const Impl& impl = *impl_;
+  require(b >= 0, "fftconv: negative batch");
+  require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
   if (impl.direct) {
-    require(b >= 0, "fftconv: negative batch");
-    require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
     const auto& dp = *impl.direct;
     const int64_t rows = b * dp.h;
     ThreadWorkspaces ws(impl.workspaces, kernels::fft::direct_workspace_bytes(dp));
+    // Several rows per task (consecutive rows of one channel reuse the filter windows), at least
+    // 4 tasks per thread.
     const int64_t per = std::max<int64_t>(1, rows / (4 * num_threads()));
     parallel_for((rows + per - 1) / per, [&](int64_t task, int th) {
       impl.direct_fn(dp, task * per, std::min(rows, (task + 1) * per), u, y, ws.get(th));
@@ -435,8 +437,6 @@ void FftConvPlan::conv_bf16(const uint16_t* u, int64_t b, float* y) const {
     return;
   }
   if (!impl.monarch) return run(impl, nullptr, nullptr, nullptr, b, y, false, u);  // converted inside the row loads
-  require(b >= 0, "fftconv: negative batch");
-  require(b == 0 || (u != nullptr && y != nullptr), "fftconv: null input or output");
   const auto& mp = *impl.monarch;
   const int64_t rows = b * mp.h;
   ThreadWorkspaces ws(impl.workspaces, kernels::fft::monarch_workspace_bytes(mp));

@@ -67,9 +67,9 @@ template <class V> inline Cx<V> conj(Cx<V> a) { return {a.re, V::zero() - a.im};
 // one thread (few rows, long sequences) can be split across the pool stage by stage; conv_group
 // runs them all on one thread. Ranges: Load / Store — complex index j (multiples of 8);
 // FwdTop / InvTop — butterfly index p in [0, m/4); FwdBlock / InvBlock — quarter s in [0, 4);
-// Spectral — bin k in [0, m/2] (position in [0, m) when the plan has iperm).
-// BlockPairs (plans with leaf_pairs(m)) — top block s in [0, 16): FwdBlock, Spectral and
-// InvBlock of s and its mirrored block, for the s that come first in their pair.
+// Spectral — bin k in [0, m/2]. Plans with leaf_pairs(m) run BlockPairs instead of FwdBlock,
+// Spectral and InvBlock — top block s in [0, 16): those three for s and its mirrored block, for
+// the s that come first in their pair.
 enum class Stage { Load, FwdTop, FwdBlock, Spectral, InvBlock, InvTop, Store, BlockPairs };
 // From m = 16K on (where a 16-row workspace, 2 MB, leaves L2) the two top levels are fused into
 // one pass (from m = 1M with the load and the store fused in: see load_fwd16): FwdTop / InvTop then
@@ -226,9 +226,8 @@ inline bool leaf_pairs(int64_t m) { return m >= kLeafPairMinPoints; }
 template <class V>
 void block_pair(const PlanCore& pc, int64_t group, Cx<V>* z, int64_t s, bool corr) {
   const int64_t m = pc.m, q = m / 16, leaf = m / 256;
-  const int32_t* ip = pc.iperm.data();
   // Block (or leaf) holding the mirrored bins of the one at position p, in units of `size`.
-  const auto mirror = [&](int64_t p, int64_t size) { return pc.perm[size_t((m - ip[p]) % m)] / size; };
+  const auto mirror = [&](int64_t p, int64_t size) { return pc.mirror_pos[size_t(p)] / size; };
   const auto both = [](int64_t a, int64_t b, auto f) {
     f(a);
     if (b != a) f(b);
@@ -307,10 +306,6 @@ void conv_stage(const PlanCore& pc, Stage stage, int64_t group, const RowPtrs& i
     case Stage::Spectral: break;
   }
   const SpectralStep<V> spec(pc, group, z, corr);
-  if (!pc.iperm.empty()) {  // positions [r0, r1) of [0, m): the bins k <= m/2 found there
-    for (int64_t p = r0; p < r1; ++p) spec.at_position(p);
-    return;
-  }
   for (int64_t k = r0; k < std::min(r1, m / 2 + 1); ++k) spec.bin(k);
 }
 
