@@ -21,15 +21,20 @@ echo "|---|---:|---:|---|---:|---:|---:|---:|---:|"
 read -r a b < <(ppl "$m")
 echo "| f32 | 32 | - | - | 32 | $(( $(stat -c %s "$m") / 1024 )) | - | $a | $b |"
 row() {  # method bits group extras...
+  docs=128 row_docs "$@"
+}
+row_docs() {  # $docs calibration documents; method bits group extras...
   local method=$1 bits=$2 group=$3; shift 3
   local f="$out/m.tz"
   local j
-  j=$($tz compress "$m" -o "$f" --method "$method" --bits "$bits" --group "$group" --asym --calib "$ts" --calib-skip 300 --calib-docs 128 "$@" --json)
+  j=$($tz compress "$m" -o "$f" --method "$method" --bits "$bits" --group "$group" --asym --calib "$ts" --calib-skip 300 --calib-docs "$docs" "$@" --json)
   local bpw secs
-  bpw=$(echo "$j" | sed 's/.*"bits_per_weight":\([0-9.e+-]*\),"calibration.*/\1/;s/.*"bits_per_weight":\([0-9.e+-]*\).*/\1/')
-  secs=$(echo "$j" | sed 's/.*"seconds":\([0-9.e+-]*\)}$/\1/;s/.*"seconds":\([0-9.e+-]*\),"peak.*/\1/')
+  bpw=$(echo "$j" | python3 -c 'import json, sys; print(json.load(sys.stdin)["bits_per_weight"])')
+  secs=$(echo "$j" | python3 -c 'import json, sys; print(json.load(sys.stdin)["seconds"])')
   read -r a b < <(ppl "$f")
-  printf "| %s | %s | %s | %s | %.3f | %d | %.2f | %.4f | %.4f |\n" "$method" "$bits" "$group" "${*:-none}" "$bpw" $(( $(stat -c %s "$f") / 1024 )) "$secs" "$a" "$b"
+  local extras="${*:-none}"
+  [ "$docs" = 128 ] || extras="$extras, $docs calibration docs"
+  printf "| %s | %s | %s | %s | %.3f | %d | %.2f | %.4f | %.4f |\n" "$method" "$bits" "$group" "$extras" "$bpw" $(( $(stat -c %s "$f") / 1024 )) "$secs" "$a" "$b"
 }
 for bits in 4 3 2; do
   for method in rtn awq gptq; do
@@ -45,4 +50,14 @@ row ternary 2 32
 row gptq 2 32 --lowrank 8 --lowrank-method lqlora
 row gptq 4 32 --target-bpw 4.77 --candidate-bits 2,3,4,5,6,8
 row gptq 4 32 --target-bpw 5.2 --candidate-bits 3,4,5,6,8
+# End-to-end tuning (docs/compress.md): 2,000 calibration documents, 4 epochs, codes and scales.
+for seed in 1 2 3; do
+  docs=2000 row_docs gptq 4 32 --true-sequential --tune-epochs 4 --tune-codes --tune-seed $seed
+  docs=2000 row_docs awq 4 32 --tune-epochs 4 --tune-codes --tune-seed $seed
+done
+docs=2000 row_docs gptq 4 32 --true-sequential
+docs=2000 row_docs rtn 4 32 --tune-epochs 4 --tune-codes
+docs=2000 row_docs gptq 3 32 --true-sequential --tune-epochs 4 --tune-codes
+docs=2000 row_docs gptq 2 32 --clip --tune-epochs 4 --tune-codes
+docs=2000 row_docs gptq 2 32 --clip --lowrank 8 --tune-epochs 4 --tune-codes
 rm -rf "$out"

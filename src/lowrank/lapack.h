@@ -13,6 +13,18 @@
 namespace tz::lowrank {
 
 void sync_blas_threads();
+// BLAS calls use n threads while this lives (1: callers that run their own threads, each calling
+// BLAS on small matrices). Not for use while another thread is inside BLAS.
+class ScopedBlasThreads {
+ public:
+  explicit ScopedBlasThreads(int n);
+  ~ScopedBlasThreads();
+  ScopedBlasThreads(const ScopedBlasThreads&) = delete;
+  ScopedBlasThreads& operator=(const ScopedBlasThreads&) = delete;
+
+ private:
+  int saved_;
+};
 
 // C (m x n) = alpha · op(A) · op(B) + beta · C.
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,

@@ -1,5 +1,6 @@
 // Truncated, randomized and weighted SVD (see tensorzip/decompose.h).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -15,17 +16,31 @@
 namespace tz {
 namespace lowrank {
 
+namespace {
+// Atomic: with an override in place, pool threads calling BLAS read these concurrently.
+std::atomic<int> blas_threads_current{0}, blas_thread_override{0};
+}  // namespace
+
 void sync_blas_threads() {
   // Inputs are checked for non-finite values before any LAPACK call; LAPACKE's own NaN scan of
   // every argument matrix would be a second pass.
   static const bool nancheck_off = (LAPACKE_set_nancheck(0), true);
   (void)nancheck_off;
-  static int current = 0;
-  const int n = num_threads();
-  if (current != n) {
+  const int o = blas_thread_override.load();
+  const int n = o > 0 ? o : num_threads();
+  if (blas_threads_current != n) {
     openblas_set_num_threads(n);
-    current = n;
+    blas_threads_current = n;
   }
+}
+
+ScopedBlasThreads::ScopedBlasThreads(int n) : saved_(blas_thread_override) {
+  blas_thread_override = n;
+  sync_blas_threads();
+}
+ScopedBlasThreads::~ScopedBlasThreads() {
+  blas_thread_override = saved_;
+  sync_blas_threads();
 }
 
 }  // namespace lowrank

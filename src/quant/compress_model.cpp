@@ -203,6 +203,7 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
                                                (o.target_bpw > 0 ? " with --target-bpw" : "") + " needs calibration data");
   require(o.target_bpw == 0 || (o.target_bpw >= o.candidate_bits.front() && !o.candidate_bits.empty()),
           "compress: --target-bpw is below the narrowest candidate width");
+  require(o.tune.epochs == 0 || !calib.empty(), "compress: tuning the scales needs calibration data");
   // With calibration data every layer's statistics are collected (the report's output error).
   const bool stats_needed = !calib.empty();
   LlamaModel model(src, FormatSpec("f32"));
@@ -359,6 +360,9 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
     r.format = describe(c);
     r.bits_per_weight = c.bits_per_weight();
   }
+  if (o.tune.epochs > 0) {
+    res.tune = tune_quantized(src, res.model, calib, o.tune, progress);
+  }
   if (progress) progress("done", total, total);
   res.seconds = since(t_start);
   return res;
@@ -368,6 +372,7 @@ CompressResult compress_tensors(const LlamaSource& src, const io::SafetensorsFil
                                 const CompressProgress& progress) {
   const auto t_start = Clock::now();
   const bool stats_needed = needs_stats(o.quant);
+  require(o.tune.epochs == 0, "compress: tuning the scales needs a LLaMA-family model (it runs the model)");
   require(o.target_bpw == 0, "compress: --target-bpw needs a LLaMA-family model (layer-by-layer calibration)");
   require(!stats_needed || acts != nullptr,
           "compress: " + std::string(quant_method_name(o.quant.method)) + " needs calibration activations (--calib ACTIVATIONS.safetensors)");

@@ -9,9 +9,11 @@
 #include <sstream>
 
 #include "tensorzip/compress.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/quantize.h"
+#include "tensorzip/runtime.h"
 #include "tests/test_util.h"
 
 namespace tz {
@@ -241,6 +243,128 @@ TEST(Compress, TensorzipFileRoundTripIsExact) {
   }
 }
 
+// Mean KL(teacher ‖ student) per token over `seqs`, both run by the runner (student dequantized).
+double mean_kl(const LlamaSource& teacher, const LlamaSource& student, const std::vector<std::vector<int>>& seqs) {
+  const LlamaModel tm(teacher, FormatSpec("f32")), sm(student, FormatSpec("f32"));
+  const int V = teacher.cfg.vocab_size;
+  double kl = 0;
+  int64_t n = 0;
+  for (const auto& s : seqs) {
+    LlamaSession ts(tm), ss(sm);
+    std::vector<float> a(s.size() * size_t(V)), b(s.size() * size_t(V));
+    ts.forward(s.data(), int(s.size()), 0, a.data(), true);
+    ss.forward(s.data(), int(s.size()), 0, b.data(), true);
+    for (size_t t = 0; t < s.size(); ++t) {
+      const float* za = &a[t * size_t(V)];
+      const float* zb = &b[t * size_t(V)];
+      double ma = za[0], mb = zb[0], sa = 0, sb = 0;
+      for (int i = 0; i < V; ++i) ma = std::max(ma, double(za[i])), mb = std::max(mb, double(zb[i]));
+      for (int i = 0; i < V; ++i) sa += std::exp(za[i] - ma), sb += std::exp(zb[i] - mb);
+      for (int i = 0; i < V; ++i) {
+        const double la = za[i] - ma - std::log(sa), lb = zb[i] - mb - std::log(sb);
+        kl += std::exp(la) * (la - lb);
+      }
+      ++n;
+    }
+  }
+  return kl / double(n);
+}
+
+TEST(Compress, TuningLowersTheKlAndKeepsTheFormat) {
+  LlamaConfig c{64, 96, 2, 4, 2, 60, 32};
+  const LlamaSource src = synthetic_llama(c, 6);
+  std::mt19937 rng(3);
+  std::vector<std::vector<int>> calib(24);
+  for (auto& s : calib) {
+    s.resize(8 + rng() % 20);
+    for (int& t : s) t = int(rng() % 60);
+  }
+  CompressOptions o;
+  o.quant.method = QuantMethod::Awq;  // stored input scales, outliers and a low-rank branch: every part of a layer
+  o.fold_awq = false;
+  o.quant.fmt.bits = 3;
+  o.quant.fmt.group = 32;
+  o.quant.fmt.symmetric = false;
+  o.quant.fmt.scale_dtype = DType::F16;
+  o.quant.outliers = 2;
+  o.quant.lowrank = 2;
+  o.include = {"layers.*", "output"};
+  const CompressResult base = compress_llama(src, calib, o);
+  for (bool codes : {false, true}) {
+    LlamaSource tuned = base.model;
+    TuneOptions t;
+    t.epochs = 6;
+    t.lr = 1e-2;
+    t.batch = 4;
+    t.codes = codes;
+    t.norms = codes;
+    t.embedding = codes;
+    t.codes_lr = 0.04;
+    const TuneReport r = tune_quantized(src, tuned, calib, t);
+    // Its own measure before and after equals the runner's on the stored model.
+    EXPECT_NEAR(r.kl_before, mean_kl(src, base.model, calib), 1e-3 * r.kl_before);
+    EXPECT_NEAR(r.kl_after, mean_kl(src, tuned, calib), 1e-3 * r.kl_after);
+    EXPECT_LT(r.kl_after, 0.8 * r.kl_before) << "codes " << codes;
+    EXPECT_EQ(r.steps, 6 * 6);
+    EXPECT_EQ(r.codes_changed > 0, codes);
+    for (const auto& [name, q] : tuned.quantized) {
+      const auto& q0 = base.model.quantized.at(name);
+      EXPECT_EQ(q.q.fmt.spec(), q0.q.fmt.spec());
+      EXPECT_EQ(q.q.zeros, q0.q.zeros) << name;
+      EXPECT_EQ(q.outlier_w, q0.outlier_w) << name;
+      EXPECT_EQ(q.input_scale, q0.input_scale) << name;
+      EXPECT_NE(q.q.scales, q0.q.scales) << name;
+      for (float v : q.q.scales) EXPECT_EQ(v, f16_to_f32_scalar(f32_to_f16_scalar(v))) << name;  // still f16
+      if (!codes) EXPECT_EQ(q.q.codes, q0.q.codes) << name;
+      // Outlier columns keep their zero weight in the low-bit part.
+      std::vector<float> w(size_t(q.rows() * q.cols())), w0(w.size());
+      QuantMatrix a = q.q, b = q0.q;
+      std::fill(a.scales.begin(), a.scales.end(), 1.f);
+      std::fill(b.scales.begin(), b.scales.end(), 1.f);
+      dequantize_ref(a, w.data());
+      dequantize_ref(b, w0.data());
+      for (int32_t col : q.outlier_cols)
+        for (int64_t r2 = 0; r2 < q.rows(); ++r2) EXPECT_EQ(w[size_t(r2 * q.cols() + col)], w0[size_t(r2 * q.cols() + col)]);
+    }
+    EXPECT_EQ(tuned.tensors.at("tok_embeddings").data<float>()[0] != src.tensors.at("tok_embeddings").data<float>()[0], codes);
+  }
+  // The same on one thread as on two: per-sequence gradients summed in batch order.
+  {
+    TuneOptions t;
+    t.epochs = 2;
+    t.codes = true;
+    t.codes_lr = 0.04;
+    LlamaSource a = base.model, b = base.model;
+    const int threads = num_threads();
+    set_num_threads(1);
+    tune_quantized(src, a, calib, t);
+    set_num_threads(2);
+    tune_quantized(src, b, calib, t);
+    set_num_threads(threads);
+    for (const auto& [name, q] : a.quantized) {
+      EXPECT_EQ(q.q.scales, b.quantized.at(name).q.scales) << name;
+      EXPECT_EQ(q.q.codes, b.quantized.at(name).q.codes) << name;
+    }
+  }
+  // Through compress_llama, and refused where it cannot run.
+  o.tune.epochs = 1;
+  EXPECT_GT(compress_llama(src, calib, o).tune.steps, 0);
+  EXPECT_THROW(compress_llama(src, {}, o), Error);
+  LlamaSource other = base.model;
+  TuneOptions t;
+  t.epochs = 1;
+  EXPECT_THROW(tune_quantized(src, other, {}, t), Error);
+  t.epochs = 0;
+  EXPECT_THROW(tune_quantized(src, other, calib, t), Error);
+  t.epochs = 1;
+  const LlamaSource wrong = synthetic_llama(LlamaConfig{64, 96, 1, 4, 2, 60, 32}, 6);
+  EXPECT_THROW(tune_quantized(wrong, other, calib, t), Error);
+  EXPECT_THROW(tune_quantized(src, other, {{1, 2, 60}}, t), Error);  // a token outside the vocabulary
+  LlamaSource dense = src;
+  EXPECT_THROW(tune_quantized(src, dense, calib, t), Error);  // nothing compressed
+  EXPECT_THROW(compress_tensors(src, nullptr, o), Error);
+}
+
 TEST(Compress, RealModelQualityOrdering) {
   TZ_REQUIRE_MODELS();
   const std::string dir = test::models_dir();
@@ -264,6 +388,25 @@ TEST(Compress, RealModelQualityOrdering) {
   const double awq3_folded = nll(QuantMethod::Awq, 3, 0, true);
   std::printf("stories260K mean NLL on 60 held-out documents: f32 %.4f | 3-bit rtn %.4f gptq %.4f awq %.4f (folded %.4f) | "
               "2-bit gptq %.4f, +eora(8) %.4f\n", f32, rtn3, gptq3, awq3, awq3_folded, gptq2, gptq2r);
+  // End-to-end tuning (scales and codes) of the 4-bit GPTQ model lowers the held-out NLL.
+  CompressOptions o4;
+  o4.quant.method = QuantMethod::Gptq;
+  o4.quant.fmt.bits = 4;
+  o4.quant.fmt.group = 32;
+  o4.quant.fmt.symmetric = false;
+  o4.quant.fmt.scale_dtype = DType::F16;
+  const CompressResult g4 = compress_llama(src, calib, o4);
+  LlamaSource tuned = g4.model;
+  TuneOptions t;
+  t.epochs = 4;
+  t.codes = true;
+  t.codes_lr = 0.02;
+  const TuneReport tr = tune_quantized(src, tuned, calib, t);
+  const double gptq4 = mean_nll(LlamaModel(g4.model, FormatSpec("native")), eval);
+  const double tuned4 = mean_nll(LlamaModel(tuned, FormatSpec("native")), eval);
+  std::printf("4-bit gptq %.4f, tuned %.4f (KL on calibration %.4f -> %.4f, %lld codes moved)\n", gptq4, tuned4, tr.kl_before,
+              tr.kl_after, (long long)tr.codes_changed);
+  EXPECT_LT(tuned4, gptq4 - 0.2 * (gptq4 - f32));
   EXPECT_LT(gptq3, rtn3);
   EXPECT_LT(awq3, rtn3);
   EXPECT_LT(gptq2r, gptq2);

@@ -25,7 +25,10 @@ namespace {
 struct Opts {
   std::string in, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
   int bits = 4, group = 128, outliers = 0, lowrank = 0, calib_docs = 128, calib_len = 256, calib_skip = 0;
-  double target_bpw = 0, damp = 0.01;
+  double target_bpw = 0, damp = 0.01, tune_lr = 1e-2, tune_codes_lr = 0.007;
+  int tune_epochs = 0, tune_batch = 4;
+  uint64_t tune_seed = 1;
+  bool tune_norms = false, tune_codes = false, tune_embedding = false;
   bool asym = false, clip = false, act_order = false, json = false, no_fold = false, true_sequential = false, awq_scales = false;
   std::vector<int> candidate_bits = {2, 3, 4, 8};
   std::vector<std::string> include, exclude;
@@ -59,6 +62,14 @@ void run(const Opts& o) {
   co.target_bpw = o.target_bpw;
   co.fold_awq = !o.no_fold;
   co.true_sequential = o.true_sequential;
+  co.tune.epochs = o.tune_epochs;
+  co.tune.lr = o.tune_lr;
+  co.tune.batch = o.tune_batch;
+  co.tune.norms = o.tune_norms;
+  co.tune.codes = o.tune_codes;
+  co.tune.embedding = o.tune_embedding;
+  co.tune.seed = o.tune_seed;
+  co.tune.codes_lr = o.tune_codes_lr;
   co.candidate_bits = o.candidate_bits;
   std::sort(co.candidate_bits.begin(), co.candidate_bits.end());
   if (!o.include.empty()) co.include = o.include;
@@ -66,9 +77,16 @@ void run(const Opts& o) {
 
   const bool gguf_out = std::filesystem::path(o.out).extension() == ".gguf";
   std::unique_ptr<Progress> bar;
-  const auto progress = [&](const std::string& what, int, int total) {
+  bool tuning = false;
+  const auto progress = [&](const std::string& what, int done, int total) {
+    if (what == "tuning" && !tuning) {  // a second bar: one step per optimizer step
+      if (bar) bar->done();
+      bar = std::make_unique<Progress>(total, !o.json);
+      tuning = true;
+    }
     if (!bar) bar = std::make_unique<Progress>(total + 1, !o.json);
-    bar->step(what);
+    if (what == "done" && tuning) return;
+    bar->step(tuning ? fmt::format("tuning, step {}", done) : what);
   };
   CompressResult res;
   std::optional<Tokenizer> tok;
@@ -155,6 +173,9 @@ void run(const Opts& o) {
                         {"calibration", calib_desc}, {"bits_per_weight", params > 0 ? bits / params : 0},
                         {"output_bytes", out_bytes}, {"seconds", res.seconds}, {"peak_rss_mib", peak_rss_mib()},
                         {"layers", nlohmann::json::array()}};
+    if (res.tune.steps > 0)
+      j["tune"] = {{"steps", res.tune.steps}, {"params", res.tune.params}, {"kl_before", res.tune.kl_before},
+                   {"kl_after", res.tune.kl_after}, {"codes_changed", res.tune.codes_changed}, {"seconds", res.tune.seconds}};
     for (const auto& l : res.layers)
       j["layers"].push_back({{"name", l.name}, {"format", l.format}, {"method", l.method}, {"rows", l.rows}, {"cols", l.cols},
                              {"bits_per_weight", l.bits_per_weight}, {"weight_rel_err", l.weight_rel_err},
@@ -166,6 +187,10 @@ void run(const Opts& o) {
     for (const auto& l : res.layers)
       fmt::print("{:<32} {:<16} {:<8} {:>12} {:>8.3f} {:>12.4e} {:>12.4e} {:>9.1f}\n", l.name, l.format, l.method,
                  fmt::format("{}x{}", l.rows, l.cols), l.bits_per_weight, l.weight_rel_err, l.output_rel_err, l.seconds * 1e3);
+    if (res.tune.steps > 0)
+      fmt::print("\ntuned {} scales{} in {} steps ({:.1f} s): KL from the original model {:.5f} -> {:.5f} nats/token (calibration data)\n",
+                 res.tune.params, o.tune_norms ? " and norm weights" : "", res.tune.steps, res.tune.seconds, res.tune.kl_before,
+                 res.tune.kl_after);
     fmt::print("\n{} -> {} ({:.2f} MiB): {} layers at {:.3f} bits/weight, calibration {}, {:.1f} s, peak RSS {:.0f} MiB\n",
                o.in.empty() ? o.synthetic : o.in, o.out, double(out_bytes) / (1 << 20), res.layers.size(),
                params > 0 ? bits / params : 0.0, calib_desc, res.seconds, peak_rss_mib());
@@ -190,6 +215,18 @@ void add_compress(CLI::App& app) {
   c->add_flag("--no-fold", o->no_fold, "AWQ: store each layer's input scale instead of folding one scale per input group into the RMSNorm / previous layer");
   c->add_flag("--true-sequential", o->true_sequential,
               "Collect each input group's statistics after the earlier groups of the layer are compressed (q/k/v, o, gate/up, down)");
+  c->add_option("--tune-epochs", o->tune_epochs,
+                "After compressing: tune the group scales end to end (codes fixed) by distillation from the original model, "
+                "this many passes over the calibration text (LLaMA models; 0: off)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--tune-lr", o->tune_lr, "Adam step on log(scale), cosine-decayed")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--tune-batch", o->tune_batch, "Calibration sequences per tuning step")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_flag("--tune-norms", o->tune_norms, "Tune the RMSNorm weights too");
+  c->add_option("--tune-seed", o->tune_seed, "Seed of the order the calibration sequences are visited in")->capture_default_str();
+  c->add_flag("--tune-embedding", o->tune_embedding, "Tune the f32 token embedding too (and so a tied classifier)");
+  c->add_flag("--tune-codes", o->tune_codes, "Tune the codes too (straight-through rounding of a relaxed code per weight)");
+  c->add_option("--tune-codes-lr", o->tune_codes_lr, "Adam step on the relaxed codes, in code units, cosine-decayed")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--damp", o->damp, "GPTQ dampening, fraction of the mean Hessian diagonal")->capture_default_str();
   c->add_option("--outliers", o->outliers, "Input channels with the largest activations kept dense (f16)")->check(CLI::NonNegativeNumber);
   c->add_option("--lowrank", o->lowrank, "Rank of the low-rank error compensation (0: none)")->check(CLI::NonNegativeNumber);
