@@ -366,11 +366,11 @@ TEST(Cli, CompressRunsAndReports) {
   EXPECT_NE(r.out.find("bits/weight"), std::string::npos) << r.out;
   // End-to-end tuning: reported, the KL from the original model goes down, the size stays.
   r = test::run_cli("compress " + m + " -o " + dir + "/t.tz --method gptq --bits 4 --group 32 --asym --calib " + text +
-                    " --calib-docs 32 --calib-skip 300 --tune-epochs 2 --tune-codes --tune-codes-lr 0.1 --json");
+                    " --calib-docs 32 --calib-skip 300 --tune-epochs 4 --tune-codes --tune-codes-lr 0.05 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const json jt = json::parse(r.out);
   ASSERT_TRUE(jt.contains("tune")) << r.out;
-  EXPECT_EQ(jt["tune"]["steps"].get<int>(), 2 * 8);
+  EXPECT_EQ(jt["tune"]["steps"].get<int>(), 4 * 8);
   EXPECT_LT(jt["tune"]["kl_after"].get<double>(), jt["tune"]["kl_before"].get<double>());
   EXPECT_GT(jt["tune"]["codes_changed"].get<int64_t>(), 0);
   EXPECT_EQ(jt["output_bytes"], j["output_bytes"]);
