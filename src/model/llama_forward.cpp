@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/rope.h"
 #include "tensorzip/error.h"
 #include "tensorzip/gemm.h"
 #include "tensorzip/llama.h"
@@ -62,6 +63,18 @@ template <class Fn> void for_rows(int64_t n, int64_t elems_per_row, const Fn& fn
 
 }  // namespace
 
+void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std::vector<float>& sin) {
+  const int half = c.head_size() / 2;
+  cos.resize(size_t(max_seq) * size_t(half));
+  sin.resize(size_t(max_seq) * size_t(half));
+  for (int p = 0; p < max_seq; ++p)
+    for (int j = 0; j < half; ++j) {
+      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size()));
+      cos[size_t(p * half + j)] = float(std::cos(p * freq));
+      sin[size_t(p * half + j)] = float(std::sin(p * freq));
+    }
+}
+
 LlamaSession::LlamaSession(const LlamaModel& model, int max_seq) : m_(model) {
   const LlamaConfig& c = m_.config();
   max_seq_ = max_seq > 0 ? max_seq : c.seq_len;
@@ -69,15 +82,7 @@ LlamaSession::LlamaSession(const LlamaModel& model, int max_seq) : m_(model) {
   const size_t per_layer = size_t(max_seq_) * size_t(c.kv_dim());
   k_cache_.assign(per_layer * size_t(c.n_layers), 0.f);
   v_cache_.assign(per_layer * size_t(c.n_layers), 0.f);
-  const int half = c.head_size() / 2;
-  rope_cos_.resize(size_t(max_seq_) * size_t(half));
-  rope_sin_.resize(size_t(max_seq_) * size_t(half));
-  for (int p = 0; p < max_seq_; ++p)
-    for (int j = 0; j < half; ++j) {
-      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size()));
-      rope_cos_[size_t(p * half + j)] = float(std::cos(p * freq));
-      rope_sin_[size_t(p * half + j)] = float(std::sin(p * freq));
-    }
+  rope_table(c, max_seq_, rope_cos_, rope_sin_);
 }
 
 void LlamaSession::ensure_scratch(int n) {

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "lowrank/lapack.h"
+#include "model/rope.h"
 #include "tensorzip/error.h"
 
 namespace tz {
@@ -115,15 +116,7 @@ void LlamaGradients::add(const LlamaGradients& o) {
 LlamaGrad::LlamaGrad(const LlamaConfig& c, int max_len) : c_(c), max_len_(max_len) {
   c.validate("LlamaGrad");
   require(max_len > 0 && max_len <= c.seq_len, "LlamaGrad: sequence length must be in 1.." + std::to_string(c.seq_len));
-  const int half = c.head_size() / 2;
-  cos_.resize(size_t(max_len) * size_t(half));
-  sin_.resize(size_t(max_len) * size_t(half));
-  for (int p = 0; p < max_len; ++p)
-    for (int j = 0; j < half; ++j) {  // the same table as LlamaSession's
-      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size()));
-      cos_[size_t(p * half + j)] = float(std::cos(p * freq));
-      sin_[size_t(p * half + j)] = float(std::sin(p * freq));
-    }
+  rope_table(c, max_len, cos_, sin_);
   acts_.resize(size_t(c.n_layers));
 }
 

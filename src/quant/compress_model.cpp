@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 
+#include "quant/linear_names.h"
 #include "tensorzip/compress.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
@@ -16,9 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-const char* const kLinears[] = {"attention.wq", "attention.wk", "attention.wv", "attention.wo",
-                                "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"};
 
 // Linear layers that read the same input share one set of statistics.
 std::string input_group(const std::string& linear) {

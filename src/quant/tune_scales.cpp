@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <iterator>
 #include <numeric>
 #include <random>
 
 #include "lowrank/lapack.h"
+#include "quant/linear_names.h"
 #include "tensorzip/compress.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
@@ -26,9 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const char* const kLinears[] = {"attention.wq", "attention.wk", "attention.wv", "attention.wo",
-                                "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"};
-
 // The view's / gradients' slot of a canonical linear name.
 struct Slot {
   int layer = -1;  // -1: output
@@ -37,7 +36,7 @@ struct Slot {
 Slot slot_of(const std::string& name, int n_layers) {
   if (name == "output") return {};
   for (int l = 0; l < n_layers; ++l)
-    for (int w = 0; w < 7; ++w)
+    for (int w = 0; w < int(std::size(kLinears)); ++w)
       if (name == "layers." + std::to_string(l) + "." + kLinears[w]) return {l, w};
   throw Error("tune: no linear layer named '" + name + "'");
 }
@@ -189,9 +188,13 @@ std::vector<float> dense_copy(const LlamaSource& s, const std::string& name) {
 struct DenseModel {
   std::map<std::string, std::vector<float>> owned;
   LlamaWeightsView view;
-  DenseModel(const LlamaSource& s) {
+  DenseModel(const LlamaSource& s, bool skip_compressed) {
     const LlamaConfig& c = s.cfg;
-    const auto get = [&](const std::string& name) { return (owned[name] = dense_copy(s, name)).data(); };
+    // With skip_compressed, compressed layers are left null: the tuner points them at the W it
+    // rebuilds each step (a teacher read from a low-bit file is dequantized instead).
+    const auto get = [&](const std::string& name) -> const float* {
+      return skip_compressed && s.quantized.count(name) ? nullptr : (owned[name] = dense_copy(s, name)).data();
+    };
     view.embedding = get("tok_embeddings");
     view.output = s.tied() ? view.embedding : get("output");
     view.final_norm = get("norm");
@@ -271,7 +274,7 @@ TuneReport tune_quantized(const LlamaSource& teacher, LlamaSource& student, cons
   }
   require(max_len <= c.seq_len, "tune: calibration sequences are longer than the model's context");
 
-  DenseModel tm(teacher), sm(student);
+  DenseModel tm(teacher, false), sm(student, true);
   std::vector<TunedLinear> tuned;
   for (auto& [name, cl] : student.quantized) {
     tuned.push_back(make_tuned(cl, slot_of(name, c.n_layers), o.codes));

@@ -1,0 +1,13 @@
+// The rotary-embedding table every LLaMA pass uses (LlamaSession, LlamaGrad): one definition, so
+// the two passes rotate by exactly the same angles.
+#pragma once
+#include <vector>
+
+#include "tensorzip/llama.h"
+
+namespace tz {
+
+// cos / sin [pos][head_size / 2] for positions 0..max_seq-1.
+void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std::vector<float>& sin);
+
+}  // namespace tz
