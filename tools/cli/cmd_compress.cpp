@@ -25,10 +25,8 @@ namespace {
 struct Opts {
   std::string in, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
   int bits = 4, group = 128, outliers = 0, lowrank = 0, calib_docs = 128, calib_len = 256, calib_skip = 0;
-  double target_bpw = 0, damp = 0.01, tune_lr = 1e-2, tune_codes_lr = 0.007;
-  int tune_epochs = 0, tune_batch = 4;
-  uint64_t tune_seed = 1;
-  bool tune_norms = false, tune_codes = false, tune_embedding = false;
+  double target_bpw = 0, damp = 0.01;
+  TuneOptions tune;  // the library's defaults
   bool asym = false, clip = false, act_order = false, json = false, no_fold = false, true_sequential = false, awq_scales = false;
   std::vector<int> candidate_bits = {2, 3, 4, 8};
   std::vector<std::string> include, exclude;
@@ -62,14 +60,7 @@ void run(const Opts& o) {
   co.target_bpw = o.target_bpw;
   co.fold_awq = !o.no_fold;
   co.true_sequential = o.true_sequential;
-  co.tune.epochs = o.tune_epochs;
-  co.tune.lr = o.tune_lr;
-  co.tune.batch = o.tune_batch;
-  co.tune.norms = o.tune_norms;
-  co.tune.codes = o.tune_codes;
-  co.tune.embedding = o.tune_embedding;
-  co.tune.seed = o.tune_seed;
-  co.tune.codes_lr = o.tune_codes_lr;
+  co.tune = o.tune;
   co.candidate_bits = o.candidate_bits;
   std::sort(co.candidate_bits.begin(), co.candidate_bits.end());
   if (!o.include.empty()) co.include = o.include;
@@ -189,7 +180,7 @@ void run(const Opts& o) {
                  fmt::format("{}x{}", l.rows, l.cols), l.bits_per_weight, l.weight_rel_err, l.output_rel_err, l.seconds * 1e3);
     if (res.tune.steps > 0)
       fmt::print("\ntuned {} scales{} in {} steps ({:.1f} s): KL from the original model {:.5f} -> {:.5f} nats/token (calibration data)\n",
-                 res.tune.params, o.tune_norms ? " and norm weights" : "", res.tune.steps, res.tune.seconds, res.tune.kl_before,
+                 res.tune.params, o.tune.norms ? " and norm weights" : "", res.tune.steps, res.tune.seconds, res.tune.kl_before,
                  res.tune.kl_after);
     fmt::print("\n{} -> {} ({:.2f} MiB): {} layers at {:.3f} bits/weight, calibration {}, {:.1f} s, peak RSS {:.0f} MiB\n",
                o.in.empty() ? o.synthetic : o.in, o.out, double(out_bytes) / (1 << 20), res.layers.size(),
@@ -215,17 +206,17 @@ void add_compress(CLI::App& app) {
   c->add_flag("--no-fold", o->no_fold, "AWQ: store each layer's input scale instead of folding one scale per input group into the RMSNorm / previous layer");
   c->add_flag("--true-sequential", o->true_sequential,
               "Collect each input group's statistics after the earlier groups of the layer are compressed (q/k/v, o, gate/up, down)");
-  c->add_option("--tune-epochs", o->tune_epochs,
-                "After compressing: tune the group scales end to end (codes fixed) by distillation from the original model, "
+  c->add_option("--tune-epochs", o->tune.epochs,
+                "After compressing: tune the group scales (with --tune-codes also the codes) end to end by distillation from the original model, "
                 "this many passes over the calibration text (LLaMA models; 0: off)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--tune-lr", o->tune_lr, "Adam step on log(scale), cosine-decayed")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--tune-batch", o->tune_batch, "Calibration sequences per tuning step")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_flag("--tune-norms", o->tune_norms, "Tune the RMSNorm weights too");
-  c->add_option("--tune-seed", o->tune_seed, "Seed of the order the calibration sequences are visited in")->capture_default_str();
-  c->add_flag("--tune-embedding", o->tune_embedding, "Tune the f32 token embedding too (and so a tied classifier)");
-  c->add_flag("--tune-codes", o->tune_codes, "Tune the codes too (straight-through rounding of a relaxed code per weight)");
-  c->add_option("--tune-codes-lr", o->tune_codes_lr, "Adam step on the relaxed codes, in code units, cosine-decayed")
+  c->add_option("--tune-lr", o->tune.lr, "Adam step on log(scale), cosine-decayed")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--tune-batch", o->tune.batch, "Calibration sequences per tuning step")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_flag("--tune-norms", o->tune.norms, "Tune the RMSNorm weights too");
+  c->add_option("--tune-seed", o->tune.seed, "Seed of the order the calibration sequences are visited in")->capture_default_str();
+  c->add_flag("--tune-embedding", o->tune.embedding, "Tune the f32 token embedding too (and so a tied classifier)");
+  c->add_flag("--tune-codes", o->tune.codes, "Tune the codes too (straight-through rounding of a relaxed code per weight)");
+  c->add_option("--tune-codes-lr", o->tune.codes_lr, "Adam step on the relaxed codes, in code units, cosine-decayed")
       ->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--damp", o->damp, "GPTQ dampening, fraction of the mean Hessian diagonal")->capture_default_str();
   c->add_option("--outliers", o->outliers, "Input channels with the largest activations kept dense (f16)")->check(CLI::NonNegativeNumber);
