@@ -208,7 +208,7 @@ void add_compress(CLI::App& app) {
               "Collect each input group's statistics after the earlier groups of the layer are compressed (q/k/v, o, gate/up, down)");
   c->add_option("--tune-epochs", o->tune.epochs,
                 "After compressing: tune the group scales (with --tune-codes also the codes) end to end by distillation from the original model, "
-                "this many passes over the calibration text (LLaMA models; 0: off)")
+                "this many passes over the calibration text (LLaMA models; 0: off). GPTQ and RTN tune best from --clip")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--tune-lr", o->tune.lr, "Adam step on log(scale), cosine-decayed")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--tune-batch", o->tune.batch, "Calibration sequences per tuning step")->capture_default_str()->check(CLI::PositiveNumber);
