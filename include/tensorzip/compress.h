@@ -24,7 +24,8 @@ namespace tz {
 // Adam with a cosine-decayed step on log(scale) per group and, with `codes`, on a relaxed code per
 // weight (straight-through rounding: QAT around the compressor's solution; EfficientQAT's E2E-QP,
 // PEQA). Zero points, format and size do not change. On stories260K at 4 bits, group 32 (f32
-// 4.2008): AWQ 4.6011 -> 4.2794–4.2829, GPTQ 4.4233 -> 4.2920–4.2943 (3 seeds), docs/benchmarks.md.
+// 4.2008): AWQ 4.6011 -> 4.2794–4.2829, GPTQ --clip 4.4219 -> 4.2706–4.2804 (3 seeds each),
+// docs/benchmarks.md.
 struct TuneOptions {
   int epochs = 0;          // passes over the calibration sequences; 0: no tuning
   double lr = 1e-2;        // Adam step on log(scale) (relative change of a scale per step)

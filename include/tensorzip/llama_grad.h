@@ -5,6 +5,7 @@
 // the loss of the model it ships (tune_quantized, compress.h). Dense f32 GEMMs (OpenBLAS); made for
 // small models and calibration-sized data, not for pre-training.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct LlamaWeightsView {
 struct LlamaGradients {
   struct Layer {
     std::vector<float> att_norm, ffn_norm, wq, wk, wv, wo, w1, w2, w3;
+    // Every field, for loops over all of them (const or not, as the layer).
+    template <class Self> static auto fields(Self& l) {
+      return std::array{&l.att_norm, &l.ffn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3};
+    }
   };
   std::vector<Layer> layers;
   std::vector<float> final_norm;

@@ -88,7 +88,7 @@ LlamaGradients::LlamaGradients(const LlamaConfig& c, bool with_output, bool with
 
 void LlamaGradients::zero() {
   for (auto& L : layers)
-    for (auto* v : {&L.att_norm, &L.ffn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) std::fill(v->begin(), v->end(), 0.f);
+    for (auto* v : Layer::fields(L)) std::fill(v->begin(), v->end(), 0.f);
   std::fill(final_norm.begin(), final_norm.end(), 0.f);
   std::fill(output.begin(), output.end(), 0.f);
   std::fill(embedding.begin(), embedding.end(), 0.f);
@@ -96,17 +96,9 @@ void LlamaGradients::zero() {
 
 void LlamaGradients::add(const LlamaGradients& o) {
   for (size_t l = 0; l < layers.size(); ++l) {
-    auto& a = layers[l];
-    const auto& b = o.layers[l];
-    add_to(a.att_norm, b.att_norm);
-    add_to(a.ffn_norm, b.ffn_norm);
-    add_to(a.wq, b.wq);
-    add_to(a.wk, b.wk);
-    add_to(a.wv, b.wv);
-    add_to(a.wo, b.wo);
-    add_to(a.w1, b.w1);
-    add_to(a.w2, b.w2);
-    add_to(a.w3, b.w3);
+    const auto a = Layer::fields(layers[l]);
+    const auto b = Layer::fields(o.layers[l]);
+    for (size_t i = 0; i < a.size(); ++i) add_to(*a[i], *b[i]);
   }
   add_to(final_norm, o.final_norm);
   add_to(output, o.output);

@@ -77,11 +77,11 @@ struct TunedLinear {
   std::vector<float> col_scale;      // 1 / the stored AWQ input scale, or empty
   std::vector<uint8_t> frozen_col;   // outlier columns: their codes stay at level 0
   std::vector<float> unit, fixed, theta, w;  // U, F (empty when none), log s, current W
+  std::vector<float> s;                      // per group: exp(θ), or the stored scale of a dead group
   std::vector<uint8_t> live;                 // groups with a positive scale (others stay)
   std::vector<float> dtheta, delta, ddelta;  // codes: relaxation in code units and its gradient
   Adam adam, adam_codes;
 
-  float scale(size_t k) const { return live[k] ? std::exp(theta[k]) : c->q.scales[k]; }
   size_t group_of(int64_t r, int64_t i) const { return size_t(r * ng + i / gs); }
   void update_units() {
     for (int64_t r = 0; r < rows; ++r)
@@ -92,11 +92,14 @@ struct TunedLinear {
         unit[j] = (float(code[j]) - offset[group_of(r, i)]) * (col_scale.empty() ? 1.f : col_scale[size_t(i)]);
       }
   }
+  // W from θ and the units (s follows θ here: gradient() reads the s of the W it differentiates).
   void rebuild() {
+    s.resize(theta.size());
+    for (size_t k = 0; k < theta.size(); ++k) s[k] = live[k] ? std::exp(theta[k]) : c->q.scales[k];
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < cols; ++i) {
         const size_t j = size_t(r * cols + i);
-        w[j] = scale(group_of(r, i)) * unit[j] + (fixed.empty() ? 0.f : fixed[j]);
+        w[j] = s[group_of(r, i)] * unit[j] + (fixed.empty() ? 0.f : fixed[j]);
       }
   }
   void gradient(const std::vector<float>& dw) {
@@ -109,17 +112,16 @@ struct TunedLinear {
           // Straight-through: the rounding passes the gradient while the relaxed code is in range.
           const float v = float(code0[j]) + delta[j];
           const bool in = !frozen_col[size_t(i)] && v > -0.5f && v < float(qmax) + 0.5f;
-          ddelta[j] = in ? dw[j] * scale(k) * (col_scale.empty() ? 1.f : col_scale[size_t(i)]) : 0.f;
+          ddelta[j] = in ? dw[j] * s[k] * (col_scale.empty() ? 1.f : col_scale[size_t(i)]) : 0.f;
         }
       }
-    for (size_t k = 0; k < dtheta.size(); ++k) dtheta[k] = live[k] ? dtheta[k] * std::exp(theta[k]) : 0.f;
+    for (size_t k = 0; k < dtheta.size(); ++k) dtheta[k] = live[k] ? dtheta[k] * s[k] : 0.f;
   }
   // Writes the tuned scales (rounded to the layer's scale dtype) and codes back.
   void store() {
     for (size_t k = 0; k < theta.size(); ++k)
       if (live[k]) {
-        const float s = std::exp(theta[k]);
-        c->q.scales[k] = c->q.fmt.scale_dtype == DType::F16 ? f16_to_f32_scalar(f32_to_f16_scalar(s)) : s;
+        c->q.scales[k] = c->q.fmt.scale_dtype == DType::F16 ? f16_to_f32_scalar(f32_to_f16_scalar(s[k])) : s[k];
         theta[k] = std::log(c->q.scales[k]);
       }
     if (!delta.empty())
@@ -230,10 +232,11 @@ struct Worker {
   LlamaGrad pass;
   LlamaGradients grads;
   std::vector<float> tl, sl;  // teacher / student logits [n, V]
+  std::vector<float> pt, ps;  // one position's teacher / student probabilities [V]
   double kl = 0;
   int64_t V;
   Worker(const LlamaConfig& c, int max_len, bool with_output, bool with_embedding)
-      : pass(c, max_len), grads(c, with_output, with_embedding), V(c.vocab_size) {}
+      : pass(c, max_len), grads(c, with_output, with_embedding), pt(size_t(c.vocab_size)), ps(size_t(c.vocab_size)), V(c.vocab_size) {}
 
   // KL(teacher ‖ student) summed over the sequence's tokens; with `train`, its gradient times `w`
   // is added to grads.
@@ -243,7 +246,6 @@ struct Worker {
     sl.resize(size_t(n * V));
     pass.forward(teacher, seq.data(), n, tl.data());
     pass.forward(student, seq.data(), n, sl.data());
-    std::vector<float> pt(static_cast<size_t>(V)), ps(static_cast<size_t>(V));
     for (int t = 0; t < n; ++t) {
       const double lt = log_softmax(&tl[size_t(t * V)], V, pt.data());
       const double ls = log_softmax(&sl[size_t(t * V)], V, ps.data());

@@ -179,9 +179,9 @@ void run(const Opts& o) {
       fmt::print("{:<32} {:<16} {:<8} {:>12} {:>8.3f} {:>12.4e} {:>12.4e} {:>9.1f}\n", l.name, l.format, l.method,
                  fmt::format("{}x{}", l.rows, l.cols), l.bits_per_weight, l.weight_rel_err, l.output_rel_err, l.seconds * 1e3);
     if (res.tune.steps > 0)
-      fmt::print("\ntuned {} scales{} in {} steps ({:.1f} s): KL from the original model {:.5f} -> {:.5f} nats/token (calibration data)\n",
-                 res.tune.params, o.tune.norms ? " and norm weights" : "", res.tune.steps, res.tune.seconds, res.tune.kl_before,
-                 res.tune.kl_after);
+      fmt::print("\ntuned {} parameters{} in {} steps ({:.1f} s): KL from the original model {:.5f} -> {:.5f} nats/token (calibration data)\n",
+                 res.tune.params, o.tune.codes ? fmt::format(" and the codes ({} moved)", res.tune.codes_changed) : "", res.tune.steps,
+                 res.tune.seconds, res.tune.kl_before, res.tune.kl_after);
     fmt::print("\n{} -> {} ({:.2f} MiB): {} layers at {:.3f} bits/weight, calibration {}, {:.1f} s, peak RSS {:.0f} MiB\n",
                o.in.empty() ? o.synthetic : o.in, o.out, double(out_bytes) / (1 << 20), res.layers.size(),
                params > 0 ? bits / params : 0.0, calib_desc, res.seconds, peak_rss_mib());
