@@ -8,6 +8,8 @@
 #include <cmath>
 #include <random>
 
+#include "core/json.h"
+
 namespace tz::bench {
 
 Timing time_it(const std::function<void(int)>& fn, int warmup, int repeats, double budget_s, int min_reps) {
@@ -78,7 +80,7 @@ void Reporter::add(const Row& r) {
     j["max_rel_err"] = r.max_rel_err;
     j["roofline_frac"] = roof ? nlohmann::ordered_json(*roof) : nlohmann::ordered_json(nullptr);
     for (auto it = r.extra.begin(); it != r.extra.end(); ++it) j[it.key()] = it.value();
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", tz::json_io::dump(j));
   } else {
     if (!header_done_) {
       fmt::print("{:<7} {:<48} {:<24} {:<22} {:>3} {:<4} {:>10} {:>10} {:>9} {:>8} {:>9} {:<26} {:>9} {:>6}\n", "op", "impl",

@@ -1,11 +1,14 @@
 // Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
-// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip}/. Run by ctest before the fuzz targets.
+// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip,hf_config}/,
+// plus hostile seeds (deep nesting, floats in integer fields, duplicate keys). Run by ctest before the fuzz targets.
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "tensorzip/compress.h"
+#include "tensorzip/io/safetensors.h"
 #include "tests/test_util.h"
 
 int main(int argc, char** argv) {
@@ -32,32 +35,44 @@ int main(int argc, char** argv) {
       tz::test::write_file((d / ("flip" + std::to_string(i))).string(), f);
     }
   };
+  // Hostile seeds named for the defects they once triggered (issue 23): deep nesting, floats where
+  // integers belong, duplicate keys.
+  const auto extra = [&](const std::string& kind, const std::string& name, const std::string& bytes) {
+    tz::test::write_file((root / kind / name).string(), std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  };
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   emit("safetensors", tz::test::sample_safetensors());
+  {
+    const std::string e = R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+    const std::string hdr = "{\"a\":" + e + ",\"a\":" + e + "}";
+    std::string dup(8, '\0');
+    const uint64_t n = hdr.size();
+    std::memcpy(dup.data(), &n, 8);
+    extra("safetensors", "duplicate_key", dup + hdr + std::string(4, '\0'));
+    std::string nested(8, '\0');
+    const std::string nh = "{\"__metadata__\":" + deep + "}";
+    const uint64_t nn = nh.size();
+    std::memcpy(nested.data(), &nn, 8);
+    extra("safetensors", "nested", nested + nh);
+  }
   emit("gguf", tz::test::sample_gguf());
   emit("llama2c", tz::test::sample_llama2c(0, true));
   emit("llama2c_v1", tz::test::sample_llama2c(1, false));
   const std::string peft = R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "bias": "none"})";
   emit("peft_config", std::vector<uint8_t>(peft.begin(), peft.end()));
-  // A tiny llama2.c tokenizer.bin (max_token_length, then score, length, bytes per token) and a
-  // tokenizer.json with merges.
-  std::vector<uint8_t> tok;
-  const auto put32 = [&](const void* p) {
-    tok.resize(tok.size() + 4);
-    std::memcpy(tok.data() + tok.size() - 4, p, 4);
-  };
-  const int32_t max_len = 8;
-  put32(&max_len);
-  float score = 0.f;
-  for (const std::string piece : {"<unk>", "<s>", "</s>", "<0x41>", " ", "O", "n", "c", "e", "On", "ce", " On", "Once"}) {
-    const int32_t len = int32_t(piece.size());
-    put32(&score);
-    put32(&len);
-    for (char ch : piece) tok.push_back(static_cast<uint8_t>(ch));
-    score -= 1.f;
-  }
+  extra("peft_config", "nested", "{\"r\":" + deep + "}");
+  extra("peft_config", "float_rank", R"({"peft_type": "LORA", "r": 1e300, "lora_alpha": 1e308, "target_modules": "q_proj"})");
+  const std::string hf_cfg = R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 32, "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false})";
+  emit("hf_config", std::vector<uint8_t>(hf_cfg.begin(), hf_cfg.end()));
+  extra("hf_config", "nested", "{\"hidden_size\":" + deep + "}");
+  extra("hf_config", "float_layers", R"({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2.5, "num_attention_heads": 1e300, "vocab_size": 32})");
+  extra("hf_config", "inf_eps", R"({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 32, "rms_norm_eps": 1e999})");
+  // A tiny llama2.c tokenizer.bin and a tokenizer.json with merges.
+  const std::vector<uint8_t> tok = tz::test::sample_tokenizer_bin();
   emit("tokenizer", tok);
   const std::string hf = R"({"model":{"type":"BPE","byte_fallback":true,"vocab":{"<unk>":0,"<s>":1,"</s>":2,"<0x41>":3,"\u2581":4,"O":5,"n":6,"On":7,"\u2581On":8},"merges":["O n","\u2581 On"]},"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"\u2581"},{"type":"Replace","pattern":{"String":" "},"content":"\u2581"}]}})";
   emit("tokenizer_json", std::vector<uint8_t>(hf.begin(), hf.end()));
+  extra("tokenizer_json", "nested", R"({"model":{"type":"BPE","vocab":{"a":0}},"pre_tokenizer":{"pretokenizers":)" + deep + "}}");
   // A small tensorzip model file: a generated LLaMA with compressed layers (AWQ, outliers, low rank).
   {
     tz::LlamaConfig c{32, 64, 1, 2, 1, 8, 8};
@@ -73,6 +88,15 @@ int main(int argc, char** argv) {
     const std::string tmp = (root / "tensorzip.tmp").string();
     tz::write_tensorzip(res.model, nullptr, tmp);
     emit("tensorzip", tz::test::read_file(tmp));
+    // The same file with a float where an integer belongs ("rank": 1e300).
+    const auto f = tz::io::SafetensorsFile::open(tmp);
+    nlohmann::json formats = nlohmann::json::parse(f.metadata().at("tensorzip.tensors"));
+    for (auto& [name, d] : formats.items()) d["rank"] = 1e300;
+    tz::io::SafetensorsWriter w;
+    for (const auto& [k, v] : f.metadata()) w.set_metadata(k, k == "tensorzip.tensors" ? formats.dump() : v);
+    for (const auto& e : f.tensors()) w.add(e.name, f.tensor(e.name));
+    const std::string bad = (root / "tensorzip" / "float_rank").string();
+    w.write(bad);
     fs::remove(tmp);
   }
   std::cout << "corpus written to " << root << "\n";

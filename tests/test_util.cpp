@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -169,6 +170,25 @@ std::vector<uint8_t> sample_llama2c(int version, bool shared) {
     put(&f, 4);
   }
   return out;
+}
+
+std::vector<uint8_t> sample_tokenizer_bin() {
+  std::vector<uint8_t> tok;
+  const auto put32 = [&](const void* p) {
+    tok.resize(tok.size() + 4);
+    std::memcpy(tok.data() + tok.size() - 4, p, 4);
+  };
+  const int32_t max_len = 8;
+  put32(&max_len);
+  float score = 0.f;
+  for (const std::string piece : {"<unk>", "<s>", "</s>", "<0x41>", " ", "O", "n", "c", "e", "On", "ce", " On", "Once", "a", "b", " a"}) {
+    const int32_t len = int32_t(piece.size());
+    put32(&score);
+    put32(&len);
+    for (char ch : piece) tok.push_back(static_cast<uint8_t>(ch));
+    score -= 1.f;
+  }
+  return tok;
 }
 
 }  // namespace tz::test

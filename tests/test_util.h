@@ -47,4 +47,16 @@ std::vector<uint8_t> sample_safetensors();  // F32 [2,3], BF16 [4], I8 [3] + met
 std::vector<uint8_t> sample_gguf();         // all metadata types + f32/f16/bf16/q8_0/q4_0 tensors
 // dim 8, hidden 12, 2 layers, 2 heads, 1 kv head, vocab 16, seq 4; values = index * 0.001.
 std::vector<uint8_t> sample_llama2c(int version, bool shared);
+// A llama2.c tokenizer.bin of 16 pieces (<unk> <s> </s>, a byte piece, letters and merges of
+// "Once"): enough to encode short prompts for sample_llama2c's vocab of 16.
+std::vector<uint8_t> sample_tokenizer_bin();
 }  // namespace tz::test
+
+// Sanitizer builds: some tests (address-space limits) cannot run under ASan.
+#if defined(__SANITIZE_ADDRESS__)
+#define TZ_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TZ_TEST_ASAN 1
+#endif
+#endif

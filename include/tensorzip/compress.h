@@ -42,6 +42,11 @@ struct TuneReport {
   int64_t codes_changed = 0;           // weights whose code moved (with codes)
   double kl_before = 0, kl_after = 0;  // mean KL (nats/token) from the original model, calibration data
   double seconds = 0;
+  // The step at which the loss became non-finite (0: none); tuning stopped there.
+  int diverged_at = 0;
+  // Tuning diverged or ended no better than it started (kl_after >= kl_before): the model was
+  // given back as it was before tuning, and kl_after is what the tuned state measured.
+  bool reverted = false;
 };
 
 struct CompressOptions {

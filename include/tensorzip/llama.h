@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tensorzip/format.h"
@@ -65,6 +66,12 @@ LlamaSource load_gguf_llama(const std::string& path);
 // A directory (or its config.json / model.safetensors) with config.json, model.safetensors and,
 // when present, tokenizer.json.
 LlamaSource load_hf_llama(const std::string& path);
+// A Hugging Face config.json (model_type llama or mistral): every field type- and range-checked.
+struct HfConfig {
+  LlamaConfig cfg;
+  bool tie_word_embeddings = false;
+};
+HfConfig parse_hf_config(std::string_view text, const std::string& label);
 // Picks the loader from the file's contents (GGUF magic, a directory / safetensors, else llama2.c).
 LlamaSource load_llama(const std::string& path);
 // Whether load_llama takes `path` as a model (false: a safetensors file without config.json beside
@@ -116,6 +123,7 @@ class FormatSpec {
   FormatSpec(const std::string& spec = "f32");
   WeightFormat for_tensor(const std::string& name) const;
   const std::string& text() const { return text_; }
+  const std::vector<std::pair<std::string, WeightFormat>>& rules() const { return rules_; }
 
  private:
   std::string text_;
@@ -194,7 +202,9 @@ using ActivationHook = std::function<void(const std::string& name, const float* 
 
 class LlamaSession {
  public:
-  explicit LlamaSession(const LlamaModel& model, int max_seq = 0);  // 0: the model's seq_len
+  // max_seq bounds the positions (0: the model's seq_len); the KV cache is allocated as positions
+  // are used, not up front, and an allocation larger than the free memory is a tz::Error.
+  explicit LlamaSession(const LlamaModel& model, int max_seq = 0);
   // Runs tokens[0..n) at positions pos..pos+n-1 (the cache must hold 0..pos-1). Writes logits
   // [n, vocab] when all_logits, else only the last token's [vocab].
   void forward(const int* tokens, int n, int pos, float* logits, bool all_logits = false);
@@ -209,11 +219,13 @@ class LlamaSession {
   size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
 
  private:
+  static constexpr int kInitialCapacity = 256;
+  void reserve(int positions);  // KV cache and rotary tables for positions 0..positions-1
   void ensure_scratch(int n);
   void layer(int l, int n, int pos);  // x_ through layer l
   const LlamaModel& m_;
-  int max_seq_;
-  std::vector<float> k_cache_, v_cache_;  // [layer][pos][kv_dim]
+  int max_seq_, cap_ = 0;
+  std::vector<float> k_cache_, v_cache_;  // K [layer][pos][kv_dim], V [layer][kv_dim][pos], cap_ positions
   std::vector<float> rope_cos_, rope_sin_;  // [pos][head_size / 2]
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
   int scratch_n_ = 0;

@@ -165,8 +165,12 @@ struct PeftAdapter {
   int64_t r = 0;
   double lora_alpha = 0;
   std::vector<std::string> target_modules;
+  bool target_regex = false;     // target_modules was one string: PEFT's regex (or "all-linear")
+  bool ranks_may_differ = false; // a non-empty rank_pattern
   std::map<std::string, LoraAdapter> modules;
 };
+// Refuses tensors that disagree with the config (a module's rank other than r, a module not in
+// target_modules) and warns (log hook) about a target module with no tensors.
 PeftAdapter read_peft_adapter(const std::string& dir);
 // The adapter_config.json part alone (r, lora_alpha, target_modules; no modules); `label` names the
 // source in errors.

@@ -4,12 +4,20 @@
 #pragma once
 #include <cstddef>
 #include <new>
+#include <string>
 #include <vector>
 
 namespace tz {
 
 void* alloc_large(size_t bytes);  // throws tz::Error when out of memory
 void free_large(void* p) noexcept;
+
+// Bytes this process can still allocate: the kernel's MemAvailable, capped by the headroom under
+// RLIMIT_AS when one is set; SIZE_MAX when neither is known.
+size_t available_memory();
+// Throws tz::Error "<what> needs N MiB, only M MiB of memory are available" when `bytes` exceeds
+// available_memory(): a size read from a file is checked before it is allocated and zeroed.
+void require_memory(size_t bytes, const std::string& what);
 
 template <class T>
 struct LargeAllocator {

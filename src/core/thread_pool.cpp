@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,9 +24,22 @@ thread_local bool t_in_pool = false;
 class ThreadPool {
  public:
   explicit ThreadPool(int n) : n_threads_(n) {
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    try {
+      for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    } catch (const std::system_error& e) {
+      // The workers already started wait on this pool's condition variable: stop and join them
+      // before the members die, or destroying the condition variable waits forever.
+      const size_t started = workers_.size() + 1;
+      shutdown();
+      throw Error("cannot start " + std::to_string(n) + " threads, only " + std::to_string(started) + " could be created (" +
+                  e.what() + "); use fewer (--threads)");
+    }
   }
-  ~ThreadPool() {
+  ~ThreadPool() { shutdown(); }
+  int size() const { return n_threads_; }
+
+ private:
+  void shutdown() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
@@ -32,8 +47,10 @@ class ThreadPool {
     }
     cv_start_.notify_all();
     for (auto& t : workers_) t.join();
+    workers_.clear();
   }
-  int size() const { return n_threads_; }
+
+ public:
 
   void run(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);  // one parallel region at a time

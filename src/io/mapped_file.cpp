@@ -14,12 +14,14 @@
 namespace tz::io {
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever, before the
+  // regular-file check below could refuse it. (It has no effect on regular files.)
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(path + ": not a regular file");
+    throw Error(path + ": not a regular file" + (S_ISDIR(st.st_mode) ? " (a directory)" : S_ISFIFO(st.st_mode) ? " (a FIFO)" : ""));
   }
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
@@ -63,6 +65,16 @@ std::string ByteReader::read_string(uint64_t len, const char* what) {
          " at offset " + std::to_string(pos_) + " exceeds the " + std::to_string(remaining()) + " bytes left");
   const uint8_t* q = take(size_t(len), what);
   return std::string(reinterpret_cast<const char*>(q), size_t(len));
+}
+
+std::string sniff_format(const uint8_t* p, size_t size) {
+  if (size >= 4 && std::memcmp(p, "GGUF", 4) == 0) return "gguf";
+  if (size >= 9) {  // 8-byte little-endian header length, then the JSON header
+    uint64_t n;
+    std::memcpy(&n, p, 8);
+    if (n <= size - 8 && p[8] == '{') return "safetensors";
+  }
+  return "llama2c";
 }
 
 std::string read_text_file(const std::string& path) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/atomic_file.h"
 
@@ -61,8 +62,8 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* data, size_t size, const s
   f.data_ = data + r.pos();
   f.data_size_ = r.remaining();
 
-  nlohmann::json j = nlohmann::json::parse(hdr, hdr + n, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) r.fail("header is not valid JSON");
+  // Duplicate names would make "which tensor is 'x'" depend on the reader: refused.
+  const nlohmann::json j = json_io::parse(std::string_view(hdr, size_t(n)), label + ": header", {.reject_duplicate_keys = true});
   if (!j.is_object()) r.fail("header JSON is not an object");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
@@ -169,7 +170,7 @@ void SafetensorsWriter::write(const std::string& path) const {
     off += t.nbytes();
     h[name] = e;
   }
-  std::string hdr = h.dump();
+  std::string hdr = json_io::dump(h);
   // Pad with spaces (valid JSON) so the data region starts on a 64-byte boundary.
   hdr.append((64 - (8 + hdr.size()) % 64) % 64, ' ');
   AtomicFile out(path);

@@ -5,10 +5,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/json.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/atomic_file.h"
+#include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/lowrank_ops.h"
+#include "tensorzip/runtime.h"
 
 namespace tz {
 namespace {
@@ -32,27 +35,56 @@ std::vector<float> as_f32(const io::SafetensorsFile& f, const std::string& name,
   return v;
 }
 
+// The tensors must be the adapter the config describes: every module's rank is "r" (PEFT's
+// rank_pattern, which lets ranks differ, is honoured only as "ranks may differ") and every module
+// is one "target_modules" names. A target with no tensors is legal in PEFT (the module may not
+// exist in this model) but worth a warning.
+void check_against_config(const PeftAdapter& ad, const std::string& st_path, const std::string& cfg_path) {
+  for (const auto& [module, l] : ad.modules)
+    require(ad.ranks_may_differ || l.rank == ad.r, st_path + ": module '" + module + "' has rank " + std::to_string(l.rank) + " but " +
+                                                     cfg_path + " says r = " + std::to_string(ad.r));
+  if (ad.target_modules.empty() || ad.target_regex) return;  // a regex (or "all-linear") is PEFT's to match
+  const auto targets = [&](const std::string& module, const std::string& t) {
+    return module == t || ends_with(module, "." + t);
+  };
+  for (const auto& [module, l] : ad.modules) {
+    bool named = false;
+    for (const auto& t : ad.target_modules) named |= targets(module, t);
+    std::string list;
+    for (const auto& t : ad.target_modules) list += (list.empty() ? "" : ", ") + t;
+    require(named, st_path + ": module '" + module + "' is not among the target_modules of " + cfg_path + " (" + list + ")");
+  }
+  for (const auto& t : ad.target_modules) {
+    bool used = false;
+    for (const auto& [module, l] : ad.modules) used |= targets(module, t);
+    if (!used) log(LogLevel::Warn, cfg_path + ": target module '" + t + "' has no lora_A / lora_B tensors in " + st_path);
+  }
+}
+
 }  // namespace
 
 PeftAdapter parse_peft_config(const std::string& text, const std::string& label) {
-  nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw Error(label + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json cfg = json_io::parse(text, label);
   PeftAdapter ad;
   try {
     require(cfg.is_object(), label + ": must be a JSON object");
-    require(cfg.contains("r") && cfg["r"].is_number_integer(), label + ": needs an integer \"r\"");
-    require(cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(), label + ": needs a number \"lora_alpha\"");
-    ad.r = cfg["r"].get<int64_t>();
-    ad.lora_alpha = cfg["lora_alpha"].get<double>();
-    require(ad.r >= 1, label + ": \"r\" must be >= 1");
-    require(std::isfinite(ad.lora_alpha), label + ": \"lora_alpha\" must be finite");
+    ad.r = json_io::get_int(cfg, "r", label, 1, int64_t(1) << 24);
+    // |alpha / r| beyond 1e6 is no adapter anyone trained; it would only overflow the merged weights.
+    ad.lora_alpha = json_io::get_number(cfg, "lora_alpha", label, -1e6, 1e6);
+    for (const char* key : {"rank_pattern", "alpha_pattern"}) {
+      const auto p = cfg.value(key, nlohmann::json());
+      require(p.is_null() || p.is_object(), label + ": \"" + key + "\" must be an object");
+      if (p.is_object() && !p.empty()) {
+        require(std::string(key) == "rank_pattern", label + ": \"alpha_pattern\" (per-module alpha) is not supported");
+        ad.ranks_may_differ = true;
+      }
+    }
     if (cfg.contains("target_modules")) {
       const auto& tm = cfg["target_modules"];
-      if (tm.is_string()) ad.target_modules.push_back(tm.get<std::string>());
+      if (tm.is_string()) {  // PEFT: a regular expression over module names, or "all-linear"
+        ad.target_modules.push_back(tm.get<std::string>());
+        ad.target_regex = true;
+      }
       else if (tm.is_array())
         for (const auto& m : tm) ad.target_modules.push_back(m.get<std::string>());
       else if (!tm.is_null()) throw Error(label + ": \"target_modules\" must be a string or a list of strings");
@@ -65,11 +97,7 @@ PeftAdapter parse_peft_config(const std::string& text, const std::string& label)
 
 PeftAdapter read_peft_adapter(const std::string& dir) {
   const std::string cfg_path = dir + "/adapter_config.json", st_path = dir + "/adapter_model.safetensors";
-  std::ifstream in(cfg_path);
-  require(bool(in), cfg_path + ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  PeftAdapter ad = parse_peft_config(text.str(), cfg_path);
+  PeftAdapter ad = parse_peft_config(io::read_text_file(cfg_path), cfg_path);
   const auto f = io::SafetensorsFile::open(st_path);
   for (const auto& e : f.tensors()) {
     if (!ends_with(e.name, kA)) continue;
@@ -93,6 +121,7 @@ PeftAdapter read_peft_adapter(const std::string& dir) {
       require(f.find(module + kA) != nullptr, st_path + ": " + e.name + " has no matching lora_A");
     }
   require(!ad.modules.empty(), st_path + ": no lora_A / lora_B tensors");
+  check_against_config(ad, st_path, cfg_path);
   return ad;
 }
 
@@ -117,10 +146,11 @@ void write_peft_adapter(const std::string& dir, const PeftAdapter& ad) {
   cfg["peft_type"] = "LORA";
   cfg["r"] = ad.r;
   cfg["lora_alpha"] = ad.lora_alpha;
-  cfg["target_modules"] = ad.target_modules;
+  if (ad.target_regex && ad.target_modules.size() == 1) cfg["target_modules"] = ad.target_modules[0];
+  else cfg["target_modules"] = ad.target_modules;
   cfg["bias"] = "none";
   cfg["lora_dropout"] = 0.0;
-  const std::string text = cfg.dump(2) + "\n";
+  const std::string text = json_io::dump(cfg, 2) + "\n";
   io::AtomicFile cf(dir + "/adapter_config.json");
   cf.write(text.data(), text.size());
   w.write(dir + "/adapter_model.safetensors");

@@ -11,6 +11,7 @@
 #include "tensorzip/error.h"
 #include "tensorzip/gemm.h"
 #include "tensorzip/llama.h"
+#include "tensorzip/memory.h"
 #include "tensorzip/runtime.h"
 
 namespace tz {
@@ -79,10 +80,27 @@ LlamaSession::LlamaSession(const LlamaModel& model, int max_seq) : m_(model) {
   const LlamaConfig& c = m_.config();
   max_seq_ = max_seq > 0 ? max_seq : c.seq_len;
   require(max_seq_ > 0, "LlamaSession: max_seq must be positive");
-  const size_t per_layer = size_t(max_seq_) * size_t(c.kv_dim());
-  k_cache_.assign(per_layer * size_t(c.n_layers), 0.f);
-  v_cache_.assign(per_layer * size_t(c.n_layers), 0.f);
-  rope_table(c, max_seq_, rope_cos_, rope_sin_);
+}
+
+// The cache grows with the positions used (at least doubling), so a model whose file declares a
+// context of millions of tokens costs memory only for the tokens a run reaches.
+void LlamaSession::reserve(int positions) {
+  if (positions <= cap_) return;
+  const LlamaConfig& c = m_.config();
+  const int cap = std::min(max_seq_, std::max({positions, 2 * cap_, kInitialCapacity}));
+  const size_t KV = size_t(c.kv_dim()), layers = size_t(c.n_layers), half = size_t(c.head_size() / 2);
+  const size_t bytes = (2 * size_t(cap) * KV * layers + 2 * size_t(cap) * half) * sizeof(float);
+  require_memory(bytes, "the KV cache for " + std::to_string(cap) + " positions");
+  std::vector<float> k(size_t(cap) * KV * layers, 0.f), v(size_t(cap) * KV * layers, 0.f);
+  for (size_t l = 0; l < layers && cap_ > 0; ++l) {
+    std::memcpy(&k[l * size_t(cap) * KV], &k_cache_[l * size_t(cap_) * KV], size_t(cap_) * KV * 4);
+    for (size_t d = 0; d < KV; ++d)  // V is [KV][positions]: each row keeps its prefix
+      std::memcpy(&v[(l * KV + d) * size_t(cap)], &v_cache_[(l * KV + d) * size_t(cap_)], size_t(cap_) * 4);
+  }
+  k_cache_ = std::move(k);
+  v_cache_ = std::move(v);
+  rope_table(c, cap, rope_cos_, rope_sin_);
+  cap_ = cap;
 }
 
 void LlamaSession::ensure_scratch(int n) {
@@ -106,6 +124,7 @@ void LlamaSession::forward(const int* tokens, int n, int pos, float* logits, boo
   require(pos >= 0 && int64_t(pos) + n <= max_seq_,
           "forward: positions " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) + " exceed the context of " +
               std::to_string(max_seq_) + " tokens");
+  reserve(pos + n);
   for (int t = 0; t < n; ++t)
     require(tokens[t] >= 0 && tokens[t] < c.vocab_size,
             "forward: token id " + std::to_string(tokens[t]) + " outside the vocabulary (" + std::to_string(c.vocab_size) + ")");
@@ -126,6 +145,7 @@ void LlamaSession::run_layer(int l, float* x, int n, int pos) {
   const LlamaConfig& c = m_.config();
   require(l >= 0 && l < c.n_layers, "run_layer: layer " + std::to_string(l) + " out of range");
   require(n > 0 && pos >= 0 && int64_t(pos) + n <= max_seq_, "run_layer: positions exceed the context");
+  reserve(pos + n);
   ensure_scratch(n);
   std::memcpy(x_.data(), x, size_t(n) * size_t(c.dim) * 4);
   layer(l, n, pos);
@@ -155,15 +175,16 @@ void LlamaSession::layer(int l, int n, int pos) {
     linear(L.wq, p + "attention.wq", xb_.data(), q_.data());
     linear(L.wk, p + "attention.wk", xb_.data(), k_.data());
     linear(L.wv, p + "attention.wv", xb_.data(), v_.data());
-    float* kc = &k_cache_[size_t(l) * size_t(max_seq_) * size_t(KV)];
-    float* vc = &v_cache_[size_t(l) * size_t(max_seq_) * size_t(KV)];  // transposed: [KV][max_seq]
+    const int64_t cap = cap_;  // positions allocated: the row stride of V
+    float* kc = &k_cache_[size_t(l) * size_t(cap) * size_t(KV)];
+    float* vc = &v_cache_[size_t(l) * size_t(cap) * size_t(KV)];  // transposed: [KV][cap]
     for (int t = 0; t < n; ++t) {
       const float* cs = &rope_cos_[size_t((pos + t) * half)];
       const float* sn = &rope_sin_[size_t((pos + t) * half)];
       rope(&q_[size_t(t * D)], c.n_heads, int(hs), cs, sn);
       rope(&k_[size_t(t * KV)], c.n_kv_heads, int(hs), cs, sn);
       std::memcpy(kc + int64_t(pos + t) * KV, &k_[size_t(t * KV)], size_t(KV) * 4);
-      for (int64_t d = 0; d < KV; ++d) vc[d * max_seq_ + pos + t] = v_[size_t(t * KV + d)];
+      for (int64_t d = 0; d < KV; ++d) vc[d * cap + pos + t] = v_[size_t(t * KV + d)];
     }
     const int64_t T = pos + n;  // keys visible to the last token
     if (gemm_attention) {
@@ -179,7 +200,7 @@ void LlamaSession::layer(int l, int n, int pos) {
         };
         if (int64_t(n) * T >= kParallelMinElems) parallel_for(n, softmax_row);
         else for (int64_t t = 0; t < n; ++t) softmax_row(t, 0);
-        gemm_f32(n, hs, T, scores.data(), T, vc + kvo * max_seq_, max_seq_, &att_[size_t(h * hs)], D);
+        gemm_f32(n, hs, T, scores.data(), T, vc + kvo * cap, cap, &att_[size_t(h * hs)], D);
       }
     } else {
       const auto head = [&](int64_t task, int) {
@@ -197,7 +218,7 @@ void LlamaSession::layer(int l, int n, int pos) {
         softmax_inplace(s.data(), visible);
         float* out = &att_[size_t(t * D + h * hs)];
         for (int64_t i = 0; i < hs; ++i) {
-          const float* vrow = vc + (kvo + i) * max_seq_;
+          const float* vrow = vc + (kvo + i) * cap;
           float acc = 0;
           for (int64_t j = 0; j < visible; ++j) acc += s[size_t(j)] * vrow[j];
           out[i] = acc;
@@ -232,7 +253,7 @@ void LlamaSession::layer(int l, int n, int pos) {
 
 Sampler::Sampler(int vocab, float temperature, float top_p, uint64_t seed)
     : vocab_(vocab), temp_(temperature), top_p_(top_p), state_(seed) {
-  require(temperature >= 0.f, "sampler: temperature must be >= 0");
+  require(temperature >= 0.f && std::isfinite(temperature), "sampler: temperature must be finite and >= 0");
   require(top_p >= 0.f && top_p <= 1.f, "sampler: top-p must be in [0, 1]");
 }
 
@@ -245,9 +266,22 @@ float Sampler::random_f32() {  // llama2.c's xorshift*
 }
 
 int Sampler::sample(float* logits) {
-  if (temp_ == 0.f) return int(std::max_element(logits, logits + vocab_) - logits);
-  for (int i = 0; i < vocab_; ++i) logits[i] /= temp_;
-  softmax_inplace(logits, vocab_);
+  // A NaN or Inf logit has no probability; it comes from a broken model, so it is named, not drawn.
+  for (int i = 0; i < vocab_; ++i)
+    if (!std::isfinite(logits[i]))
+      throw Error("sampler: the logit of token " + std::to_string(i) + " is " + std::to_string(logits[i]) +
+                  " (the model produced a non-finite value)");
+  const int best = int(std::max_element(logits, logits + vocab_) - logits);
+  if (temp_ == 0.f) return best;
+  // softmax((l - max) / T): the largest logit maps to exp(0) = 1, so a tiny T tends to greedy
+  // instead of l / T overflowing to Inf and the softmax to NaN.
+  const float mx = logits[best];
+  float sum = 0;
+  for (int i = 0; i < vocab_; ++i) {
+    logits[i] = std::exp((logits[i] - mx) / temp_);
+    sum += logits[i];
+  }
+  for (int i = 0; i < vocab_; ++i) logits[i] /= sum;
   const float coin = random_f32();
   if (top_p_ <= 0.f || top_p_ >= 1.f) {
     float cdf = 0;
@@ -259,9 +293,10 @@ int Sampler::sample(float* logits) {
   }
   // Nucleus: candidates above (1 - p) / (n - 1) cannot be excluded, sort only those.
   probindex_.clear();
-  const float cutoff = (1.f - top_p_) / float(vocab_ - 1);
+  const float cutoff = vocab_ > 1 ? (1.f - top_p_) / float(vocab_ - 1) : 0.f;
   for (int i = 0; i < vocab_; ++i)
     if (logits[i] >= cutoff) probindex_.emplace_back(logits[i], i);
+  if (probindex_.empty()) probindex_.emplace_back(logits[best], best);  // a flat distribution under a tiny p
   std::sort(probindex_.begin(), probindex_.end(), [](auto& a, auto& b) { return a.first > b.first; });
   float cum = 0;
   size_t last = probindex_.size() - 1;

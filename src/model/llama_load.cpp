@@ -7,11 +7,13 @@
 #include <random>
 #include <set>
 
+#include "core/json.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/ggml_blocks.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/llama2c.h"
+#include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/runtime.h"
@@ -150,76 +152,83 @@ LlamaSource load_gguf_llama(const std::string& path) {
     for (auto [gname, name] : per_layer) get("blk." + std::to_string(l) + "." + gname + ".weight", layer(l, name));
   get("output_norm.weight", "norm");
   if (g.find_tensor("output.weight") != nullptr) get("output.weight", "output");
+  for (const auto& t : g.tensors()) {
+    int blk = -1;
+    if (std::sscanf(t.name.c_str(), "blk.%d.", &blk) == 1)
+      require(blk >= 0 && blk < c.n_layers, path + ": tensor '" + t.name + "' belongs to block " + std::to_string(blk) + " but " + arch +
+                                                ".block_count is " + std::to_string(c.n_layers));
+  }
   if (g.find("tokenizer.ggml.model") != nullptr) s.tokenizer = Tokenizer::from_gguf(g);
   s.validate();
   return s;
 }
 
+HfConfig parse_hf_config(std::string_view text, const std::string& label) {
+  const json_io::Json j = json_io::parse(text, label);
+  require(j.is_object(), label + ": not a JSON object");
+  HfConfig h;
+  LlamaConfig& c = h.cfg;
+  try {
+    const std::string type = j.value("model_type", "llama");
+    require(type == "llama" || type == "mistral", label + ": model_type '" + type + "' is not a LLaMA-family model");
+    constexpr int64_t kMax = (int64_t(1) << 24) - 1;
+    const auto integer = [&](const char* key, std::optional<int64_t> def = std::nullopt) {
+      return int(json_io::get_int(j, key, label, 1, kMax, def));
+    };
+    c.dim = integer("hidden_size");
+    c.hidden_dim = integer("intermediate_size");
+    c.n_layers = integer("num_hidden_layers");
+    c.n_heads = integer("num_attention_heads");
+    c.n_kv_heads = integer("num_key_value_heads", c.n_heads);
+    c.vocab_size = integer("vocab_size");
+    c.seq_len = integer("max_position_embeddings", 2048);
+    c.norm_eps = float(json_io::get_number(j, "rms_norm_eps", label, 1e-30, 1.0, 1e-6));
+    c.rope_theta = float(json_io::get_number(j, "rope_theta", label, 1e-3, 1e30, 10000.0));
+    const auto tie = j.value("tie_word_embeddings", nlohmann::json(false));
+    require(tie.is_boolean(), label + ": 'tie_word_embeddings' is not true or false");
+    h.tie_word_embeddings = tie.get<bool>();
+    require(j.value("rope_scaling", nlohmann::json()).is_null(), label + ": rope_scaling is not supported yet");
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(label + ": " + e.what());
+  }
+  c.validate(label);
+  return h;
+}
+
 LlamaSource load_hf_llama(const std::string& path) {
   const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
   const fs::path cfg_path = dir / "config.json";
-  std::ifstream in(cfg_path);
-  require(in.good(), cfg_path.string() + ": cannot open (a Hugging Face model directory needs config.json)");
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cfg_path.string() + ": not valid JSON (" + e.what() + ")");
-  }
+  require(fs::exists(cfg_path), cfg_path.string() + ": cannot open (a Hugging Face model directory needs config.json)");
+  const HfConfig hf = parse_hf_config(io::read_text_file(cfg_path.string()), cfg_path.string());
   LlamaSource s;
   s.label = dir.string();
+  s.cfg = hf.cfg;
   LlamaConfig& c = s.cfg;
-  bool tie = false;
-  try {
-    const std::string type = j.value("model_type", "llama");
-    require(type == "llama" || type == "mistral", cfg_path.string() + ": model_type '" + type + "' is not a LLaMA-family model");
-    const auto integer = [&](const char* key, int def) {
-      if (!j.contains(key)) {
-        require(def > 0, cfg_path.string() + ": '" + key + "' missing");
-        return def;
-      }
-      const auto& v = j[key];
-      require(v.is_number_integer() && v.get<int64_t>() > 0 && v.get<int64_t>() < (int64_t(1) << 24),
-              cfg_path.string() + ": '" + key + "' = " + v.dump() + " is not a positive integer below 2^24");
-      return int(v.get<int64_t>());
-    };
-    c.dim = integer("hidden_size", 0);
-    c.hidden_dim = integer("intermediate_size", 0);
-    c.n_layers = integer("num_hidden_layers", 0);
-    c.n_heads = integer("num_attention_heads", 0);
-    c.n_kv_heads = integer("num_key_value_heads", c.n_heads);
-    c.vocab_size = integer("vocab_size", 0);
-    c.seq_len = integer("max_position_embeddings", 2048);
-    c.norm_eps = j.value("rms_norm_eps", 1e-6f);
-    c.rope_theta = j.value("rope_theta", 10000.f);
-    tie = j.value("tie_word_embeddings", false);
-    require(j.value("rope_scaling", nlohmann::json()).is_null(), cfg_path.string() + ": rope_scaling is not supported yet");
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cfg_path.string() + ": " + e.what());
-  }
-  c.validate(cfg_path.string());
+  const bool tie = hf.tie_word_embeddings;
   // One file, or shards listed in model.safetensors.index.json.
   std::vector<fs::path> files;
   if (fs::exists(dir / "model.safetensors")) {
     files.push_back(dir / "model.safetensors");
   } else {
     const fs::path idx = dir / "model.safetensors.index.json";
-    std::ifstream ii(idx);
-    require(ii.good(), dir.string() + ": neither model.safetensors nor model.safetensors.index.json");
-    nlohmann::json ij;
+    require(fs::exists(idx), dir.string() + ": neither model.safetensors nor model.safetensors.index.json");
+    const nlohmann::json ij = json_io::parse(io::read_text_file(idx.string()), idx.string());
     try {
-      ii >> ij;
       std::set<std::string> names;
       for (auto& [k, v] : ij.at("weight_map").items()) names.insert(v.get<std::string>());
-      for (const auto& n : names) files.push_back(dir / n);
+      for (const auto& n : names) {
+        require(n.find('/') == std::string::npos, idx.string() + ": shard '" + n + "' is not a file name in the directory");
+        files.push_back(dir / n);
+      }
     } catch (const nlohmann::json::exception& e) {
       throw Error(idx.string() + ": " + e.what());
     }
   }
-  std::map<std::string, std::pair<std::string, DType>> seen;
   std::vector<io::SafetensorsFile> opened;
   for (const auto& f : files) opened.push_back(io::SafetensorsFile::open(f.string()));
+  std::set<std::string> used;
   const auto get = [&](const std::string& hf, const std::string& name, int rotary_heads = 0) {
+    used.insert(hf);
     for (const auto& f : opened)
       if (f.find(hf) != nullptr) {
         Tensor t = f.tensor(hf);
@@ -252,6 +261,15 @@ LlamaSource load_hf_llama(const std::string& path) {
   bool has_head = false;
   for (const auto& f : opened) has_head |= f.find("lm_head.weight") != nullptr;
   if (has_head && !tie) get("lm_head.weight", "output");
+  // Every tensor must be one the config accounts for: a checkpoint with more layers than
+  // num_hidden_layers says (or another architecture's tensors) is refused, not silently cut.
+  for (const auto& f : opened)
+    for (const auto& e : f.tensors()) {
+      const bool ignorable = e.name.ends_with("rotary_emb.inv_freq") || (tie && e.name == "lm_head.weight");
+      require(used.count(e.name) || ignorable,
+              f.label() + ": tensor '" + e.name + "' is not part of the model " + cfg_path.string() + " describes (" +
+                  std::to_string(c.n_layers) + " layers, " + (tie ? "tied" : "separate") + " classifier)");
+    }
   if (fs::exists(dir / "tokenizer.json")) s.tokenizer = Tokenizer::from_hf_json((dir / "tokenizer.json").string());
   s.validate();
   return s;
@@ -264,17 +282,16 @@ enum class ModelFile { HuggingFace, Gguf, Tensorzip, Safetensors, Llama2c };
 // What a path holds, from its kind, magic bytes and name; shared by load_llama and is_llama_model.
 ModelFile model_file_kind(const std::string& path) {
   if (fs::is_directory(path)) return ModelFile::HuggingFace;
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), path + ": cannot open");
-  char magic[4] = {};
-  in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return ModelFile::Gguf;
-  if (is_tensorzip_file(path)) return ModelFile::Tensorzip;
   const fs::path p(path);
   if (p.filename() == "config.json") return ModelFile::HuggingFace;
-  if (p.extension() == ".safetensors")
+  const auto f = io::MappedFile::open(path);  // by content, whatever the file is named
+  const std::string format = io::sniff_format(f->data(), f->size());
+  if (format == "gguf") return ModelFile::Gguf;
+  if (format == "safetensors") {
+    if (is_tensorzip_file(path)) return ModelFile::Tensorzip;
     return fs::exists(p.parent_path() / "config.json") ? ModelFile::HuggingFace : ModelFile::Safetensors;
-  return ModelFile::Llama2c;  // llama2.c checkpoints have no magic
+  }
+  return ModelFile::Llama2c;
 }
 
 }  // namespace
@@ -284,7 +301,9 @@ LlamaSource load_llama(const std::string& path) {
     case ModelFile::Gguf: return load_gguf_llama(path);
     case ModelFile::Tensorzip: return load_tensorzip(path);
     case ModelFile::Llama2c: return load_llama2c(path);
-    default: return load_hf_llama(path);  // a lone .safetensors then fails naming its missing config.json
+    case ModelFile::Safetensors:
+      throw Error(path + ": a safetensors file without config.json beside it (not a tensorzip file): no model config to run it with");
+    default: return load_hf_llama(path);
   }
 }
 

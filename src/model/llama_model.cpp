@@ -2,6 +2,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "tensorzip/convert.h"
@@ -12,6 +13,36 @@
 
 namespace tz {
 
+namespace {
+
+// Index of the first NaN / Inf in x[0..n), or -1; chunks on the pool for large tensors.
+int64_t first_non_finite(const float* x, int64_t n) {
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<int64_t> first(size_t(std::max<int64_t>(chunks, 1)), -1);
+  const auto scan = [&](int64_t c, int) {
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+    // NaN and Inf are the values whose exponent bits are all ones: an integer OR-reduction the
+    // compiler vectorizes (a float sum would not be, without reassociation).
+    const uint32_t* bits = reinterpret_cast<const uint32_t*>(x);
+    uint32_t any = 0;
+    for (int64_t i = c * kChunk; i < end; ++i) any |= uint32_t((bits[i] & 0x7f800000u) == 0x7f800000u);
+    if (any == 0) return;
+    for (int64_t i = c * kChunk; i < end; ++i)
+      if (!std::isfinite(x[i])) {
+        first[size_t(c)] = i;
+        return;
+      }
+  };
+  if (chunks > 1) parallel_for(chunks, scan);
+  else if (chunks == 1) scan(0, 0);
+  for (int64_t f : first)
+    if (f >= 0) return f;
+  return -1;
+}
+
+}  // namespace
+
 void LlamaConfig::validate(const std::string& label) const {
   const auto bad = [&](const std::string& what) { throw Error(label + ": invalid LLaMA config: " + what); };
   for (auto [v, n] : {std::pair{dim, "dim"}, {hidden_dim, "hidden_dim"}, {n_layers, "n_layers"}, {n_heads, "n_heads"},
@@ -20,7 +51,8 @@ void LlamaConfig::validate(const std::string& label) const {
   if (dim % n_heads != 0) bad("dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads));
   if (n_heads % n_kv_heads != 0) bad("n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads));
   if (head_size() % 2 != 0) bad("head size " + std::to_string(head_size()) + " is odd (rotary embeddings need pairs)");
-  if (!(norm_eps > 0.f) || !(rope_theta > 0.f)) bad("norm_eps and rope_theta must be positive");
+  if (!(norm_eps > 0.f) || !std::isfinite(norm_eps)) bad("norm_eps = " + std::to_string(norm_eps) + " (must be positive and finite)");
+  if (!(rope_theta > 0.f) || !std::isfinite(rope_theta)) bad("rope_theta = " + std::to_string(rope_theta) + " (must be positive and finite)");
 }
 
 std::string LlamaConfig::to_string() const {
@@ -74,6 +106,18 @@ void LlamaSource::validate() const {
   }
   check("norm", {D});
   if (!tied()) check("output", {V, D});
+  // A NaN or Inf weight (even in an embedding row no prompt uses) is refused here, by name, rather
+  // than turning into NaN logits, a NaN perplexity or a compressed copy of it.
+  for (const auto& [name, t] : tensors) {
+    if (t.dtype() != DType::F32 || !t.is_contiguous()) continue;
+    const int64_t bad = first_non_finite(t.data<float>(), t.numel());
+    require(bad < 0, label + ": tensor '" + name + "' holds a non-finite value (" + std::to_string(t.data<float>()[bad]) +
+                         ") at flat index " + std::to_string(bad));
+  }
+  for (const auto& [name, c] : quantized) {
+    const int64_t bad = first_non_finite(c.q.scales.data(), int64_t(c.q.scales.size()));
+    require(bad < 0, label + ": tensor '" + name + "' has a non-finite scale at group " + std::to_string(bad));
+  }
 }
 
 // ------------------------------------------------------------------ formats
@@ -363,10 +407,19 @@ LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std
   cfg_ = src.cfg;
   const int total = cfg_.n_layers * 7 + 1;
   int done = 0;
+  std::vector<std::string> names;
   const auto build = [&](const std::string& name, const std::string& source_name) {
-    Linear l = Linear::from_source(src, source_name, spec.for_tensor(name));
-    if (progress) progress(++done, total);
-    return l;
+    names.push_back(name);
+    const WeightFormat fmt = spec.for_tensor(name);
+    try {
+      Linear l = Linear::from_source(src, source_name, fmt);
+      if (progress) progress(++done, total);
+      return l;
+    } catch (const Error& e) {
+      throw Error(src.label + ": tensor '" + source_name + "' as " + fmt.to_string() + ": " + e.what());
+    } catch (const std::bad_alloc&) {
+      throw Error(src.label + ": out of memory building tensor '" + source_name + "' as " + fmt.to_string());
+    }
   };
   const auto vec = [&](const std::string& name) {
     const Tensor& t = src.get(name);
@@ -389,6 +442,11 @@ LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std
   }
   final_norm = vec("norm");
   classifier = build("output", src.tied() ? "tok_embeddings" : "output");
+  for (const auto& [glob, f] : spec.rules()) {  // an override that matches nothing is a typo, not a no-op
+    bool any = false;
+    for (const auto& n : names) any |= fnmatch(glob.c_str(), n.c_str(), 0) == 0;
+    require(any, "weight format spec '" + spec.text() + "': '" + glob + "' matches no linear layer (names: layers.N.attention.wq|wk|wv|wo, layers.N.feed_forward.w1|w2|w3, output)");
+  }
 }
 
 Linear* LlamaModel::linear(const std::string& name) {

@@ -4,6 +4,7 @@
 
 #include "tensorzip/error.h"
 #include "tensorzip/llama.h"
+#include "tensorzip/memory.h"
 
 namespace tz {
 namespace {
@@ -62,7 +63,10 @@ PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vec
   for (size_t w = 0; w < windows.size(); ++w) {
     const Window& win = windows[w];
     const int* ids = seqs[win.seq].data() + win.begin;
-    logits.resize(size_t(win.len) * size_t(V));
+    if (logits.size() < size_t(win.len) * size_t(V)) {
+      require_memory((size_t(win.len) * size_t(V) - logits.size()) * sizeof(float), "perplexity: logits for a window of " + std::to_string(win.len) + " tokens");
+      logits.resize(size_t(win.len) * size_t(V));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     s.forward(ids, win.len, 0, logits.data(), true);
     r.forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -73,7 +77,10 @@ PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vec
       for (int i = 1; i < V; ++i) mx = std::max(mx, double(lg[i]));
       double sum = 0;
       for (int i = 0; i < V; ++i) sum += std::exp(double(lg[i]) - mx);
-      nll += mx + std::log(sum) - double(lg[ids[t]]);
+      const double term = mx + std::log(sum) - double(lg[ids[t]]);
+      require(std::isfinite(term), "perplexity: the logits at position " + std::to_string(win.begin + t - 1) + " of sequence " +
+                                       std::to_string(win.seq) + " are not finite (the model produced NaN or Inf)");
+      nll += term;
       ++r.scored;
     }
     if (progress) progress(int64_t(w) + 1, r.windows);

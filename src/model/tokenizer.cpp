@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <queue>
 
+#include "core/json.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/mapped_file.h"
@@ -170,24 +171,19 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
 
 Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& label) {
   using nlohmann::json;
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(label + ": not valid JSON (" + e.what() + ")");
-  }
+  const json j = tz::json_io::parse(text, label);
   try {
     const json& model = j.at("model");
     const std::string type = model.value("type", "");
     require(type == "BPE", label + ": tokenizer model type '" + type + "' is not supported (only BPE)");
     const auto has_bytelevel = [](const json& node) {
       return node.is_object() && (node.value("type", "") == "ByteLevel" ||
-                                  (node.contains("pretokenizers") && node.dump().find("\"ByteLevel\"") != std::string::npos));
+                                  (node.contains("pretokenizers") && tz::json_io::dump(node).find("\"ByteLevel\"") != std::string::npos));
     };
     require(!has_bytelevel(j.value("pre_tokenizer", json())),
             label + ": byte-level BPE (GPT-2 / LLaMA-3 style) is not supported yet; only SentencePiece-style BPE");
     const auto id_of = [&](const json& v) {
-      require(v.is_number_integer(), label + ": token id " + v.dump() + " is not an integer");
+      require(v.is_number_integer(), label + ": token id " + tz::json_io::dump(v) + " is not an integer");
       const int64_t id = v.get<int64_t>();
       require(id >= 0 && id < int64_t(1u << 24), label + ": token id " + std::to_string(id) + " out of range");
       return id;
@@ -230,7 +226,7 @@ Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& lab
     }
     // SentencePiece-style normalisation: Replace(" " -> "▁") and Prepend("▁"), or a Metaspace
     // pre-tokenizer.
-    const std::string dump = j.value("normalizer", json()).dump() + j.value("pre_tokenizer", json()).dump();
+    const std::string dump = tz::json_io::dump(j.value("normalizer", json())) + tz::json_io::dump(j.value("pre_tokenizer", json()));
     const bool metaspace = dump.find(kMetaSpace) != std::string::npos || dump.find("Metaspace") != std::string::npos;
     t.space_ = metaspace ? kMetaSpace : " ";
     t.dummy_prefix_ = dump.find("Prepend") != std::string::npos ||

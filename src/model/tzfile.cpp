@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/json.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/safetensors.h"
@@ -74,15 +75,15 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
                      {"bits_per_weight", c.bits_per_weight()}};
   }
   w.set_metadata(kFormatKey, kFormatValue);
-  w.set_metadata("tensorzip.tensors", formats.dump());
-  if (src.cfg.dim > 0) w.set_metadata("tensorzip.config", config_json(src.cfg).dump());
+  w.set_metadata("tensorzip.tensors", json_io::dump(formats));
+  if (src.cfg.dim > 0) w.set_metadata("tensorzip.config", json_io::dump(config_json(src.cfg)));
   if (tok) {
     const auto bytes = tok->to_llama2c();
     Tensor tb = Tensor::empty(DType::U8, {int64_t(bytes.size())});
     std::memcpy(tb.raw(), bytes.data(), bytes.size());
     add("tokenizer.bin", tb);
     const auto st = tok->settings();
-    w.set_metadata("tensorzip.tokenizer", json{{"space", st.space}, {"dummy_prefix", st.dummy_prefix}, {"bos", st.bos}, {"eos", st.eos}}.dump());
+    w.set_metadata("tensorzip.tokenizer", json_io::dump(json{{"space", st.space}, {"dummy_prefix", st.dummy_prefix}, {"bos", st.bos}, {"eos", st.eos}}));
   }
   for (const auto& [k, v] : extra_metadata) w.set_metadata(k, v);
   w.write(path);
@@ -111,19 +112,21 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
   LlamaSource s;
   s.label = path;
   try {
-    const json formats = json::parse(meta("tensorzip.tensors") ? *meta("tensorzip.tensors") : std::string("{}"));
+    const json formats = json_io::parse(meta("tensorzip.tensors") ? *meta("tensorzip.tensors") : std::string("{}"), path + " (metadata tensorzip.tensors)");
+    require(formats.is_object(), path + ": metadata tensorzip.tensors is not a JSON object");
     std::set<std::string> parts;
     for (auto it = formats.begin(); it != formats.end(); ++it) {
       const std::string& name = it.key();
       const json& d = it.value();
       CompressedLinear c;
       QuantMatrix& q = c.q;
-      q.rows = d.at("rows").get<int64_t>();
-      q.cols = d.at("cols").get<int64_t>();
-      require(q.rows > 0 && q.cols > 0 && q.rows < (int64_t(1) << 24) && q.cols < (int64_t(1) << 24),
-              path + ": tensor '" + name + "' has a bad shape");
-      q.fmt.bits = d.at("bits").get<int>();
-      q.fmt.group = d.at("group").get<int>();
+      const std::string where = path + ": tensor '" + name + "'";
+      require(d.is_object(), where + ": format is not a JSON object");
+      constexpr int64_t kMaxDim = (int64_t(1) << 24) - 1;
+      q.rows = json_io::get_int(d, "rows", where, 1, kMaxDim);
+      q.cols = json_io::get_int(d, "cols", where, 1, kMaxDim);
+      q.fmt.bits = int(json_io::get_int(d, "bits", where, 1, 8));
+      q.fmt.group = int(json_io::get_int(d, "group", where, 0, kMaxDim));
       q.fmt.symmetric = d.at("symmetric").get<bool>();
       q.fmt.ternary = d.at("ternary").get<bool>();
       q.fmt.scale_dtype = d.at("scale_dtype").get<std::string>() == "f16" ? DType::F16 : DType::F32;
@@ -157,7 +160,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
         c.input_scale.assign(t.data<float>(), t.data<float>() + q.cols);
         for (float v : c.input_scale) require(std::isfinite(v) && v > 0, path + ": tensor '" + name + ".input_scale' must be positive");
       }
-      const int64_t k = d.value("outliers", int64_t(0));
+      const int64_t k = json_io::get_int(d, "outliers", where, 0, kMaxDim, 0);
       if (k > 0) {
         require(k < q.cols, path + ": tensor '" + name + "' has too many outliers");
         const Tensor idx = part(".outlier_cols", DType::I32, {k});
@@ -166,7 +169,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
         const Tensor ow = part(".outlier_weight", DType::F16, {q.rows, k}).to(DType::F32);
         c.outlier_w.assign(ow.data<float>(), ow.data<float>() + ow.numel());
       }
-      c.rank = d.value("rank", int64_t(0));
+      c.rank = json_io::get_int(d, "rank", where, 0, kMaxDim, 0);
       if (c.rank > 0) {
         require(c.rank < std::min(q.rows, q.cols), path + ": tensor '" + name + "' has rank " + std::to_string(c.rank) + " too large");
         const Tensor l = part(".lora_l", DType::F32, {q.rows, c.rank}), r = part(".lora_r", DType::F32, {c.rank, q.cols});
@@ -183,14 +186,10 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.tensors[e.name] = t.dtype() == DType::F32 ? t : t.to(DType::F32);
     }
     if (const std::string* cfg = meta("tensorzip.config")) {
-      const json c = json::parse(*cfg);
+      const json c = json_io::parse(*cfg, path + " (metadata tensorzip.config)");
+      require(c.is_object(), path + ": metadata tensorzip.config is not a JSON object");
       require(c.value("architecture", "") == "llama", path + ": architecture '" + c.value("architecture", "") + "' is not supported");
-      const auto integer = [&](const char* key) {
-        require(c.contains(key) && c[key].is_number_integer(), path + ": config '" + key + "' missing or not an integer");
-        const int64_t v = c[key].get<int64_t>();
-        require(v > 0 && v < (int64_t(1) << 24), path + ": config '" + key + "' out of range");
-        return int(v);
-      };
+      const auto integer = [&](const char* key) { return int(json_io::get_int(c, key, path + ": config", 1, (int64_t(1) << 24) - 1)); };
       s.cfg.dim = integer("dim");
       s.cfg.hidden_dim = integer("hidden_dim");
       s.cfg.n_layers = integer("n_layers");
@@ -198,17 +197,18 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.cfg.n_kv_heads = integer("n_kv_heads");
       s.cfg.vocab_size = integer("vocab_size");
       s.cfg.seq_len = integer("seq_len");
-      s.cfg.norm_eps = c.value("norm_eps", 1e-5f);
-      s.cfg.rope_theta = c.value("rope_theta", 10000.f);
+      s.cfg.norm_eps = float(json_io::get_number(c, "norm_eps", path + ": config", 1e-30, 1.0, 1e-5));
+      s.cfg.rope_theta = float(json_io::get_number(c, "rope_theta", path + ": config", 1e-6, 1e30, 10000.0));
     }
     if (const auto* e = f.find("tokenizer.bin")) {
       require(e->dtype == DType::U8, path + ": tensor 'tokenizer.bin' must be U8");
-      const json t = json::parse(meta("tensorzip.tokenizer") ? *meta("tensorzip.tokenizer") : std::string("{}"));
+      const json t = json_io::parse(meta("tensorzip.tokenizer") ? *meta("tensorzip.tokenizer") : std::string("{}"), path + " (metadata tensorzip.tokenizer)");
+      require(t.is_object(), path + ": metadata tensorzip.tokenizer is not a JSON object");
       Tokenizer::Settings st;
       st.space = t.value("space", std::string(" "));
       st.dummy_prefix = t.value("dummy_prefix", true);
-      st.bos = t.value("bos", 1);
-      st.eos = t.value("eos", 2);
+      st.bos = int(json_io::get_int(t, "bos", path + ": tokenizer", 0, (int64_t(1) << 24) - 1, 1));
+      st.eos = int(json_io::get_int(t, "eos", path + ": tokenizer", 0, (int64_t(1) << 24) - 1, 2));
       const Tensor tb = f.tensor("tokenizer.bin");
       s.tokenizer = Tokenizer::from_llama2c_bytes(tb.data<uint8_t>(), size_t(tb.numel()), path + " (tokenizer.bin)", st);
     }

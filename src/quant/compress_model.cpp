@@ -52,9 +52,15 @@ bool needs_stats(const QuantizeOptions& q) {
 
 // Compresses one matrix and reports on it.
 LayerReport compress_one(const std::string& name, const Tensor& w, const ActStats* st, const QuantizeOptions& q,
-                         CompressedLinear& out) {
+                         CompressedLinear& out, const std::string& label) {
   const auto t0 = Clock::now();
-  out = compress_linear(w.data<float>(), w.dim(0), w.dim(1), st, q);
+  try {
+    out = compress_linear(w.data<float>(), w.dim(0), w.dim(1), st, q);
+  } catch (const Error& e) {
+    throw Error(label + ": tensor '" + name + "': " + e.what());
+  } catch (const std::bad_alloc&) {
+    throw Error(label + ": tensor '" + name + "': out of memory compressing " + shape_to_string(w.shape()));
+  }
   LayerReport r;
   r.seconds = since(t0);
   r.name = name;
@@ -185,6 +191,18 @@ void fold_awq_scales(LlamaSource& out, LlamaModel& model, int l, const std::map<
 
 }  // namespace
 
+// Every --include / --exclude glob must match some candidate: a typo would otherwise compress
+// everything or nothing without a word.
+void require_globs_match(const std::vector<std::string>& candidates, const CompressOptions& o, const std::string& label) {
+  for (const auto* list : {&o.include, &o.exclude})
+    for (const auto& g : *list) {
+      bool any = false;
+      for (const auto& n : candidates) any |= fnmatch(g.c_str(), n.c_str(), 0) == 0;
+      require(any, label + ": --" + (list == &o.include ? "include" : "exclude") + " '" + g + "' matches no tensor (names look like " +
+                       (candidates.empty() ? std::string("-") : candidates.front()) + ")");
+    }
+}
+
 bool name_selected(const std::string& name, const CompressOptions& o) {
   bool in = false;
   for (const auto& g : o.include) in |= fnmatch(g.c_str(), name.c_str(), 0) == 0;
@@ -202,6 +220,13 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
   require(o.target_bpw == 0 || (o.target_bpw >= o.candidate_bits.front() && !o.candidate_bits.empty()),
           "compress: --target-bpw is below the narrowest candidate width");
   require(o.tune.epochs == 0 || !calib.empty(), "compress: tuning the scales needs calibration data");
+  {
+    std::vector<std::string> linears;
+    for (int l = 0; l < c.n_layers; ++l)
+      for (const char* w : kLinears) linears.push_back("layers." + std::to_string(l) + "." + w);
+    linears.push_back("output");
+    require_globs_match(linears, o, src.label);
+  }
   // With calibration data every layer's statistics are collected (the report's output error).
   const bool stats_needed = !calib.empty();
   LlamaModel model(src, FormatSpec("f32"));
@@ -301,7 +326,7 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
     q.awq_scale = awq_s;
     if (auto it = bits.find(name); it != bits.end()) q.fmt.bits = it->second;
     CompressedLinear cl;
-    res.layers.push_back(compress_one(name, src.dense(name), st, q, cl));
+    res.layers.push_back(compress_one(name, src.dense(name), st, q, cl, src.label));
     if (slot) *slot = Linear::from_compressed(cl);
     res.model.tensors.erase(name);
     res.model.quantized[name] = std::move(cl);
@@ -374,9 +399,12 @@ CompressResult compress_tensors(const LlamaSource& src, const io::SafetensorsFil
   require(o.target_bpw == 0, "compress: --target-bpw needs a LLaMA-family model (layer-by-layer calibration)");
   require(!stats_needed || acts != nullptr,
           "compress: " + std::string(quant_method_name(o.quant.method)) + " needs calibration activations (--calib ACTIVATIONS.safetensors)");
-  std::vector<std::string> selected;
+  std::vector<std::string> selected, matrices;
   for (const auto& [name, t] : src.tensors)
-    if (t.ndim() == 2 && name_selected(name, o)) selected.push_back(name);
+    if (t.ndim() == 2) matrices.push_back(name);
+  require_globs_match(matrices, o, src.label);
+  for (const auto& name : matrices)
+    if (name_selected(name, o)) selected.push_back(name);
   require(!selected.empty(), src.label + ": no 2-D tensor matches --include / --exclude");
   CompressResult res;
   res.model = src;
@@ -397,7 +425,7 @@ CompressResult compress_tensors(const LlamaSource& src, const io::SafetensorsFil
       st->add(a.data<float>(), a.dim(0));
     }
     CompressedLinear cl;
-    res.layers.push_back(compress_one(name, w, st.get(), o.quant, cl));
+    res.layers.push_back(compress_one(name, w, st.get(), o.quant, cl, src.label));
     res.model.tensors.erase(name);
     res.model.quantized[name] = std::move(cl);
     ++done;

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -345,21 +346,30 @@ TuneReport tune_quantized(const LlamaSource& teacher, LlamaSource& student, cons
   };
 
   rep.kl_before = mean_kl();
+  // What the tuner may replace, kept so a diverging run can give the model back unchanged.
+  std::vector<std::pair<std::vector<float>, std::vector<uint8_t>>> saved_layers;
+  for (const auto& t : tuned) saved_layers.emplace_back(t.c->q.scales, t.c->q.codes);
+  std::map<std::string, Tensor> saved_dense;
+  for (const auto& d : dense) saved_dense[d.name] = student.get(d.name);
   const int steps_per_epoch = int((calib.size() + size_t(o.batch) - 1) / size_t(o.batch));
   const int total_steps = steps_per_epoch * o.epochs;
   std::mt19937_64 rng(o.seed);
   std::vector<size_t> order(calib.size());
   std::iota(order.begin(), order.end(), size_t(0));
   int step = 0;
-  for (int e = 0; e < o.epochs; ++e) {
+  for (int e = 0; e < o.epochs && rep.diverged_at == 0; ++e) {
     std::shuffle(order.begin(), order.end(), rng);
     for (int b = 0; b < steps_per_epoch; ++b) {
       std::vector<size_t> idx(order.begin() + ptrdiff_t(b) * o.batch,
                               order.begin() + ptrdiff_t(std::min(order.size(), size_t(b + 1) * size_t(o.batch))));
       int64_t ntok = 0;
       for (size_t i : idx) ntok += int64_t(calib[i].size());
-      run_batch(idx, true, 1.0 / double(ntok));
+      const double batch_kl = run_batch(idx, true, 1.0 / double(ntok));
       ++step;
+      if (!std::isfinite(batch_kl)) {  // diverged: no step taken from a non-finite gradient
+        rep.diverged_at = step;
+        break;
+      }
       const double lr = o.lr * 0.5 * (1 + std::cos(M_PI * double(step - 1) / double(total_steps)));
       LlamaGradients& g = workers[0]->grads;
       for (auto& t : tuned) {
@@ -387,7 +397,16 @@ TuneReport tune_quantized(const LlamaSource& teacher, LlamaSource& student, cons
     student.tensors[d.name] = t;
   }
   rep.kl_after = mean_kl();
-  rep.steps = total_steps;
+  rep.steps = rep.diverged_at > 0 ? rep.diverged_at : total_steps;
+  if (!(rep.kl_after < rep.kl_before)) {  // worse, or NaN: the compressed model as it came in
+    rep.reverted = true;
+    for (size_t i = 0; i < tuned.size(); ++i) {
+      tuned[i].c->q.scales = saved_layers[i].first;
+      tuned[i].c->q.codes = saved_layers[i].second;
+    }
+    for (auto& [name, t] : saved_dense) student.tensors[name] = t;
+    rep.codes_changed = 0;
+  }
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return rep;
 }

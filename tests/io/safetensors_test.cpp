@@ -109,4 +109,39 @@ TEST(Safetensors, WriterRejectsBadInputAndLeavesNoFile) {
   EXPECT_TRUE(std::filesystem::is_empty(dir));
 }
 
+// Issue 23, item 7: two entries with one name make "which tensor is 'a'" reader-dependent.
+TEST(Safetensors, DuplicateNamesAreRejected) {
+  const std::string e = R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  try {
+    parse_bytes(with_header("{\"a\":" + e + ",\"a\":" + e + "}", 4));
+    FAIL() << "duplicate accepted";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("duplicate key 'a'"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("mem.safetensors"), std::string::npos) << err.what();
+  }
+}
+
+// Issue 23, item 4: nesting is bounded, whatever walks the tree afterwards.
+TEST(Safetensors, DeeplyNestedHeaderIsAnError) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  try {
+    parse_bytes(with_header("{\"__metadata__\":" + deep + "}", 0));
+    FAIL() << "accepted";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("nested deeper"), std::string::npos) << err.what();
+  }
+}
+
+// Issue 23, item 9: metadata holding bytes that are not UTF-8 (a path) is written, not a type_error.
+TEST(Safetensors, NonUtf8MetadataIsWritten) {
+  const std::string path = test::temp_dir() + "/m.safetensors";
+  SafetensorsWriter w;
+  Tensor t = Tensor::zeros(DType::F32, {2});
+  w.add("t", t);
+  w.set_metadata("source", "/tmp/mod\xff\xfe" "el.bin");
+  ASSERT_NO_THROW(w.write(path));
+  const auto f = SafetensorsFile::open(path);
+  EXPECT_EQ(f.metadata().at("source"), "/tmp/mod\xef\xbf\xbd\xef\xbf\xbd" "el.bin");  // U+FFFD each
+}
+
 }  // namespace tz::io

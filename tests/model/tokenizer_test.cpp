@@ -130,4 +130,18 @@ TEST(Tokenizer, BadFilesGiveClearErrors) {
 }
 
 }  // namespace
+// Issue 23, item 4: ~100,000 levels of nesting in tokenizer.json are an error, not a stack overflow.
+TEST(Tokenizer, DeeplyNestedJsonIsAnError) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  for (const std::string& text : {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}},\"pre_tokenizer\":{\"pretokenizers\":" + deep + "}}",
+                                  "{\"x\":" + std::string(100000, '{') }) {
+    try {
+      Tokenizer::parse_hf_json(text, "deep.json");
+      FAIL() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("deep.json"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace tz

@@ -15,6 +15,7 @@
 #endif
 #include "tensorzip/error.h"
 #include "tensorzip/runtime.h"
+#include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/progress.h"
 
@@ -85,9 +86,9 @@ void add_bench(CLI::App& app) {
 
   auto* g = cmd->add_subcommand("gemm", "Dense GEMM Y = X·Wᵀ: OpenBLAS f32 and bf16 kernels vs the scalar reference");
   add_common(g, common);
-  g->add_option("--m", gemm.m, "Output features (rows of W)")->check(CLI::PositiveNumber);
-  g->add_option("--k", gemm.k, "Inner dimension")->check(CLI::PositiveNumber);
-  g->add_option("--n", gemm.n, "Tokens (columns of activations), e.g. 1,64,512")->delimiter(',')->check(CLI::PositiveNumber);
+  g->add_option("--m", gemm.m, "Output features (rows of W)")->check(positive());
+  g->add_option("--k", gemm.k, "Inner dimension")->check(positive());
+  g->add_option("--n", gemm.n, "Tokens (columns of activations), e.g. 1,64,512")->delimiter(',')->check(positive());
   g->add_option("--dtype", gemm.dtypes, "f32, bf16 or both: f32,bf16")->delimiter(',');
   g->add_flag("--cold", common.cold, "Cycle through weight copies totalling >= 1 GiB so they stream from DRAM");
   g->add_flag("!--no-ref", gemm.with_ref, "Do not time the (slow) scalar reference; still used for max_rel_err");
@@ -99,9 +100,9 @@ void add_bench(CLI::App& app) {
   static bench::MpGemmBenchOptions mp;
   auto* lp = cmd->add_subcommand("mpgemm", "Low-bit GEMM: LUT kernel vs dequantize-then-FMA vs dense f32, same format, same run");
   add_common(lp, common);
-  lp->add_option("--m", mp.m, "Output features (rows of W)")->check(CLI::PositiveNumber);
-  lp->add_option("--k", mp.k, "Inner dimension")->check(CLI::PositiveNumber);
-  lp->add_option("--n", mp.n, "Tokens, e.g. 1,8,32,256")->delimiter(',')->check(CLI::PositiveNumber);
+  lp->add_option("--m", mp.m, "Output features (rows of W)")->check(positive());
+  lp->add_option("--k", mp.k, "Inner dimension")->check(positive());
+  lp->add_option("--n", mp.n, "Tokens, e.g. 1,8,32,256")->delimiter(',')->check(positive());
   lp->add_option("--bits", mp.bits, "Weight bits 1..8, or t for ternary (per-row scale), e.g. 1,2,3,4,t")->delimiter(',');
   lp->add_option("--group", mp.group, "Scale group along k: 32, 64, 128, 256 or 0 (whole row)");
   lp->add_flag("--cold", common.cold, "Cycle through weight copies totalling >= 1 GiB so they stream from DRAM");
@@ -116,8 +117,8 @@ void add_bench(CLI::App& app) {
   static std::vector<std::string> fc_n = {"1K", "4K", "16K", "64K"};
   auto* fcc = cmd->add_subcommand("fftconv", "Fused FFT long convolution vs FFTW (same causal convolution, same threads)");
   add_common(fcc, common);
-  fcc->add_option("--b", fc.b, "Batch sizes, e.g. 1,8")->delimiter(',')->check(CLI::PositiveNumber);
-  fcc->add_option("--h", fc.h, "Channels (shrunk for large n so B·H·N <= 2^24)")->check(CLI::PositiveNumber);
+  fcc->add_option("--b", fc.b, "Batch sizes, e.g. 1,8")->delimiter(',')->check(positive());
+  fcc->add_option("--h", fc.h, "Channels (shrunk for large n so B·H·N <= 2^24)")->check(positive());
   fcc->add_option("--n", fc_n, "Sequence lengths, powers of two: 1K,4K,16K,64K,256K,1M")->delimiter(',');
   fcc->add_option("--dtype", fc.dtypes, "f32 and/or bf16 inputs")->delimiter(',');
   fcc->callback([] {
@@ -144,19 +145,19 @@ void add_bench(CLI::App& app) {
     auto* lrc = cmd->add_subcommand(name, what);
     add_common(lrc, common);
     if (decomp && adapters) lrc->add_option("--parts", lr.parts, "Any of rsvd, op, adapters")->delimiter(',');
-    lrc->add_option("--m", lr.m, "Rows / output features")->check(CLI::PositiveNumber);
-    lrc->add_option("--k", lr.k, "Columns / input features")->check(CLI::PositiveNumber);
+    lrc->add_option("--m", lr.m, "Rows / output features")->check(positive());
+    lrc->add_option("--k", lr.k, "Columns / input features")->check(positive());
     if (decomp) {
-      lrc->add_option("--svd-rank", lr.svd_rank, "Rank of the randomized SVD")->check(CLI::PositiveNumber);
-      lrc->add_option("--oversample", lr.oversample, "Randomized SVD oversampling")->check(CLI::NonNegativeNumber);
-      lrc->add_option("--power-iters", lr.power_iters, "Randomized SVD power iterations")->check(CLI::NonNegativeNumber);
-      lrc->add_option("--op-rank", lr.op_rank, "Rank of the low-rank operator")->check(CLI::PositiveNumber);
-      lrc->add_option("--n", lr.n, "Tokens for the operator, e.g. 1,16,64,256")->delimiter(',')->check(CLI::PositiveNumber);
+      lrc->add_option("--svd-rank", lr.svd_rank, "Rank of the randomized SVD")->check(positive());
+      lrc->add_option("--oversample", lr.oversample, "Randomized SVD oversampling")->check(non_negative());
+      lrc->add_option("--power-iters", lr.power_iters, "Randomized SVD power iterations")->check(non_negative());
+      lrc->add_option("--op-rank", lr.op_rank, "Rank of the low-rank operator")->check(positive());
+      lrc->add_option("--n", lr.n, "Tokens for the operator, e.g. 1,16,64,256")->delimiter(',')->check(positive());
     }
     if (adapters) {
-      lrc->add_option("--adapters", lr.adapters, "Distinct LoRA adapters in the batch")->check(CLI::PositiveNumber);
-      lrc->add_option("--adapter-rank", lr.adapter_rank, "Rank of each adapter")->check(CLI::PositiveNumber);
-      lrc->add_option("--rows", lr.rows, "Batch rows (each names an adapter)")->check(CLI::PositiveNumber);
+      lrc->add_option("--adapters", lr.adapters, "Distinct LoRA adapters in the batch")->check(positive());
+      lrc->add_option("--adapter-rank", lr.adapter_rank, "Rank of each adapter")->check(positive());
+      lrc->add_option("--rows", lr.rows, "Batch rows (each names an adapter)")->check(positive());
     }
     lrc->callback([&lr] {
       lr.threads = common.threads;
@@ -178,10 +179,10 @@ void add_bench(CLI::App& app) {
   mdl->add_option("-m,--model", mo.model, "Model file or directory (default: --synthetic)");
   mdl->add_option("--synthetic", mo.synthetic, "7b:LAYERS (LLaMA-2-7B layer shapes, random weights) or DIM,HIDDEN,HEADS,LAYERS")->capture_default_str();
   mdl->add_option("--formats", mo.formats, "Weight formats, e.g. f32,bf16,q4,q2 (f32 is always the baseline)")->delimiter(',');
-  mdl->add_option("--prefill", mo.prefill, "Prompt tokens of the prefill case")->capture_default_str()->check(CLI::PositiveNumber);
-  mdl->add_option("--decode", mo.decode, "Decode steps timed per repetition")->capture_default_str()->check(CLI::PositiveNumber);
+  mdl->add_option("--prefill", mo.prefill, "Prompt tokens of the prefill case")->capture_default_str()->check(positive());
+  mdl->add_option("--decode", mo.decode, "Decode steps timed per repetition")->capture_default_str()->check(positive());
   mdl->add_option("--text", mo.text, "With -m: perplexity of each format on this text (documents split on blank lines)");
-  mdl->add_option("--max-docs", mo.max_docs, "Documents scored for the perplexity")->capture_default_str()->check(CLI::PositiveNumber);
+  mdl->add_option("--max-docs", mo.max_docs, "Documents scored for the perplexity")->capture_default_str()->check(positive());
   mdl->callback([] {
     mo.threads = common.threads;
     mo.repeats = common.repeats;

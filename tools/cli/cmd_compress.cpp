@@ -10,12 +10,15 @@
 #include <random>
 #include <sstream>
 
+#include "core/json.h"
 #include "tensorzip/compress.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/atomic_file.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
+#include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/progress.h"
 
@@ -42,6 +45,10 @@ double peak_rss_mib() {
 void run(const Opts& o) {
   require(!o.out.empty(), "compress: -o OUT is required");
   require(!o.in.empty() || !o.synthetic.empty(), "compress: give an input model or --synthetic");
+  const bool gguf_out = std::filesystem::path(o.out).extension() == ".gguf";
+  require(gguf_out || o.gguf_type.empty(), "compress: --gguf-type applies to a .gguf output; " + o.out + " is written as a tensorzip file");
+  io::require_output_path(o.out);
+  io::require_output_not_input(o.out, model_inputs(o.in, {o.tokenizer, o.calib}), "compress");
   CompressOptions co;
   co.quant.method = parse_quant_method(o.method);
   co.quant.fmt.bits = o.bits;
@@ -66,7 +73,6 @@ void run(const Opts& o) {
   if (!o.include.empty()) co.include = o.include;
   co.exclude = o.exclude;
 
-  const bool gguf_out = std::filesystem::path(o.out).extension() == ".gguf";
   std::unique_ptr<Progress> bar;
   bool tuning = false;
   const auto progress = [&](const std::string& what, int done, int total) {
@@ -153,6 +159,10 @@ void run(const Opts& o) {
                                                {"tensorzip.method", o.method}, {"tensorzip.calibration", calib_desc}};
     write_tensorzip(res.model, tok ? &*tok : nullptr, o.out, meta);
   }
+  if (res.tune.reverted)
+    fmt::print(stderr, "tensorzip: warning: tuning {} (KL {:.5f} -> {:.5f} nats/token); the untuned compressed model is written. Lower --tune-lr (now {:g})\n",
+               res.tune.diverged_at > 0 ? fmt::format("diverged at step {}", res.tune.diverged_at) : std::string("did not lower the KL"),
+               res.tune.kl_before, res.tune.kl_after, o.tune.lr);
   double bits = 0, params = 0;
   for (const auto& l : res.layers) {
     bits += l.bits_per_weight * double(l.rows * l.cols);
@@ -166,19 +176,21 @@ void run(const Opts& o) {
                         {"layers", nlohmann::json::array()}};
     if (res.tune.steps > 0)
       j["tune"] = {{"steps", res.tune.steps}, {"params", res.tune.params}, {"kl_before", res.tune.kl_before},
-                   {"kl_after", res.tune.kl_after}, {"codes_changed", res.tune.codes_changed}, {"seconds", res.tune.seconds}};
+                   {"kl_after", std::isfinite(res.tune.kl_after) ? nlohmann::json(res.tune.kl_after) : nlohmann::json()},
+                   {"codes_changed", res.tune.codes_changed}, {"seconds", res.tune.seconds},
+                   {"reverted", res.tune.reverted}, {"diverged_at_step", res.tune.diverged_at}};
     for (const auto& l : res.layers)
       j["layers"].push_back({{"name", l.name}, {"format", l.format}, {"method", l.method}, {"rows", l.rows}, {"cols", l.cols},
                              {"bits_per_weight", l.bits_per_weight}, {"weight_rel_err", l.weight_rel_err},
                              {"output_rel_err", l.output_rel_err}, {"seconds", l.seconds}});
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", json_io::dump(j));
   } else {
     fmt::print("{:<32} {:<16} {:<8} {:>12} {:>8} {:>12} {:>12} {:>9}\n", "layer", "format", "method", "shape", "bits/w",
                "|W-Ŵ|/|W|", "out err", "ms");
     for (const auto& l : res.layers)
       fmt::print("{:<32} {:<16} {:<8} {:>12} {:>8.3f} {:>12.4e} {:>12.4e} {:>9.1f}\n", l.name, l.format, l.method,
                  fmt::format("{}x{}", l.rows, l.cols), l.bits_per_weight, l.weight_rel_err, l.output_rel_err, l.seconds * 1e3);
-    if (res.tune.steps > 0)
+    if (res.tune.steps > 0 && !res.tune.reverted)
       fmt::print("\ntuned {} parameters{} in {} steps ({:.1f} s): KL from the original model {:.5f} -> {:.5f} nats/token (calibration data)\n",
                  res.tune.params, o.tune.codes ? fmt::format(" and the codes ({} moved)", res.tune.codes_changed) : "", res.tune.steps,
                  res.tune.seconds, res.tune.kl_before, res.tune.kl_after);
@@ -209,27 +221,27 @@ void add_compress(CLI::App& app) {
   c->add_option("--tune-epochs", o->tune.epochs,
                 "After compressing: tune the group scales (with --tune-codes also the codes) end to end by distillation from the original model, "
                 "this many passes over the calibration text (LLaMA models; 0: off). GPTQ and RTN tune best from --clip")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--tune-lr", o->tune.lr, "Adam step on log(scale), cosine-decayed")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--tune-batch", o->tune.batch, "Calibration sequences per tuning step")->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(non_negative());
+  c->add_option("--tune-lr", o->tune.lr, "Adam step on log(scale), cosine-decayed")->capture_default_str()->check(positive());
+  c->add_option("--tune-batch", o->tune.batch, "Calibration sequences per tuning step")->capture_default_str()->check(positive());
   c->add_flag("--tune-norms", o->tune.norms, "Tune the RMSNorm weights too");
   c->add_option("--tune-seed", o->tune.seed, "Seed of the order the calibration sequences are visited in")->capture_default_str();
   c->add_flag("--tune-embedding", o->tune.embedding, "Tune the f32 token embedding too (and so a tied classifier)");
   c->add_flag("--tune-codes", o->tune.codes, "Tune the codes too (straight-through rounding of a relaxed code per weight)");
   c->add_option("--tune-codes-lr", o->tune.codes_lr, "Adam step on the relaxed codes, in code units, cosine-decayed")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   c->add_option("--damp", o->damp, "GPTQ dampening, fraction of the mean Hessian diagonal")->capture_default_str();
-  c->add_option("--outliers", o->outliers, "Input channels with the largest activations kept dense (f16)")->check(CLI::NonNegativeNumber);
-  c->add_option("--lowrank", o->lowrank, "Rank of the low-rank error compensation (0: none)")->check(CLI::NonNegativeNumber);
+  c->add_option("--outliers", o->outliers, "Input channels with the largest activations kept dense (f16)")->check(non_negative());
+  c->add_option("--lowrank", o->lowrank, "Rank of the low-rank error compensation (0: none)")->check(non_negative());
   c->add_option("--lowrank-method", o->lowrank_method, "eora (activation eigenspace), lqlora (alternating) or svd")->capture_default_str();
   c->add_option("--target-bpw", o->target_bpw, "Mixed precision: per-layer bits from measured sensitivity to meet this average")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   c->add_option("--candidate-bits", o->candidate_bits, "Widths the mixed-precision search picks from")->delimiter(',')->capture_default_str();
   c->add_option("--calib", o->calib, "Calibration: a text file (LLaMA models) or captured activations (.safetensors, other models)");
-  c->add_option("--calib-docs", o->calib_docs, "Calibration documents (blank-line separated) used")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--calib-docs", o->calib_docs, "Calibration documents (blank-line separated) used")->capture_default_str()->check(positive());
   c->add_option("--calib-skip", o->calib_skip, "Skip this many documents first (calibrate on text the evaluation does not use)")
-      ->check(CLI::NonNegativeNumber);
-  c->add_option("--calib-len", o->calib_len, "Tokens per calibration document (truncated)")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(non_negative());
+  c->add_option("--calib-len", o->calib_len, "Tokens per calibration document (truncated)")->capture_default_str()->check(positive());
   c->add_option("--include", o->include, "Globs of tensors to compress (default: layers.* for LLaMA models, * otherwise)");
   c->add_option("--exclude", o->exclude, "Globs of tensors to leave dense");
   c->add_option("-z,--tokenizer", o->tokenizer, "Tokenizer for text calibration (default: the model's)");

@@ -4,16 +4,20 @@
 // atomically).
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/json.h"
 #include "tensorzip/decompose.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/atomic_file.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/llama2c.h"
 #include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
+#include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/file_format.h"
 
@@ -74,8 +78,14 @@ Tensor synthetic(const std::string& spec) {
 
 RankSpec rank_spec(const Opts& o) { return RankSpec{o.rank, o.energy, o.param_ratio}; }
 
+void run_method(const Opts& o, const Tensor& t, const Shape& shape);
+
 void run(const Opts& o) {
   require(o.file.empty() != o.synthetic.empty(), "decompose: give a FILE (with --tensor) or --synthetic MxN");
+  if (!o.out.empty()) {  // before any work: a writable output that is not an input
+    io::require_output_path(o.out);
+    io::require_output_not_input(o.out, {o.file, o.calib}, "decompose");
+  }
   require(o.synthetic.size() || !o.tensor.empty(), "decompose: --tensor NAME is required with a file");
   Tensor t = o.synthetic.empty() ? load(o.file, o.tensor) : synthetic(o.synthetic);
   Shape shape = t.shape();
@@ -85,6 +95,28 @@ void run(const Opts& o) {
     require(p == t.numel(), fmt::format("decompose: --shape multiplies to {}, the tensor has {} values", p, t.numel()));
     shape = o.shape;
   }
+  // Defaults for the tensor methods, said on stderr so a user knows what was chosen:
+  // Tucker keeps a quarter of each mode; tensor-train stops at 1 % relative error; CP takes the
+  // rank of a quarter of the smallest mode (at most 64: ALS cost grows with rank × size).
+  Opts d = o;
+  if (o.method == "tucker" && d.ranks.empty()) {
+    for (int64_t s : shape) d.ranks.push_back(std::max<int64_t>(1, (s + 3) / 4));
+    std::string r;
+    for (int64_t v : d.ranks) r += (r.empty() ? "" : ",") + std::to_string(v);
+    fmt::print(stderr, "tensorzip: decompose: no --ranks given; tucker keeps a quarter of each mode: --ranks {}\n", r);
+  }
+  if (o.method == "tt" && d.max_rank == 0 && d.eps == 0) {
+    d.eps = 0.01;
+    fmt::print(stderr, "tensorzip: decompose: no --max-rank or --eps given; tt uses --eps 0.01 (1 % relative error)\n");
+  }
+  if (o.method == "cp" && d.rank == 0) {
+    d.rank = std::clamp<int64_t>((*std::min_element(shape.begin(), shape.end()) + 3) / 4, 1, 64);
+    fmt::print(stderr, "tensorzip: decompose: no --rank given; cp uses --rank {} (a quarter of the smallest mode, at most 64)\n", d.rank);
+  }
+  run_method(d, t, shape);
+}
+
+void run_method(const Opts& o, const Tensor& t, const Shape& shape) {
   const float* data = t.data<float>();
   const std::string src = o.synthetic.empty() ? o.file + ":" + o.tensor : "synthetic " + o.synthetic;
   DecompReport rep;
@@ -156,7 +188,7 @@ void run(const Opts& o) {
                              {"params_after", rep.params_after}, {"param_ratio", ratio}, {"seconds", rep.seconds},
                              {"iterations", rep.iterations}};
     if (!o.out.empty()) j["output"] = o.out;
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", json_io::dump(j));
     return;
   }
   std::string ranks;
@@ -176,20 +208,20 @@ void add_decompose(CLI::App& app) {
   cmd->add_option("--tensor", o.tensor, "Tensor name in the file");
   cmd->add_option("--synthetic", o.synthetic, "A generated matrix instead of a file: MxN (decaying spectrum) or MxN:RANK");
   cmd->add_option("--method", o.method, "svd, rsvd, wsvd, tucker, cp, tt or mpo");
-  cmd->add_option("--rank", o.rank, "Target rank (svd/rsvd/wsvd/cp)")->check(CLI::PositiveNumber);
+  cmd->add_option("--rank", o.rank, "Target rank (svd/rsvd/wsvd/cp; cp default: a quarter of the smallest mode, at most 64)")->check(positive());
   cmd->add_option("--energy", o.energy, "Keep this fraction of the spectrum's energy (svd/wsvd)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--param-ratio", o.param_ratio, "Largest rank within this fraction of the parameters")->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--oversample", o.oversample, "rsvd oversampling")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--power-iters", o.power_iters, "rsvd power iterations")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--oversample", o.oversample, "rsvd oversampling")->check(non_negative());
+  cmd->add_option("--power-iters", o.power_iters, "rsvd power iterations")->check(non_negative());
   cmd->add_option("--calib", o.calib, "wsvd: file with input activations");
   cmd->add_option("--calib-tensor", o.calib_tensor, "wsvd: activations tensor [tokens, in]");
-  cmd->add_option("--ranks", o.ranks, "tucker: one rank per mode")->delimiter(',');
+  cmd->add_option("--ranks", o.ranks, "tucker: one rank per mode (default: a quarter of each mode)")->delimiter(',');
   cmd->add_option("--shape", o.shape, "View the tensor with this shape first (e.g. 16,16,16,16)")->delimiter(',');
-  cmd->add_option("--max-rank", o.max_rank, "tt/mpo: maximum bond rank")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--eps", o.eps, "tt/mpo: relative error target")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-rank", o.max_rank, "tt/mpo: maximum bond rank")->check(non_negative());
+  cmd->add_option("--eps", o.eps, "tt/mpo: relative error target (tt default without --max-rank: 0.01)")->check(non_negative());
   cmd->add_option("--out-modes", o.out_modes, "mpo: output mode sizes, multiplying to the rows")->delimiter(',');
   cmd->add_option("--in-modes", o.in_modes, "mpo: input mode sizes, multiplying to the columns")->delimiter(',');
-  cmd->add_option("--iters", o.iters, "tucker/cp: maximum iterations")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--iters", o.iters, "tucker/cp: maximum iterations")->check(non_negative());
   cmd->add_option("-o,--output", o.out, "Write the factors to this safetensors file (atomically)");
   cmd->add_flag("--json", o.json, "One JSON object");
   cmd->callback([] { run(o); });

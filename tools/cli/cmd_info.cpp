@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
 #include "tensorzip/cpu.h"
 #include "tensorzip/dispatch.h"
 #include "tensorzip/gemm.h"
@@ -41,7 +42,7 @@ void add_info(CLI::App& app) {
         ops.push_back(o);
       }
       j["kernels"] = ops;
-      fmt::print("{}\n", j.dump(2));
+      fmt::print("{}\n", tz::json_io::dump(j, 2));
       return;
     }
     fmt::print("tensorzip 0.1.0\n");

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/llama2c.h"
@@ -98,7 +99,7 @@ void add_inspect(CLI::App& app) {
       j["metadata"] = L.meta;
       j["tensors"] = L.tensors;
       j["tensor_bytes"] = total;
-      fmt::print("{}\n", j.dump());
+      fmt::print("{}\n", tz::json_io::dump(j));
       return;
     }
     fmt::print("{}: {}, {} tensors ({} bytes), {} metadata keys\n", path, L.format, L.tensors.size(), total, L.meta.size());

@@ -10,11 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/json.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/atomic_file.h"
 #include "tensorzip/io/mapped_file.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/runtime.h"
+#include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/progress.h"
 
@@ -89,17 +92,19 @@ void print_piece(const std::string& p) {
 
 struct RunOpts {
   ModelOpts m;
-  std::string prompt;
+  std::string prompt, prompt_file;
   int steps = 256;
   float temp = 1.0f, top_p = 0.9f;
   int64_t seed = -1;
 };
 
 void run_generate(const RunOpts& o) {
+  require(o.prompt.empty() || o.prompt_file.empty(), "run: give the prompt with -p or -f, not both");
+  const std::string prompt_text = o.prompt_file.empty() ? o.prompt : io::read_text_file(o.prompt_file);
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
   int steps = o.steps <= 0 || o.steps > c.seq_len ? c.seq_len : o.steps;
-  std::vector<int> prompt = L.tok.encode(o.prompt, true);
+  std::vector<int> prompt = L.tok.encode(prompt_text, true);
   require(int(prompt.size()) <= steps,
           "run: the prompt is " + std::to_string(prompt.size()) + " tokens, more than the " + std::to_string(steps) + " steps (-n)");
   LlamaSession s(*L.model, steps);
@@ -129,7 +134,7 @@ void run_generate(const RunOpts& o) {
                         {"generated_tokens", generated}, {"prefill_tokens_per_s", double(prompt.size()) / prefill_s},
                         {"decode_tokens_per_s", generated > 1 ? (generated - 1) / decode_s : 0.0},
                         {"peak_rss_mib", peak_rss_mib()}};
-    fmt::print(stderr, "{}\n", j.dump());
+    fmt::print(stderr, "{}\n", json_io::dump(j));
   } else {
     fmt::print(stderr, "tensorzip: {} prompt + {} generated tokens; prefill {:.1f} tok/s, decode {:.1f} tok/s; weights {} ({:.1f} MiB); peak RSS {:.0f} MiB\n",
                prompt.size(), generated, double(prompt.size()) / prefill_s, generated > 1 ? (generated - 1) / decode_s : 0.0,
@@ -173,9 +178,15 @@ std::string unescape(const std::string& s) {  // "\n" in a command-line argument
 }
 
 void run_eval(const EvalOpts& o) {
+  if (!o.capture.empty()) {  // before any work: the output must be writable and not an input
+    io::require_output_path(o.capture);
+    io::require_output_not_input(o.capture, model_inputs(o.m.model, {o.m.tokenizer, o.text, o.m.lora}), "eval --capture");
+  }
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
   const int ctx = o.ctx > 0 ? std::min(o.ctx, c.seq_len) : c.seq_len;
+  require(c.seq_len >= 2, "eval: " + o.m.model + ": the model's context (seq_len " + std::to_string(c.seq_len) +
+                              ") is shorter than the 2 tokens perplexity needs");
   require(ctx >= 2, "eval: --ctx must be at least 2");
   const std::string text = io::read_text_file(o.text);
   // Sequences to score: each document (BOS + text, truncated to ctx) with --split, else the whole
@@ -231,7 +242,7 @@ void run_eval(const EvalOpts& o) {
                         {"mean_nll", mean_nll}, {"perplexity", ppl}, {"prefill_tokens_per_s", prefill_tps},
                         {"decode_tokens_per_s", decode_tps}, {"weight_bytes", L.model->weight_bytes()},
                         {"peak_rss_mib", peak_rss_mib()}, {"load_s", L.load_s}};
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", json_io::dump(j));
   } else {
     fmt::print("model        {} ({})\n", o.m.model, c.to_string());
     fmt::print("weights      {} ({:.2f} MiB)\n", L.model->format_summary(), double(L.model->weight_bytes()) / (1 << 20));
@@ -249,6 +260,7 @@ void add_run(CLI::App& app) {
   auto* c = app.add_subcommand("run", "Generate text from a LLaMA-architecture model (llama2.c's run: echo the prompt, stream the continuation)");
   add_model_options(c, o->m);
   c->add_option("-p,--prompt", o->prompt, "Prompt (default: start from BOS)");
+  c->add_option("-f,--file", o->prompt_file, "Read the prompt from this file (for prompts longer than a command line)");
   c->add_option("-n,--steps", o->steps, "Positions to run, prompt included (0 or > seq_len: seq_len)")->capture_default_str();
   c->add_option("-t,--temp", o->temp, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   c->add_option("--top-p", o->top_p, "Nucleus sampling threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tensorzip/error.h"
+#include "tensorzip/io/atomic_file.h"
 #include "tensorzip/runtime.h"
 #include "tools/cli/commands.h"
 
@@ -26,10 +27,25 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] {
     if (threads > 0) tz::set_num_threads(threads);
   });
+  tz::io::install_signal_cleanup();  // Ctrl-C / SIGTERM during a write leave no temporary behind
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, exit 1, like every other error; CLI11's own exit codes (100+) mean nothing to a user.
+    std::string msg = e.what();
+    for (char& ch : msg)
+      if (ch == '\n') ch = ' ';
+    fmt::print(stderr, "tensorzip: error: {} (see --help)\n", msg);
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "tensorzip: error: out of memory (the model or the requested sizes need more than this machine has)\n");
+    return 1;
   } catch (const tz::Error& e) {
     fmt::print(stderr, "tensorzip: error: {}\n", e.what());
     return 1;

@@ -27,6 +27,10 @@ class MappedFile {
   std::string path_;
 };
 
+// What a model file holds, from its first bytes: "gguf" (magic), "safetensors" (a header length
+// that fits, then '{'), else "llama2c" (llama2.c checkpoints have no magic).
+std::string sniff_format(const uint8_t* data, size_t size);
+
 // The whole file as a string (text: evaluation and calibration corpora). Throws tz::Error naming it.
 std::string read_text_file(const std::string& path);
 

@@ -1,0 +1,14 @@
+# OpenBLAS and LAPACKE as imported targets. The library links these names, so the exported
+# package carries names, not this machine's paths: tensorzipConfig.cmake includes this file again
+# on the consumer's machine, where find_package / find_library locate the libraries anew.
+find_package(OpenBLAS CONFIG REQUIRED)
+find_library(TENSORZIP_LAPACKE_LIBRARY NAMES lapacke REQUIRED)
+if(NOT TARGET tensorzip_dep::openblas)
+  add_library(tensorzip_dep::openblas INTERFACE IMPORTED)
+  set_target_properties(tensorzip_dep::openblas PROPERTIES
+    INTERFACE_LINK_LIBRARIES "${OpenBLAS_LIBRARIES}" INTERFACE_INCLUDE_DIRECTORIES "${OpenBLAS_INCLUDE_DIRS}")
+endif()
+if(NOT TARGET tensorzip_dep::lapacke)
+  add_library(tensorzip_dep::lapacke UNKNOWN IMPORTED)
+  set_target_properties(tensorzip_dep::lapacke PROPERTIES IMPORTED_LOCATION "${TENSORZIP_LAPACKE_LIBRARY}")
+endif()
