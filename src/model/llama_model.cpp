@@ -110,13 +110,13 @@ void LlamaSource::validate() const {
   // than turning into NaN logits, a NaN perplexity or a compressed copy of it.
   for (const auto& [name, t] : tensors) {
     if (t.dtype() != DType::F32 || !t.is_contiguous()) continue;
-    const int64_t bad = first_non_finite(t.data<float>(), t.numel());
-    require(bad < 0, label + ": tensor '" + name + "' holds a non-finite value (" + std::to_string(t.data<float>()[bad]) +
-                         ") at flat index " + std::to_string(bad));
+    if (const int64_t bad = first_non_finite(t.data<float>(), t.numel()); bad >= 0)
+      throw Error(label + ": tensor '" + name + "' holds a non-finite value (" + std::to_string(t.data<float>()[bad]) +
+                  ") at flat index " + std::to_string(bad));
   }
   for (const auto& [name, c] : quantized) {
-    const int64_t bad = first_non_finite(c.q.scales.data(), int64_t(c.q.scales.size()));
-    require(bad < 0, label + ": tensor '" + name + "' has a non-finite scale at group " + std::to_string(bad));
+    if (const int64_t bad = first_non_finite(c.q.scales.data(), int64_t(c.q.scales.size())); bad >= 0)
+      throw Error(label + ": tensor '" + name + "' has a non-finite scale at group " + std::to_string(bad));
   }
 }
 
