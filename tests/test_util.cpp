@@ -82,6 +82,8 @@ CliResult run_cli(const std::string& args, const std::string& env) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
 }
 
+std::string fixtures_dir() { return TZ_SHARED_FIXTURES; }
+
 std::string models_dir() {
   const std::string d = TZ_SHARED_MODELS;
   return std::filesystem::exists(d + "/stories260K/stories260K.bin") ? d : "";

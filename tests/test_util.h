@@ -34,6 +34,7 @@ struct CliResult { int code; std::string out, err; };
 CliResult run_cli(const std::string& args, const std::string& env = "");
 
 std::string models_dir();  // "" when ../shared/models is not there
+std::string fixtures_dir();  // ../shared/fixtures (llama.cpp's reference outputs); may not exist
 #define TZ_REQUIRE_MODELS()                                                            \
   do {                                                                                 \
     if (::tz::test::models_dir().empty()) GTEST_SKIP() << "../shared/models not found"; \

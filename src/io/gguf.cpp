@@ -248,22 +248,10 @@ Tensor GgufFile::tensor_f32(const std::string& name) const {
   Tensor out = Tensor::empty(DType::F32, t->shape);
   const size_t n = size_t(out.numel());
   if (n == 0) return out;
-  const uint8_t* p = tensor_data(*t);
-  switch (t->ggml_type) {
-    case kGgmlF32: std::memcpy(out.raw(), p, n * 4); break;
-    case kGgmlF16:
-    case kGgmlBF16: {
-      std::vector<uint16_t> h(n);
-      std::memcpy(h.data(), p, n * 2);
-      (t->ggml_type == kGgmlF16 ? f16_to_f32 : bf16_to_f32)(h.data(), out.data<float>(), n);
-      break;
-    }
-    case kGgmlQ8_0: dequantize_q8_0(p, out.data<float>(), n); break;
-    case kGgmlQ4_0: dequantize_q4_0(p, out.data<float>(), n); break;
-    default:
-      throw Error(label_ + ": tensor '" + name + "' has ggml type " + ggml_type_info(t->ggml_type)->name +
-                  ", which tensorzip cannot read yet (supported: f32, f16, bf16, q8_0, q4_0)");
-  }
+  require(ggml_dequantize_supported(t->ggml_type),
+          label_ + ": tensor '" + name + "' has ggml type " + ggml_type_info(t->ggml_type)->name +
+              ", which tensorzip cannot read (supported: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs tq1_0 tq2_0)");
+  dequantize_ggml(t->ggml_type, tensor_data(*t), out.data<float>(), n);
   return out;
 }
 

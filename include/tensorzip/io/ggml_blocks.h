@@ -16,4 +16,11 @@ void dequantize_q4_0(const uint8_t* blocks, float* out, size_t n);
 void quantize_q8_0(const float* x, uint8_t* blocks, size_t n);
 void quantize_q4_0(const float* x, uint8_t* blocks, size_t n);
 
+// Every weight type llama.cpp's files use, to f32, bit-identical to ggml's to_float (and gguf-py):
+// f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs,
+// tq1_0, tq2_0 (layouts: docs/formats.md). n is a multiple of the type's block; an unsupported type
+// throws tz::Error naming it.
+bool ggml_dequantize_supported(uint32_t type);
+void dequantize_ggml(uint32_t type, const uint8_t* blocks, float* out, size_t n);
+
 }  // namespace tz::io
