@@ -38,38 +38,27 @@ Tensor unpermute_hf_rotary(const Tensor& w, int heads) {
   return out;
 }
 
-// A GGUF q4_0 / q8_0 matrix as a QuantMatrix, exactly: q4_0 x = d·(q − 8) is 4-bit with zero
-// point 8; q8_0 x = d·q (q int8) is 8-bit code q + 128 with zero point 128; group 32, f16 scales.
+// A GGUF matrix of a uniform-level type as a QuantMatrix, exactly (io::ggml_to_affine): q4_0 is
+// 4-bit with zero point 8, q8_0 8-bit code q + 128 with zero point 128, the K-quants 4/5-bit with
+// their two-level scales folded into per-32 f32 scales and fractional zeros, and so on.
 QuantMatrix ggml_quant_matrix(const uint8_t* blocks, uint32_t type, int64_t rows, int64_t cols) {
+  const io::GgmlAffineLayout lay = *io::ggml_affine_layout(type);
   QuantMatrix q;
-  q.fmt.bits = type == io::kGgmlQ4_0 ? 4 : 8;
-  q.fmt.group = 32;
+  q.fmt.bits = lay.bits;
+  q.fmt.group = lay.group;
   q.fmt.symmetric = false;
-  q.fmt.scale_dtype = DType::F16;
+  q.fmt.scale_dtype = lay.f16_scales ? DType::F16 : DType::F32;
   q.rows = rows;
   q.cols = cols;
-  const int64_t groups = cols / 32;
+  const int64_t groups = cols / lay.group;
   q.scales.resize(size_t(rows * groups));
-  q.zeros.assign(size_t(rows * groups), type == io::kGgmlQ4_0 ? 8.f : 128.f);
+  q.zeros.resize(size_t(rows * groups));
   q.codes.resize(size_t(rows) * q.packed_row_bytes());
-  const size_t block_bytes = type == io::kGgmlQ4_0 ? io::kQ4_0BlockBytes : io::kQ8_0BlockBytes;
+  const size_t row_bytes = size_t(cols) / io::ggml_type_info(type)->block_values * io::ggml_type_info(type)->block_bytes;
   std::vector<uint8_t> codes(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t* b = blocks + size_t(r * groups + g) * block_bytes;
-      uint16_t dh;
-      std::memcpy(&dh, b, 2);
-      q.scales[size_t(r * groups + g)] = f16_to_f32_scalar(dh);
-      uint8_t* c = codes.data() + g * 32;
-      if (type == io::kGgmlQ4_0) {
-        for (int i = 0; i < 16; ++i) {
-          c[i] = b[2 + i] & 0x0f;
-          c[i + 16] = b[2 + i] >> 4;
-        }
-      } else {
-        for (int i = 0; i < 32; ++i) c[i] = uint8_t(int(int8_t(b[2 + i])) + 128);
-      }
-    }
+    io::ggml_to_affine(type, blocks + size_t(r) * row_bytes, size_t(cols), codes.data(), &q.scales[size_t(r * groups)],
+                       &q.zeros[size_t(r * groups)]);
     pack_codes_ref(codes.data(), cols, q.fmt.bits, q.codes.data() + size_t(r) * q.packed_row_bytes());
   }
   return q;
@@ -135,10 +124,9 @@ LlamaSource load_gguf_llama(const std::string& path) {
   c.vocab_size = int(emb->shape[0]);
   const auto get = [&](const std::string& gguf_name, const std::string& name) {
     const auto* t = g.find_tensor(gguf_name);
-    if (t != nullptr && (t->ggml_type == io::kGgmlQ4_0 || t->ggml_type == io::kGgmlQ8_0) && t->shape.size() == 2 &&
-        name != "tok_embeddings") {
+    if (t != nullptr && io::ggml_affine_layout(t->ggml_type) && t->shape.size() == 2 && name != "tok_embeddings") {
       s.quantized[name].q = ggml_quant_matrix(g.tensor_data(*t), t->ggml_type, t->shape[0], t->shape[1]);
-      s.quantized[name].method = t->ggml_type == io::kGgmlQ4_0 ? "gguf q4_0" : "gguf q8_0";
+      s.quantized[name].method = std::string("gguf ") + io::ggml_type_info(t->ggml_type)->name;
       return;
     }
     s.tensors[name] = g.tensor_f32(gguf_name);

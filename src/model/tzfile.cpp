@@ -1,4 +1,5 @@
 // tensorzip model files: write_tensorzip / load_tensorzip (format in llama.h and docs/formats.md).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -48,11 +49,13 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
     else std::memcpy(scales.raw(), q.scales.data(), q.scales.size() * 4);
     add(name + ".scales", scales);
     if (!q.zeros.empty()) {
-      Tensor z = Tensor::empty(DType::U8, {q.rows, ng});
+      // Integer zero points (what tensorzip's quantizers make) as U8; fractional ones (GGUF
+      // K-quants' folded mins, kept native) as F32, exactly.
+      const bool integral = std::all_of(q.zeros.begin(), q.zeros.end(), [](float v) { return v >= 0 && v <= 255 && v == std::nearbyint(v); });
+      Tensor z = Tensor::empty(integral ? DType::U8 : DType::F32, {q.rows, ng});
       for (size_t i = 0; i < q.zeros.size(); ++i) {
-        const float v = q.zeros[i];
-        require(v >= 0 && v <= 255 && v == std::nearbyint(v), path + ": tensor '" + name + "' has a non-integer zero point");
-        z.data<uint8_t>()[i] = uint8_t(v);
+        if (integral) z.data<uint8_t>()[i] = uint8_t(q.zeros[i]);
+        else z.data<float>()[i] = q.zeros[i];
       }
       add(name + ".zeros", z);
     }
@@ -148,11 +151,15 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       q.scales.assign(sc.data<float>(), sc.data<float>() + sc.numel());
       for (float v : q.scales) require(std::isfinite(v), path + ": tensor '" + name + ".scales' holds a non-finite scale");
       if (!q.fmt.symmetric && !q.fmt.ternary) {
-        const Tensor z = part(".zeros", DType::U8, {q.rows, ng});
+        const auto* ze = f.find(name + ".zeros");
+        const bool f32_zeros = ze != nullptr && ze->dtype == DType::F32;  // fractional zero points
+        const Tensor z = part(".zeros", f32_zeros ? DType::F32 : DType::U8, {q.rows, ng});
         const int qmax = (1 << q.fmt.bits) - 1;
         for (int64_t i = 0; i < z.numel(); ++i) {
-          require(z.data<uint8_t>()[i] <= qmax, path + ": tensor '" + name + ".zeros' has a zero point above the code range");
-          q.zeros.push_back(float(z.data<uint8_t>()[i]));
+          const float v = f32_zeros ? z.data<float>()[i] : float(z.data<uint8_t>()[i]);
+          require(f32_zeros ? std::isfinite(v) : v <= float(qmax),
+                  path + ": tensor '" + name + ".zeros' has a zero point " + (f32_zeros ? "that is not finite" : "above the code range"));
+          q.zeros.push_back(v);
         }
       }
       if (d.value("input_scale", false)) {

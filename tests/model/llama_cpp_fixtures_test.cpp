@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tensorzip/io/gguf.h"
 #include "tensorzip/llama.h"
 #include "tests/test_util.h"
 
@@ -116,18 +117,60 @@ TEST(LlamaCpp, EveryWeightTypeMatchesLlamaCpp) {
     const auto exact = read_f32(base + ".dequant-f32.logits.f32");  // llama.cpp on the dequantized f32 weights
     const double vs_llama = rel_l2(r.prompt_logits, theirs), vs_exact = rel_l2(r.prompt_logits, exact);
     const double ours_f32 = rel_l2(r.prompt_logits, f32), theirs_f32 = rel_l2(theirs, f32);
-    // q4_0 / q8_0 run natively on the LUT kernels, whose Fast mode rounds the activations into int8
-    // tables per weight group: a rounding of its own, as llama.cpp's Q8_0 activation blocks are
-    // theirs, so the two land ~2.2e-2 apart while each is as close to the f32 model (the 1.25×
-    // criterion below). Every other type is dequantized and multiplied in f32: 7e-7 from llama.cpp
-    // on the same dequantized weights.
+    // The uniform-level types (q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K tq1_0 tq2_0) run natively on the
+    // LUT kernels, whose Fast mode rounds the activations into int8 tables per weight group: a
+    // rounding of its own, as llama.cpp's Q8_0 / Q8_K activation blocks are theirs, so the two land
+    // 2.1e-2 … 3.7e-2 apart (measured) while each is as close to the f32 model (the 1.25× criterion
+    // below). The other types are dequantized and multiplied in f32: 7e-7 from llama.cpp on the
+    // same dequantized weights.
     const bool native = r.native_layers > 0;
-    EXPECT_LE(vs_llama, native ? 3e-2 : 2e-2);
+    EXPECT_LE(vs_llama, native ? 4e-2 : 2e-2);
     if (!native) EXPECT_LE(vs_exact, 1e-5);
     EXPECT_LE(ours_f32, 1.25 * theirs_f32);
     std::printf("%-28s rel L2 vs llama.cpp %.2e, vs llama.cpp on dequantized f32 %.2e; vs f32 model: ours %.3e, llama.cpp %.3e\n",
                 fs::path(path).filename().c_str(), vs_llama, vs_exact, ours_f32, theirs_f32);
   }
+}
+
+// The native (affine) form of every uniform-level type dequantizes to llama.cpp's values, and a
+// model holding such layers round-trips through a tensorzip file exactly (fractional zeros as F32).
+TEST(LlamaCpp, NativeLayersEqualTheDequantizationAndRoundTrip) {
+  TZ_REQUIRE_FIXTURES("quant");
+  int native_types = 0;
+  for (const char* type : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K_S", "Q5_K_M", "TQ1_0", "TQ2_0", "Q4_K_M"}) {
+    SCOPED_TRACE(type);
+    const std::string path = test::fixtures_dir() + "/quant/llama." + type + ".gguf";
+    const LlamaSource src = load_llama(path);
+    ASSERT_FALSE(src.quantized.empty());
+    ++native_types;
+    const auto g = io::GgufFile::open(path);
+    for (const auto& [name, c] : src.quantized) {
+      // LlamaSource names -> GGUF names for the two checked here.
+      std::string gname;
+      if (name == "layers.0.attention.wk") gname = "blk.0.attn_k.weight";
+      if (name == "layers.0.feed_forward.w2") gname = "blk.0.ffn_down.weight";
+      if (gname.empty()) continue;
+      const Tensor want = g.tensor_f32(gname);
+      std::vector<float> got(size_t(want.numel()));
+      c.dequantize(got.data());
+      float amax = 0, diff = 0;
+      for (int64_t i = 0; i < want.numel(); ++i) {
+        amax = std::max(amax, std::fabs(want.data<float>()[i]));
+        diff = std::max(diff, std::fabs(got[size_t(i)] - want.data<float>()[i]));
+      }
+      EXPECT_LE(diff, 1e-6f * amax) << name;
+    }
+    const std::string out = test::temp_dir() + "/native.tz";
+    write_tensorzip(src, nullptr, out);
+    const LlamaSource back = load_tensorzip(out);
+    for (const auto& [name, c] : src.quantized) {
+      const auto& b = back.quantized.at(name).q;
+      EXPECT_EQ(b.codes, c.q.codes) << name;
+      EXPECT_EQ(b.zeros, c.q.zeros) << name;
+      EXPECT_EQ(b.scales, c.q.scales) << name;
+    }
+  }
+  EXPECT_EQ(native_types, 10);
 }
 
 }  // namespace tz
