@@ -28,11 +28,32 @@
 namespace tz {
 namespace io { class SafetensorsFile; }
 
+// Rotary pairs: llama.cpp's NORM (adjacent values 2i, 2i+1: llama2.c, Meta, GGUF llama) or NEOX
+// (the two halves of a head, i and i + head/2: GGUF qwen2, phi3, gemma2, olmo2).
+enum class RopeStyle { Adjacent, HalfSplit };
+enum class FfnActivation { SiLU, GeluTanh };  // SwiGLU (LLaMA) or GeGLU with tanh-approximate GELU (Gemma)
+
 struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
   float norm_eps = 1e-5f, rope_theta = 10000.f;
-  int head_size() const { return dim / n_heads; }
+  // Architecture switches: one decoder, these select its variants; the defaults are LLaMA's
+  // (docs/runner.md, "Architectures").
+  std::string arch = "llama";
+  int head_dim = 0;                                // 0: dim / n_heads (gemma2 sets its own)
+  RopeStyle rope_style = RopeStyle::Adjacent;
+  bool pre_norms = true;                           // RMSNorm before attention and FFN (olmo2: none)
+  bool post_norms = false;                         // RMSNorm of attention / FFN outputs before the residual (gemma2, olmo2)
+  bool qkv_bias = false;                           // q/k/v projection biases (qwen2)
+  bool qk_norm = false;                            // RMSNorm over the whole q and k projections (olmo2)
+  FfnActivation ffn_act = FfnActivation::SiLU;
+  float embed_scale = 1.f;                         // embeddings times this (gemma2: sqrt(dim))
+  float attn_softcap = 0.f, final_softcap = 0.f;   // cap·tanh(x / cap) on attention scores / logits; 0: off
+  int sliding_window = 0;                          // a query sees itself and the window − 1 keys before it; 0: off
+  bool sliding_even_layers = false;                // window on layers 0, 2, 4… only (gemma2); else on all (phi3)
+  int head_size() const { return head_dim > 0 ? head_dim : dim / n_heads; }
+  int q_dim() const { return head_size() * n_heads; }
   int kv_dim() const { return head_size() * n_kv_heads; }
+  bool plain_llama() const;  // every switch at its default: what llama2.c / GGUF llama writers and the tuner take
   void validate(const std::string& label) const;  // throws tz::Error naming `label`
   std::string to_string() const;
 };
@@ -42,6 +63,12 @@ struct LlamaConfig {
 //   .wk / .wv [kv_dim, dim], .wo [dim, dim]; layers.{i}.ffn_norm [dim];
 //   layers.{i}.feed_forward.w1 / .w3 [hidden, dim], .w2 [dim, hidden]; norm [dim];
 //   output [vocab, dim] (absent when tied to tok_embeddings).
+// With a q_dim (n_heads · head_size) other than dim, wq is [q_dim, dim] and wo [dim, q_dim].
+// Architecture extras, present when the config's switch asks for them: layers.{i}.attention.bq
+// [q_dim] / .bk / .bv [kv_dim] (qkv_bias); layers.{i}.attention.q_norm [q_dim] / .k_norm [kv_dim]
+// (qk_norm); layers.{i}.post_attention_norm / .post_ffn_norm [dim] (post_norms); rope_freqs
+// [head_size / 2] (optional: Llama-3.1 rope scaling, each pair's angle divided by its factor).
+// attention_norm and ffn_norm are absent when pre_norms is off.
 // Rotary embeddings rotate adjacent pairs (2i, 2i+1) of each head, as llama2.c and GGUF do;
 // Hugging Face q/k weights are permuted back into that layout by their loader.
 struct LlamaSource {
@@ -187,13 +214,17 @@ class LlamaModel {
   std::string format_summary() const;
 
   struct Layer {
-    std::vector<float> att_norm, ffn_norm;
+    std::vector<float> att_norm, ffn_norm;             // empty without pre-norms
+    std::vector<float> post_att_norm, post_ffn_norm;   // post_norms
+    std::vector<float> bq, bk, bv;                     // qkv_bias
+    std::vector<float> q_norm, k_norm;                 // qk_norm
     Linear wq, wk, wv, wo, w1, w2, w3;
   };
   LlamaConfig cfg_;
   Tensor embedding;  // f32 [vocab, dim]
   std::vector<Layer> layers;
   std::vector<float> final_norm;
+  std::vector<float> rope_factors;  // [head_size / 2] or empty
   Linear classifier;
 };
 

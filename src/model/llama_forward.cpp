@@ -36,16 +36,23 @@ void softmax_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-// Rotates adjacent pairs of each head of `v` (n_heads heads of hs values) for position `cs` row.
-void rope(float* v, int n_heads, int hs, const float* cos, const float* sin) {
+// Rotates the pairs of each head of `v` (n_heads heads of hs values) by one position's angles:
+// adjacent values (2j, 2j+1), or the two halves of the head (j, j + hs/2).
+void rope(float* v, int n_heads, int hs, const float* cos, const float* sin, RopeStyle style) {
+  const int half = hs / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* p = v + h * hs;
-    for (int j = 0; j < hs / 2; ++j) {
-      const float a = p[2 * j], b = p[2 * j + 1];
-      p[2 * j] = a * cos[j] - b * sin[j];
-      p[2 * j + 1] = a * sin[j] + b * cos[j];
+    for (int j = 0; j < half; ++j) {
+      const int i0 = style == RopeStyle::Adjacent ? 2 * j : j, i1 = style == RopeStyle::Adjacent ? 2 * j + 1 : j + half;
+      const float a = p[i0], b = p[i1];
+      p[i0] = a * cos[j] - b * sin[j];
+      p[i1] = a * sin[j] + b * cos[j];
     }
   }
+}
+
+float gelu_tanh(float x) {  // GELU, tanh approximation (Gemma's gelu_pytorch_tanh)
+  return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
 // Many-token calls use GEMMs for attention from this many tokens (below, per-head dot loops).
@@ -64,13 +71,14 @@ template <class Fn> void for_rows(int64_t n, int64_t elems_per_row, const Fn& fn
 
 }  // namespace
 
-void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std::vector<float>& sin) {
+void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std::vector<float>& sin, const std::vector<float>& factors) {
   const int half = c.head_size() / 2;
   cos.resize(size_t(max_seq) * size_t(half));
   sin.resize(size_t(max_seq) * size_t(half));
   for (int p = 0; p < max_seq; ++p)
     for (int j = 0; j < half; ++j) {
-      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size()));
+      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size())) /
+                          (factors.empty() ? 1.0 : double(factors[size_t(j)]));
       cos[size_t(p * half + j)] = float(std::cos(p * freq));
       sin[size_t(p * half + j)] = float(std::sin(p * freq));
     }
@@ -99,7 +107,7 @@ void LlamaSession::reserve(int positions) {
   }
   k_cache_ = std::move(k);
   v_cache_ = std::move(v);
-  rope_table(c, cap, rope_cos_, rope_sin_);
+  rope_table(c, cap, rope_cos_, rope_sin_, m_.rope_factors);
   cap_ = cap;
 }
 
@@ -109,8 +117,8 @@ void LlamaSession::ensure_scratch(int n) {
   const size_t N = size_t(n);
   x_.resize(N * size_t(c.dim));
   xb_.resize(N * size_t(c.dim));
-  q_.resize(N * size_t(c.dim));
-  att_.resize(N * size_t(c.dim));
+  q_.resize(N * size_t(c.q_dim()));
+  att_.resize(N * size_t(c.q_dim()));
   k_.resize(N * size_t(c.kv_dim()));
   v_.resize(N * size_t(c.kv_dim()));
   hb_.resize(N * size_t(c.hidden_dim));
@@ -132,12 +140,16 @@ void LlamaSession::forward(const int* tokens, int n, int pos, float* logits, boo
   const int64_t D = c.dim;
   const float* emb = m_.embedding.data<float>();
   for (int t = 0; t < n; ++t) std::memcpy(&x_[size_t(t * D)], emb + int64_t(tokens[t]) * D, size_t(D) * 4);
+  if (c.embed_scale != 1.f)
+    for (int64_t i = 0; i < int64_t(n) * D; ++i) x_[size_t(i)] *= c.embed_scale;
 
   for (int l = 0; l < c.n_layers; ++l) layer(l, n, pos);
   const int first = all_logits ? 0 : n - 1;
   for (int t = first; t < n; ++t) rmsnorm(&x_[size_t(t * D)], m_.final_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]);
   if (hook_) hook_("output", &xb_[size_t(first * D)], n - first, D);
   m_.classifier.forward(&xb_[size_t(first * D)], n - first, logits);
+  if (c.final_softcap > 0.f)
+    for (int64_t i = 0; i < int64_t(n - first) * c.vocab_size; ++i) logits[i] = c.final_softcap * std::tanh(logits[i] / c.final_softcap);
 }
 
 
@@ -159,68 +171,104 @@ void LlamaSession::head_input(const float* x, int n, float* out) const {
 
 void LlamaSession::layer(int l, int n, int pos) {
   const LlamaConfig& c = m_.config();
-  const int64_t D = c.dim, KV = c.kv_dim(), H = c.hidden_dim, hs = c.head_size(), half = hs / 2;
+  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), H = c.hidden_dim, hs = c.head_size(), half = hs / 2;
   const int group = c.n_heads / c.n_kv_heads;
   const float scale = 1.f / std::sqrt(float(hs));
+  const float softcap = c.attn_softcap;
+  // Keys a query at position q sees: [q − window + 1, q] on sliding layers, else [0, q].
+  const bool sliding = c.sliding_window > 0 && (!c.sliding_even_layers || l % 2 == 0);
+  const auto first_key = [&](int64_t q) { return sliding ? std::max<int64_t>(0, q - c.sliding_window + 1) : 0; };
   const auto linear = [&](const Linear& w, const std::string& name, const float* in, float* out) {
     if (hook_) hook_(name, in, n, w.in());
     w.forward(in, n, out);
+  };
+  // x_ rows through an RMSNorm with weight w into out (a copy when there is no norm).
+  const auto norm_rows = [&](const std::vector<float>& w, const float* in, float* out) {
+    for_rows(n, D, [&](int64_t t) {
+      if (w.empty()) std::memcpy(out + t * D, in + t * D, size_t(D) * 4);
+      else rmsnorm(in + t * D, w.data(), D, c.norm_eps, out + t * D);
+    });
+  };
+  // y += post_norm(delta) (post_norms), else y += delta; row by row.
+  const auto residual = [&](const std::vector<float>& post_norm, float* delta) {
+    for_rows(n, D, [&](int64_t t) {
+      float* d = delta + t * D;
+      if (!post_norm.empty()) rmsnorm(d, post_norm.data(), D, c.norm_eps, d);
+      for (int64_t i = 0; i < D; ++i) x_[size_t(t * D + i)] += d[i];
+    });
   };
   const bool gemm_attention = n >= kAttentionGemmMinTokens;
   std::vector<float> scores(gemm_attention ? size_t(n) * size_t(pos + n) : 0);
   {
     const LlamaModel::Layer& L = m_.layers[size_t(l)];
     const std::string p = hook_ ? "layers." + std::to_string(l) + "." : std::string();
-    for_rows(n, D, [&](int64_t t) { rmsnorm(&x_[size_t(t * D)], L.att_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]); });
+    norm_rows(L.att_norm, x_.data(), xb_.data());
     linear(L.wq, p + "attention.wq", xb_.data(), q_.data());
     linear(L.wk, p + "attention.wk", xb_.data(), k_.data());
     linear(L.wv, p + "attention.wv", xb_.data(), v_.data());
+    for (int t = 0; t < n; ++t) {
+      float* qt = &q_[size_t(t * Q)];
+      float* kt = &k_[size_t(t * KV)];
+      float* vt = &v_[size_t(t * KV)];
+      if (!L.bq.empty()) {
+        for (int64_t i = 0; i < Q; ++i) qt[i] += L.bq[size_t(i)];
+        for (int64_t i = 0; i < KV; ++i) kt[i] += L.bk[size_t(i)], vt[i] += L.bv[size_t(i)];
+      }
+      if (!L.q_norm.empty()) {  // over the whole projection, not per head
+        rmsnorm(qt, L.q_norm.data(), Q, c.norm_eps, qt);
+        rmsnorm(kt, L.k_norm.data(), KV, c.norm_eps, kt);
+      }
+    }
     const int64_t cap = cap_;  // positions allocated: the row stride of V
     float* kc = &k_cache_[size_t(l) * size_t(cap) * size_t(KV)];
     float* vc = &v_cache_[size_t(l) * size_t(cap) * size_t(KV)];  // transposed: [KV][cap]
     for (int t = 0; t < n; ++t) {
       const float* cs = &rope_cos_[size_t((pos + t) * half)];
       const float* sn = &rope_sin_[size_t((pos + t) * half)];
-      rope(&q_[size_t(t * D)], c.n_heads, int(hs), cs, sn);
-      rope(&k_[size_t(t * KV)], c.n_kv_heads, int(hs), cs, sn);
+      rope(&q_[size_t(t * Q)], c.n_heads, int(hs), cs, sn, c.rope_style);
+      rope(&k_[size_t(t * KV)], c.n_kv_heads, int(hs), cs, sn, c.rope_style);
       std::memcpy(kc + int64_t(pos + t) * KV, &k_[size_t(t * KV)], size_t(KV) * 4);
       for (int64_t d = 0; d < KV; ++d) vc[d * cap + pos + t] = v_[size_t(t * KV + d)];
     }
+    // Scaled (and soft-capped) scores of keys [lo, visible) in place, softmax over them, zero elsewhere.
+    const auto attend = [&](float* s, int64_t lo, int64_t visible, int64_t len) {
+      for (int64_t j = lo; j < visible; ++j) {
+        s[j] *= scale;
+        if (softcap > 0.f) s[j] = softcap * std::tanh(s[j] / softcap);
+      }
+      softmax_inplace(s + lo, visible - lo);
+      std::fill(s, s + lo, 0.f);
+      std::fill(s + visible, s + len, 0.f);
+    };
     const int64_t T = pos + n;  // keys visible to the last token
     if (gemm_attention) {
       for (int h = 0; h < c.n_heads; ++h) {
         const int64_t kvo = int64_t(h / group) * hs;
-        gemm_f32(n, T, hs, &q_[size_t(h * hs)], D, kc + kvo, KV, scores.data(), T);
-        const auto softmax_row = [&](int64_t t, int) {
-          float* s = &scores[size_t(t * T)];
-          const int64_t visible = pos + t + 1;
-          for (int64_t j = 0; j < visible; ++j) s[j] *= scale;
-          softmax_inplace(s, visible);
-          std::fill(s + visible, s + T, 0.f);
-        };
+        gemm_f32(n, T, hs, &q_[size_t(h * hs)], Q, kc + kvo, KV, scores.data(), T);
+        const auto softmax_row = [&](int64_t t, int) { attend(&scores[size_t(t * T)], first_key(pos + t), pos + t + 1, T); };
         if (int64_t(n) * T >= kParallelMinElems) parallel_for(n, softmax_row);
         else for (int64_t t = 0; t < n; ++t) softmax_row(t, 0);
-        gemm_f32(n, hs, T, scores.data(), T, vc + kvo * cap, cap, &att_[size_t(h * hs)], D);
+        gemm_f32(n, hs, T, scores.data(), T, vc + kvo * cap, cap, &att_[size_t(h * hs)], Q);
       }
     } else {
       const auto head = [&](int64_t task, int) {
         thread_local std::vector<float> s;
-        const int64_t t = task / c.n_heads, h = task % c.n_heads, visible = pos + t + 1;
+        const int64_t t = task / c.n_heads, h = task % c.n_heads, visible = pos + t + 1, lo = first_key(pos + t);
         if (s.size() < size_t(visible)) s.resize(size_t(visible));
-        const float* qv = &q_[size_t(t * D + h * hs)];
+        const float* qv = &q_[size_t(t * Q + h * hs)];
         const int64_t kvo = (h / group) * hs;
-        for (int64_t j = 0; j < visible; ++j) {
+        for (int64_t j = lo; j < visible; ++j) {
           const float* kv = kc + j * KV + kvo;
           float dot = 0;
           for (int64_t i = 0; i < hs; ++i) dot += qv[i] * kv[i];
-          s[size_t(j)] = dot * scale;
+          s[size_t(j)] = dot;
         }
-        softmax_inplace(s.data(), visible);
-        float* out = &att_[size_t(t * D + h * hs)];
+        attend(s.data(), lo, visible, visible);
+        float* out = &att_[size_t(t * Q + h * hs)];
         for (int64_t i = 0; i < hs; ++i) {
           const float* vrow = vc + (kvo + i) * cap;
           float acc = 0;
-          for (int64_t j = 0; j < visible; ++j) acc += s[size_t(j)] * vrow[j];
+          for (int64_t j = lo; j < visible; ++j) acc += s[size_t(j)] * vrow[j];
           out[i] = acc;
         }
       };
@@ -228,25 +276,21 @@ void LlamaSession::layer(int l, int n, int pos) {
       else for (int64_t task = 0; task < int64_t(n) * c.n_heads; ++task) head(task, 0);
     }
     linear(L.wo, p + "attention.wo", att_.data(), xb_.data());
-    // Residual, then the FFN's norm, row by row.
-    for_rows(n, D, [&](int64_t t) {
-      for (int64_t i = t * D; i < (t + 1) * D; ++i) x_[size_t(i)] += xb_[size_t(i)];
-      rmsnorm(&x_[size_t(t * D)], L.ffn_norm.data(), D, c.norm_eps, &xb_[size_t(t * D)]);
-    });
+    residual(L.post_att_norm, xb_.data());
+    norm_rows(L.ffn_norm, x_.data(), xb_.data());
     linear(L.w1, p + "feed_forward.w1", xb_.data(), hb_.data());
     linear(L.w3, p + "feed_forward.w3", xb_.data(), hb2_.data());
-    for_rows(n, H * 8, [&](int64_t t) {  // SwiGLU; exp costs ~8 element-ops
+    const bool gelu = c.ffn_act == FfnActivation::GeluTanh;
+    for_rows(n, H * 8, [&](int64_t t) {  // SwiGLU / GeGLU; exp or tanh costs ~8 element-ops
       for (int64_t i = t * H; i < (t + 1) * H; ++i) {
         const float a = hb_[size_t(i)];
-        hb_[size_t(i)] = a / (1.f + std::exp(-a)) * hb2_[size_t(i)];
+        hb_[size_t(i)] = (gelu ? gelu_tanh(a) : a / (1.f + std::exp(-a))) * hb2_[size_t(i)];
       }
     });
     if (hook_) hook_(p + "feed_forward.w2", hb_.data(), n, H);
     L.w2.forward(hb_.data(), n, xb_.data());
-    for_rows(n, D, [&](int64_t t) {
-      for (int64_t i = t * D; i < (t + 1) * D; ++i) x_[size_t(i)] += xb_[size_t(i)];
-    });
-    }
+    residual(L.post_ffn_norm, xb_.data());
+  }
 }
 
 // ------------------------------------------------------------------ sampler

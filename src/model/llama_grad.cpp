@@ -107,6 +107,8 @@ void LlamaGradients::add(const LlamaGradients& o) {
 
 LlamaGrad::LlamaGrad(const LlamaConfig& c, int max_len) : c_(c), max_len_(max_len) {
   c.validate("LlamaGrad");
+  require(c.plain_llama(), "tuning runs the LLaMA architecture only (this model is " + c.arch +
+                               " or has architecture switches the backward pass does not implement)");
   require(max_len > 0 && max_len <= c.seq_len, "LlamaGrad: sequence length must be in 1.." + std::to_string(c.seq_len));
   rope_table(c, max_len, cos_, sin_);
   acts_.resize(size_t(c.n_layers));

@@ -87,12 +87,33 @@ LlamaSource load_llama2c(const std::string& path) {
   return s;
 }
 
+// The decoder variants a GGUF architecture name selects (llama.cpp's build_* graphs; the fixture
+// models and docs/runner.md describe each).
+void set_architecture(LlamaConfig& c, const std::string& arch) {
+  c.arch = arch;
+  if (arch == "llama") return;
+  c.rope_style = RopeStyle::HalfSplit;  // llama.cpp NEOX rope for all of these
+  if (arch == "qwen2") {
+    c.qkv_bias = true;
+  } else if (arch == "gemma2") {
+    c.post_norms = true;
+    c.ffn_act = FfnActivation::GeluTanh;
+    c.embed_scale = std::sqrt(float(c.dim));
+    c.sliding_even_layers = true;
+  } else if (arch == "olmo2") {
+    c.pre_norms = false;
+    c.post_norms = true;
+    c.qk_norm = true;
+  }
+}
+
 LlamaSource load_gguf_llama(const std::string& path) {
   const auto g = io::GgufFile::open(path);
   const auto* arch_v = g.find("general.architecture");
   require(arch_v != nullptr, path + ": GGUF without general.architecture");
   const std::string arch = arch_v->as_string();
-  require(arch == "llama", path + ": GGUF architecture '" + arch + "' is not supported (only 'llama')");
+  require(arch == "llama" || arch == "qwen2" || arch == "phi3" || arch == "gemma2" || arch == "olmo2",
+          path + ": GGUF architecture '" + arch + "' is not supported (llama, qwen2, phi3, gemma2, olmo2)");
   const auto u = [&](const std::string& key, bool required, uint64_t def) -> uint64_t {
     const auto* v = g.find(arch + "." + key);
     require(v != nullptr || !required, path + ": GGUF metadata '" + arch + "." + key + "' missing");
@@ -118,6 +139,24 @@ LlamaSource load_gguf_llama(const std::string& path) {
   c.seq_len = int(u("context_length", false, 2048));
   c.norm_eps = f("attention.layer_norm_rms_epsilon", 1e-5f);
   c.rope_theta = f("rope.freq_base", 10000.f);
+  set_architecture(c, arch);
+  const int key_len = int(u("attention.key_length", false, 0)), value_len = int(u("attention.value_length", false, 0));
+  require(key_len == value_len, path + ": attention.key_length " + std::to_string(key_len) + " differs from value_length " +
+                                    std::to_string(value_len) + " (not supported)");
+  if (key_len > 0 && (c.n_heads == 0 || key_len != c.dim / c.n_heads)) c.head_dim = key_len;
+  if (const int rot = int(u("rope.dimension_count", false, 0)); rot > 0)
+    require(rot == c.head_size(), path + ": rope.dimension_count " + std::to_string(rot) + " is not the head size " +
+                                      std::to_string(c.head_size()) + " (partial rotary embeddings are not supported)");
+  if (arch == "gemma2" || arch == "phi3") c.sliding_window = int(u("attention.sliding_window", false, 0));
+  if (arch == "gemma2") {
+    c.attn_softcap = f("attn_logit_softcapping", 0.f);
+    c.final_softcap = f("final_logit_softcapping", 0.f);
+  }
+  for (const char* key : {"rope.scaling.type", "rope.scaling.factor"})
+    if (const auto* v = g.find(arch + "." + key); v != nullptr) {
+      const bool none = key == std::string("rope.scaling.type") ? v->as_string() == "none" : false;
+      require(none, path + ": GGUF metadata '" + arch + "." + key + "': rope scaling other than rope_freqs factors is not supported yet");
+    }
   const auto* emb = g.find_tensor("token_embd.weight");
   require(emb != nullptr, path + ": GGUF without token_embd.weight");
   require(emb->shape.size() == 2, path + ": token_embd.weight is not a matrix");
@@ -131,15 +170,61 @@ LlamaSource load_gguf_llama(const std::string& path) {
     }
     s.tensors[name] = g.tensor_f32(gguf_name);
   };
+  // Fused matrices (phi3) split by rows into the canonical ones, dequantized.
+  const auto split_rows = [&](const std::string& gguf_name, const std::vector<std::pair<std::string, int64_t>>& parts) {
+    const Tensor all = g.tensor_f32(gguf_name);
+    int64_t total = 0;
+    for (const auto& [name, rows] : parts) total += rows;
+    require(all.ndim() == 2 && all.dim(0) == total, path + ": tensor '" + gguf_name + "' has shape " + shape_to_string(all.shape()) +
+                                                        ", expected " + std::to_string(total) + " rows");
+    int64_t r0 = 0;
+    for (const auto& [name, rows] : parts) {
+      Tensor t = Tensor::empty(DType::F32, {rows, all.dim(1)});
+      std::memcpy(t.raw(), all.data<float>() + r0 * all.dim(1), size_t(rows * all.dim(1)) * 4);
+      s.tensors[name] = t;
+      r0 += rows;
+    }
+  };
   get("token_embd.weight", "tok_embeddings");
-  const std::pair<const char*, const char*> per_layer[] = {
-      {"attn_norm", "attention_norm"}, {"attn_q", "attention.wq"},   {"attn_k", "attention.wk"},
-      {"attn_v", "attention.wv"},      {"attn_output", "attention.wo"}, {"ffn_norm", "ffn_norm"},
-      {"ffn_gate", "feed_forward.w1"}, {"ffn_down", "feed_forward.w2"}, {"ffn_up", "feed_forward.w3"}};
-  for (int l = 0; l < c.n_layers; ++l)
-    for (auto [gname, name] : per_layer) get("blk." + std::to_string(l) + "." + gname + ".weight", layer(l, name));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const auto L = [&](const char* what) { return layer(l, what); };
+    if (c.pre_norms) {
+      get(b + "attn_norm.weight", L("attention_norm"));
+      get(b + "ffn_norm.weight", L("ffn_norm"));
+    }
+    if (c.post_norms) {
+      get(b + "post_attention_norm.weight", L("post_attention_norm"));
+      get(b + "post_ffw_norm.weight", L("post_ffn_norm"));
+    }
+    if (g.find_tensor(b + "attn_qkv.weight") != nullptr) {
+      split_rows(b + "attn_qkv.weight", {{L("attention.wq"), c.q_dim()}, {L("attention.wk"), c.kv_dim()}, {L("attention.wv"), c.kv_dim()}});
+    } else {
+      get(b + "attn_q.weight", L("attention.wq"));
+      get(b + "attn_k.weight", L("attention.wk"));
+      get(b + "attn_v.weight", L("attention.wv"));
+    }
+    get(b + "attn_output.weight", L("attention.wo"));
+    if (c.qkv_bias) {
+      get(b + "attn_q.bias", L("attention.bq"));
+      get(b + "attn_k.bias", L("attention.bk"));
+      get(b + "attn_v.bias", L("attention.bv"));
+    }
+    if (c.qk_norm) {
+      get(b + "attn_q_norm.weight", L("attention.q_norm"));
+      get(b + "attn_k_norm.weight", L("attention.k_norm"));
+    }
+    if (g.find_tensor(b + "ffn_gate.weight") == nullptr && arch == "phi3") {  // ffn_up rows: [gate; up]
+      split_rows(b + "ffn_up.weight", {{L("feed_forward.w1"), c.hidden_dim}, {L("feed_forward.w3"), c.hidden_dim}});
+    } else {
+      get(b + "ffn_gate.weight", L("feed_forward.w1"));
+      get(b + "ffn_up.weight", L("feed_forward.w3"));
+    }
+    get(b + "ffn_down.weight", L("feed_forward.w2"));
+  }
   get("output_norm.weight", "norm");
   if (g.find_tensor("output.weight") != nullptr) get("output.weight", "output");
+  if (g.find_tensor("rope_freqs.weight") != nullptr) get("rope_freqs.weight", "rope_freqs");
   for (const auto& t : g.tensors()) {
     int blk = -1;
     if (std::sscanf(t.name.c_str(), "blk.%d.", &blk) == 1)

@@ -48,15 +48,24 @@ void LlamaConfig::validate(const std::string& label) const {
   for (auto [v, n] : {std::pair{dim, "dim"}, {hidden_dim, "hidden_dim"}, {n_layers, "n_layers"}, {n_heads, "n_heads"},
                       {n_kv_heads, "n_kv_heads"}, {vocab_size, "vocab_size"}, {seq_len, "seq_len"}})
     if (v <= 0) bad(std::string(n) + " = " + std::to_string(v));
-  if (dim % n_heads != 0) bad("dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads));
+  if (head_dim < 0 || head_dim > (1 << 16)) bad("head_dim = " + std::to_string(head_dim));
+  if (head_dim == 0 && dim % n_heads != 0) bad("dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads));
+  if (sliding_window < 0) bad("sliding_window = " + std::to_string(sliding_window));
+  for (auto [v, n] : {std::pair{embed_scale, "embed_scale"}, {attn_softcap, "attn_softcap"}, {final_softcap, "final_softcap"}})
+    if (!std::isfinite(v) || v < 0.f) bad(std::string(n) + " = " + std::to_string(v) + " (must be finite and >= 0)");
   if (n_heads % n_kv_heads != 0) bad("n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads));
   if (head_size() % 2 != 0) bad("head size " + std::to_string(head_size()) + " is odd (rotary embeddings need pairs)");
   if (!(norm_eps > 0.f) || !std::isfinite(norm_eps)) bad("norm_eps = " + std::to_string(norm_eps) + " (must be positive and finite)");
   if (!(rope_theta > 0.f) || !std::isfinite(rope_theta)) bad("rope_theta = " + std::to_string(rope_theta) + " (must be positive and finite)");
 }
 
+bool LlamaConfig::plain_llama() const {
+  return arch == "llama" && head_dim == 0 && rope_style == RopeStyle::Adjacent && pre_norms && !post_norms && !qkv_bias && !qk_norm &&
+         ffn_act == FfnActivation::SiLU && embed_scale == 1.f && attn_softcap == 0.f && final_softcap == 0.f && sliding_window == 0;
+}
+
 std::string LlamaConfig::to_string() const {
-  return "dim=" + std::to_string(dim) + " hidden=" + std::to_string(hidden_dim) + " layers=" + std::to_string(n_layers) +
+  return (arch == "llama" ? std::string() : "arch=" + arch + " ") + "dim=" + std::to_string(dim) + " hidden=" + std::to_string(hidden_dim) + " layers=" + std::to_string(n_layers) +
          " heads=" + std::to_string(n_heads) + " kv_heads=" + std::to_string(n_kv_heads) + " vocab=" + std::to_string(vocab_size) +
          " seq_len=" + std::to_string(seq_len);
 }
@@ -77,7 +86,7 @@ Tensor LlamaSource::dense(const std::string& name) const {
 
 void LlamaSource::validate() const {
   cfg.validate(label);
-  const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim(), V = cfg.vocab_size;
+  const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim(), V = cfg.vocab_size, Q = cfg.q_dim();
   const auto check = [&](const std::string& name, Shape shape) {
     if (auto q = quantized.find(name); q != quantized.end()) {
       require(Shape{q->second.rows(), q->second.cols()} == shape,
@@ -94,18 +103,34 @@ void LlamaSource::validate() const {
   check("tok_embeddings", {V, D});
   for (int l = 0; l < cfg.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
-    check(p + "attention_norm", {D});
-    check(p + "attention.wq", {D, D});
+    if (cfg.pre_norms) {
+      check(p + "attention_norm", {D});
+      check(p + "ffn_norm", {D});
+    }
+    if (cfg.post_norms) {
+      check(p + "post_attention_norm", {D});
+      check(p + "post_ffn_norm", {D});
+    }
+    if (cfg.qkv_bias) {
+      check(p + "attention.bq", {Q});
+      check(p + "attention.bk", {KV});
+      check(p + "attention.bv", {KV});
+    }
+    if (cfg.qk_norm) {
+      check(p + "attention.q_norm", {Q});
+      check(p + "attention.k_norm", {KV});
+    }
+    check(p + "attention.wq", {Q, D});
     check(p + "attention.wk", {KV, D});
     check(p + "attention.wv", {KV, D});
-    check(p + "attention.wo", {D, D});
-    check(p + "ffn_norm", {D});
+    check(p + "attention.wo", {D, Q});
     check(p + "feed_forward.w1", {H, D});
     check(p + "feed_forward.w2", {D, H});
     check(p + "feed_forward.w3", {H, D});
   }
   check("norm", {D});
   if (!tied()) check("output", {V, D});
+  if (has("rope_freqs")) check("rope_freqs", {cfg.head_size() / 2});
   // A NaN or Inf weight (even in an embedding row no prompt uses) is refused here, by name, rather
   // than turning into NaN logits, a NaN perplexity or a compressed copy of it.
   for (const auto& [name, t] : tensors) {
@@ -421,16 +446,25 @@ LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std
       throw Error(src.label + ": out of memory building tensor '" + source_name + "' as " + fmt.to_string());
     }
   };
-  const auto vec = [&](const std::string& name) {
+  const auto vec = [&](const std::string& name, bool present = true) {
+    if (!present) return std::vector<float>();
     const Tensor& t = src.get(name);
     return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
   };
   embedding = src.get("tok_embeddings");
+  rope_factors = vec("rope_freqs", src.has("rope_freqs"));
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     Layer L;
-    L.att_norm = vec(p + "attention_norm");
-    L.ffn_norm = vec(p + "ffn_norm");
+    L.att_norm = vec(p + "attention_norm", cfg_.pre_norms);
+    L.ffn_norm = vec(p + "ffn_norm", cfg_.pre_norms);
+    L.post_att_norm = vec(p + "post_attention_norm", cfg_.post_norms);
+    L.post_ffn_norm = vec(p + "post_ffn_norm", cfg_.post_norms);
+    L.bq = vec(p + "attention.bq", cfg_.qkv_bias);
+    L.bk = vec(p + "attention.bk", cfg_.qkv_bias);
+    L.bv = vec(p + "attention.bv", cfg_.qkv_bias);
+    L.q_norm = vec(p + "attention.q_norm", cfg_.qk_norm);
+    L.k_norm = vec(p + "attention.k_norm", cfg_.qk_norm);
     L.wq = build(p + "attention.wq", p + "attention.wq");
     L.wk = build(p + "attention.wk", p + "attention.wk");
     L.wv = build(p + "attention.wv", p + "attention.wv");
@@ -518,7 +552,10 @@ size_t LlamaModel::linear_bytes() const {
 }
 
 size_t LlamaModel::weight_bytes() const {
-  const size_t norms = size_t(cfg_.dim) * (2 * size_t(cfg_.n_layers) + 1) * 4;
+  size_t norms = (final_norm.size() + rope_factors.size()) * 4;
+  for (const auto& L : layers)
+    for (const auto* v : {&L.att_norm, &L.ffn_norm, &L.post_att_norm, &L.post_ffn_norm, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm})
+      norms += v->size() * 4;
   return linear_bytes() + norms + size_t(cfg_.dim) * 4;  // + one embedding row per token
 }
 

@@ -42,6 +42,8 @@ std::vector<uint8_t> encode_tensor(const Tensor& t, uint32_t type, const std::st
 
 void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type) {
   src.validate();
+  require(src.cfg.plain_llama(), "write_gguf_llama: " + src.label + " is a " + src.cfg.arch +
+                                     " model (or has architecture switches); GGUF export writes the llama architecture only");
   const LlamaConfig& c = src.cfg;
   io::GgufWriter w;
   w.add_string("general.architecture", "llama");

@@ -7,7 +7,9 @@
 
 namespace tz {
 
-// cos / sin [pos][head_size / 2] for positions 0..max_seq-1.
-void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std::vector<float>& sin);
+// cos / sin [pos][head_size / 2] for positions 0..max_seq-1; pair j turns by pos·θ^(−2j/head) / factors[j]
+// (factors: Llama-3.1's rope_freqs, or empty for all ones).
+void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std::vector<float>& sin,
+                const std::vector<float>& factors = {});
 
 }  // namespace tz

@@ -20,9 +20,16 @@ constexpr const char* kFormatKey = "tensorzip.format";
 constexpr const char* kFormatValue = "tensorzip-model-1";
 
 json config_json(const LlamaConfig& c) {
-  return {{"architecture", "llama"}, {"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
-          {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
-          {"norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}};
+  json j = {{"architecture", c.arch}, {"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
+            {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
+            {"norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}};
+  if (!c.plain_llama())  // the architecture switches (LlamaConfig), only when any differs from LLaMA's
+    j.update({{"head_dim", c.head_dim}, {"rope_style", c.rope_style == RopeStyle::Adjacent ? "adjacent" : "half_split"},
+              {"pre_norms", c.pre_norms}, {"post_norms", c.post_norms}, {"qkv_bias", c.qkv_bias}, {"qk_norm", c.qk_norm},
+              {"ffn_act", c.ffn_act == FfnActivation::SiLU ? "silu" : "gelu_tanh"}, {"embed_scale", c.embed_scale},
+              {"attn_softcap", c.attn_softcap}, {"final_softcap", c.final_softcap}, {"sliding_window", c.sliding_window},
+              {"sliding_even_layers", c.sliding_even_layers}});
+  return j;
 }
 
 }  // namespace
@@ -195,7 +202,10 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
     if (const std::string* cfg = meta("tensorzip.config")) {
       const json c = json_io::parse(*cfg, path + " (metadata tensorzip.config)");
       require(c.is_object(), path + ": metadata tensorzip.config is not a JSON object");
-      require(c.value("architecture", "") == "llama", path + ": architecture '" + c.value("architecture", "") + "' is not supported");
+      const std::string arch = c.value("architecture", "");
+      require(arch == "llama" || arch == "qwen2" || arch == "phi3" || arch == "gemma2" || arch == "olmo2",
+              path + ": architecture '" + arch + "' is not supported");
+      s.cfg.arch = arch;
       const auto integer = [&](const char* key) { return int(json_io::get_int(c, key, path + ": config", 1, (int64_t(1) << 24) - 1)); };
       s.cfg.dim = integer("dim");
       s.cfg.hidden_dim = integer("hidden_dim");
@@ -206,6 +216,29 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.cfg.seq_len = integer("seq_len");
       s.cfg.norm_eps = float(json_io::get_number(c, "norm_eps", path + ": config", 1e-30, 1.0, 1e-5));
       s.cfg.rope_theta = float(json_io::get_number(c, "rope_theta", path + ": config", 1e-6, 1e30, 10000.0));
+      const std::string where = path + ": config";
+      const auto flag = [&](const char* key, bool def) {
+        if (!c.contains(key)) return def;
+        require(c[key].is_boolean(), where + ": '" + key + "' is not true or false");
+        return c[key].get<bool>();
+      };
+      const auto word = [&](const char* key, const char* def, const char* other) {
+        const std::string v = c.value(key, std::string(def));
+        require(v == def || v == other, where + ": '" + key + "' = '" + v + "' (" + def + " or " + other + ")");
+        return v == other;
+      };
+      s.cfg.head_dim = int(json_io::get_int(c, "head_dim", where, 0, 1 << 16, 0));
+      s.cfg.rope_style = word("rope_style", "adjacent", "half_split") ? RopeStyle::HalfSplit : RopeStyle::Adjacent;
+      s.cfg.pre_norms = flag("pre_norms", true);
+      s.cfg.post_norms = flag("post_norms", false);
+      s.cfg.qkv_bias = flag("qkv_bias", false);
+      s.cfg.qk_norm = flag("qk_norm", false);
+      s.cfg.ffn_act = word("ffn_act", "silu", "gelu_tanh") ? FfnActivation::GeluTanh : FfnActivation::SiLU;
+      s.cfg.embed_scale = float(json_io::get_number(c, "embed_scale", where, 0, 1e6, 1.0));
+      s.cfg.attn_softcap = float(json_io::get_number(c, "attn_softcap", where, 0, 1e6, 0.0));
+      s.cfg.final_softcap = float(json_io::get_number(c, "final_softcap", where, 0, 1e6, 0.0));
+      s.cfg.sliding_window = int(json_io::get_int(c, "sliding_window", where, 0, (int64_t(1) << 24) - 1, 0));
+      s.cfg.sliding_even_layers = flag("sliding_even_layers", false);
     }
     if (const auto* e = f.find("tokenizer.bin")) {
       require(e->dtype == DType::U8, path + ": tensor 'tokenizer.bin' must be U8");

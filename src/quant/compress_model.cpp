@@ -342,7 +342,11 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
       // AWQ with folding: one scale per input group, searched over the group's layers together.
       std::map<std::string, std::vector<float>> awq_s;
       const bool fold_o = c.n_heads == c.n_kv_heads;  // with GQA an attention channel's V row is shared
-      if ((o.quant.method == QuantMethod::Awq || (o.quant.method == QuantMethod::Gptq && o.quant.gptq_awq)) && o.fold_awq) {
+      // Folding moves AWQ's scales into the RMSNorm before q/k/v and gate/up and into v / up rows:
+      // exact for LLaMA's layer, not with biases, q/k norms or missing pre-norms, which then keep
+      // each layer's input scale instead.
+      if ((o.quant.method == QuantMethod::Awq || (o.quant.method == QuantMethod::Gptq && o.quant.gptq_awq)) && o.fold_awq &&
+          c.plain_llama()) {
         for (const char* g : {"attention.wq", "attention.wo", "feed_forward.w1", "feed_forward.w2"}) {
           if (std::string(g) == "attention.wo" && !fold_o) continue;
           std::vector<Tensor> dense;

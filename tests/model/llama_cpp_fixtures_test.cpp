@@ -84,7 +84,8 @@ ProtocolRun run_protocol(const std::string& gguf, const std::string& weights = "
 // f32 models: every position's logits within 1e-3 × the logits' range, greedy text identical.
 TEST(LlamaCpp, F32LogitsAndGreedyMatch) {
   TZ_REQUIRE_FIXTURES("arch");
-  for (const std::string stem : {"arch/llama", "stories260K/stories260K.F32"}) {
+  for (const std::string stem : {"arch/llama", "arch/llama31", "arch/qwen2", "arch/phi3", "arch/gemma2", "arch/olmo2",
+                                 "stories260K/stories260K.F32"}) {
     SCOPED_TRACE(stem);
     const std::string base = test::fixtures_dir() + "/" + stem;
     const ProtocolRun r = run_protocol(base + ".gguf");
