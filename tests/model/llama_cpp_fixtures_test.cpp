@@ -174,4 +174,22 @@ TEST(LlamaCpp, NativeLayersEqualTheDequantizationAndRoundTrip) {
   EXPECT_EQ(native_types, 10);
 }
 
+// A tensorzip file carries the architecture switches: every fixture architecture written and read
+// back gives the same logits (and the compressor runs on each).
+TEST(LlamaCpp, ArchitecturesRoundTripThroughTensorzipFiles) {
+  TZ_REQUIRE_FIXTURES("arch");
+  for (const char* arch : {"llama31", "qwen2", "phi3", "gemma2", "olmo2"}) {
+    SCOPED_TRACE(arch);
+    const std::string gguf = test::fixtures_dir() + "/arch/" + arch + ".gguf", out = test::temp_dir() + "/m.tz";
+    const LlamaSource src = load_llama(gguf);
+    write_tensorzip(src, &*src.tokenizer, out);
+    const LlamaSource back = load_llama(out);
+    EXPECT_EQ(back.cfg.to_string(), src.cfg.to_string());
+    EXPECT_EQ(back.cfg.plain_llama(), src.cfg.plain_llama());
+    const ProtocolRun a = run_protocol(gguf), b = run_protocol(out);
+    EXPECT_EQ(a.prompt_logits, b.prompt_logits);
+    EXPECT_EQ(a.greedy, b.greedy);
+  }
+}
+
 }  // namespace tz
