@@ -112,38 +112,22 @@ void deq_q3_k(const uint8_t* b, float* y) {
       }
 }
 
-// {f16 d, f16 dmin, u8 scales[12], u8 qs[128]}
-void deq_q4_k(const uint8_t* b, float* y) {
-  const float d = f16(b), dmin = f16(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* q = b + 16;
-  for (int j = 0; j < 4; ++j, q += 32) {
-    uint8_t sc, mn;
-    scale_min_k4(2 * j, scales, &sc, &mn);
-    const float d1 = d * sc, m1 = dmin * mn;
-    scale_min_k4(2 * j + 1, scales, &sc, &mn);
-    const float d2 = d * sc, m2 = dmin * mn;
-    for (int l = 0; l < 32; ++l) *y++ = d1 * float(q[l] & 0x0f) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * float(q[l] >> 4) - m2;
-  }
-}
-
-// {f16 d, f16 dmin, u8 scales[12], u8 qh[32], u8 qs[128]}
-void deq_q5_k(const uint8_t* b, float* y) {
+// Q4_K {f16 d, f16 dmin, u8 scales[12], u8 qs[128]} and Q5_K {…, u8 qh[32] before qs}: eight
+// 32-value groups, each d·sc·q − dmin·m; Q5_K's fifth bit of group g in bit g of qh.
+template <bool kFive> void deq_qk(const uint8_t* b, float* y) {
   const float d = f16(b), dmin = f16(b + 2);
   const uint8_t* scales = b + 4;
   const uint8_t* qh = b + 16;
-  const uint8_t* ql = b + 48;
-  for (int j = 0; j < 4; ++j, ql += 32) {
-    uint8_t sc, mn;
-    scale_min_k4(2 * j, scales, &sc, &mn);
-    const float d1 = d * sc, m1 = dmin * mn;
-    scale_min_k4(2 * j + 1, scales, &sc, &mn);
-    const float d2 = d * sc, m2 = dmin * mn;
-    const uint8_t u1 = uint8_t(1u << (2 * j)), u2 = uint8_t(2u << (2 * j));
-    for (int l = 0; l < 32; ++l) *y++ = d1 * float((ql[l] & 0x0f) + ((qh[l] & u1) ? 16 : 0)) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * float((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
-  }
+  const uint8_t* ql = b + (kFive ? 48 : 16);
+  for (int j = 0; j < 4; ++j, ql += 32)
+    for (int half = 0; half < 2; ++half) {
+      uint8_t sc, mn;
+      scale_min_k4(2 * j + half, scales, &sc, &mn);
+      const float dl = d * sc, ml = dmin * mn;
+      const uint8_t hbit = uint8_t(1u << (2 * j + half));
+      for (int l = 0; l < 32; ++l)
+        *y++ = dl * float((half ? ql[l] >> 4 : ql[l] & 0x0f) + (kFive && (qh[l] & hbit) ? 16 : 0)) - ml;
+    }
 }
 
 // {u8 ql[128], u8 qh[64], i8 scales[16], f16 d}: 6-bit codes, offset 32
@@ -307,8 +291,8 @@ struct BlockDequant {
 };
 constexpr BlockDequant kDequant[] = {
     {kGgmlQ4_0, deq_q4_0},   {kGgmlQ4_1, deq_q4_1},   {kGgmlQ5_0, deq_q5<false>}, {kGgmlQ5_1, deq_q5<true>},
-    {kGgmlQ8_0, deq_q8_0},   {kGgmlQ2_K, deq_q2_k},   {kGgmlQ3_K, deq_q3_k},      {kGgmlQ4_K, deq_q4_k},
-    {kGgmlQ5_K, deq_q5_k},   {kGgmlQ6_K, deq_q6_k},   {kGgmlIQ4_NL, deq_iq4_nl},  {kGgmlIQ4_XS, deq_iq4_xs},
+    {kGgmlQ8_0, deq_q8_0},   {kGgmlQ2_K, deq_q2_k},   {kGgmlQ3_K, deq_q3_k},      {kGgmlQ4_K, deq_qk<false>},
+    {kGgmlQ5_K, deq_qk<true>},   {kGgmlQ6_K, deq_q6_k},   {kGgmlIQ4_NL, deq_iq4_nl},  {kGgmlIQ4_XS, deq_iq4_xs},
     {kGgmlTQ1_0, deq_tq1_0}, {kGgmlTQ2_0, deq_tq2_0},
 };
 
