@@ -113,21 +113,31 @@ void deq_q3_k(const uint8_t* b, float* y) {
 }
 
 // Q4_K {f16 d, f16 dmin, u8 scales[12], u8 qs[128]} and Q5_K {…, u8 qh[32] before qs}: eight
-// 32-value groups, each d·sc·q − dmin·m; Q5_K's fifth bit of group g in bit g of qh.
-template <bool kFive> void deq_qk(const uint8_t* b, float* y) {
+// 32-value groups, each d·sc·q − dmin·m; Q5_K's fifth bit of group g in bit g of qh. Decodes the
+// 256 codes and each group's multiplier d·sc and subtrahend dmin·m.
+template <bool kFive> void qk_groups(const uint8_t* b, uint8_t* codes, float* mul, float* sub) {
   const float d = f16(b), dmin = f16(b + 2);
   const uint8_t* scales = b + 4;
   const uint8_t* qh = b + 16;
   const uint8_t* ql = b + (kFive ? 48 : 16);
   for (int j = 0; j < 4; ++j, ql += 32)
     for (int half = 0; half < 2; ++half) {
+      const int g = 2 * j + half;
       uint8_t sc, mn;
-      scale_min_k4(2 * j + half, scales, &sc, &mn);
-      const float dl = d * sc, ml = dmin * mn;
-      const uint8_t hbit = uint8_t(1u << (2 * j + half));
+      scale_min_k4(g, scales, &sc, &mn);
+      mul[g] = d * float(sc);
+      sub[g] = dmin * float(mn);
+      const uint8_t hbit = uint8_t(1u << g);
       for (int l = 0; l < 32; ++l)
-        *y++ = dl * float((half ? ql[l] >> 4 : ql[l] & 0x0f) + (kFive && (qh[l] & hbit) ? 16 : 0)) - ml;
+        codes[32 * g + l] = uint8_t((half ? ql[l] >> 4 : ql[l] & 0x0f) + (kFive && (qh[l] & hbit) ? 16 : 0));
     }
+}
+
+template <bool kFive> void deq_qk(const uint8_t* b, float* y) {
+  uint8_t codes[256];
+  float mul[8], sub[8];
+  qk_groups<kFive>(b, codes, mul, sub);
+  for (int i = 0; i < 256; ++i) y[i] = mul[i / 32] * float(codes[i]) - sub[i / 32];
 }
 
 // {u8 ql[128], u8 qh[64], i8 scales[16], f16 d}: 6-bit codes, offset 32
@@ -237,20 +247,9 @@ template <bool kMin> void aff_q5(const uint8_t* b, uint8_t* c, float* s, float* 
 }
 // Q4_K / Q5_K: eight 32-value groups per super-block, each d·sc·q − dmin·m.
 template <bool kFive> void aff_qk(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  const float d = f16(b), dmin = f16(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
-  const uint8_t* ql = b + (kFive ? 48 : 16);
-  for (int j = 0; j < 4; ++j, ql += 32)
-    for (int half = 0; half < 2; ++half) {
-      uint8_t* g = c + 64 * j + 32 * half;
-      const uint8_t hbit = uint8_t(1u << (2 * j + half));
-      for (int l = 0; l < 32; ++l)
-        g[l] = uint8_t((half ? ql[l] >> 4 : ql[l] & 0x0f) + (kFive && (qh[l] & hbit) ? 16 : 0));
-      uint8_t sc, mn;
-      scale_min_k4(2 * j + half, scales, &sc, &mn);
-      affine(d * float(sc), -dmin * float(mn), g, 32, s + 2 * j + half, z + 2 * j + half);
-    }
+  float mul[8], sub[8];
+  qk_groups<kFive>(b, c, mul, sub);
+  for (int g = 0; g < 8; ++g) affine(mul[g], -sub[g], c + 32 * g, 32, s + g, z + g);
 }
 // TQ2_0 / TQ1_0: one 256-value group, codes {0, 1, 2} = {−1, 0, +1}·d.
 void aff_tq2_0(const uint8_t* b, uint8_t* c, float* s, float* z) {
