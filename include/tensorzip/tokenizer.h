@@ -1,3 +1,11 @@
+// Two tokenizers behind one interface, as GGUF's `tokenizer.ggml.model` names them:
+// "llama" — SentencePiece-style BPE, below; "gpt2" — byte-level BPE (GPT-2, Llama 3, Qwen2,
+// DeepSeek, Falcon, StarCoder, …): the text is cut into words by the pre-tokenizer that
+// `tokenizer.ggml.pre` names (pretokenize.h), each word's bytes are mapped to GPT-2's printable
+// byte characters, and adjacent pieces are merged by rank from `tokenizer.ggml.merges`.
+// In both, special tokens are cut out of the text first: user-defined tokens always, control
+// tokens (<|im_start|>, <s> …) when the caller asks (parse_special), as llama.cpp does.
+//
 // SentencePiece-style BPE tokenizer (the LLaMA family's): text is normalised (spaces become the
 // vocabulary's space symbol, a dummy-prefix space is added), split into UTF-8 characters looked up
 // in the vocabulary (unknown characters fall back to their bytes' <0xXX> tokens), then adjacent
@@ -8,6 +16,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -34,7 +43,10 @@ class Tokenizer {
   Settings settings() const { return {space_, dummy_prefix_, bos_, eos_}; }
   static Tokenizer from_llama2c_bytes(const uint8_t* data, size_t size, const std::string& label, const Settings& s);
 
-  std::vector<int> encode(std::string_view text, bool bos, bool eos = false) const;
+  enum class Kind { SentencePiece, ByteBpe };
+  Kind kind() const { return kind_; }
+  // bos: prepend BOS when the vocabulary adds one (GGUF tokenizer.ggml.add_bos_token; default yes).
+  std::vector<int> encode(std::string_view text, bool bos, bool eos = false, bool parse_special = false) const;
   // The text of `token` following `prev`, as llama2.c's run prints it: byte tokens become their
   // byte, the space symbol a space, and the leading space after BOS is dropped.
   std::string decode_piece(int prev, int token) const;
@@ -53,6 +65,15 @@ class Tokenizer {
 
  private:
   void finish();  // builds the lookup tables once the pieces are set
+  void encode_text(std::string_view text, bool first, std::vector<int>& out) const;  // one fragment, no specials
+  void merge(std::string_view text, std::vector<int>& out) const;                    // the BPE merge loop
+  std::string piece_text(int id) const;  // what a token stands for (byte BPE: its bytes)
+  Kind kind_ = Kind::SentencePiece;
+  std::shared_ptr<const class PreTokenizer> pre_;  // byte BPE
+  bool ignore_merges_ = false;                     // byte BPE, llama3: a word that is a token is taken whole
+  bool add_bos_ = true;
+  std::vector<int8_t> token_type_;                 // GGUF token types (1 normal … 6 byte), empty when unknown
+  std::vector<int> specials_;                      // control / user-defined ids, longest text first
   std::string label_;
   std::vector<std::string> pieces_;
   std::vector<float> scores_;

@@ -1,5 +1,6 @@
 #include "tensorzip/tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -8,6 +9,7 @@
 #include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/mapped_file.h"
+#include "model/pretokenize.h"
 
 namespace tz {
 namespace {
@@ -52,6 +54,30 @@ int byte_piece_value(const std::string& p) {
   return v;
 }
 
+// GPT-2's byte-to-character map: printable bytes stand for themselves, the other 68 (controls,
+// space, DEL, NBSP, soft hyphen …) for U+0100 onwards in byte order, so every byte is a visible
+// character and a word's bytes are a string of vocabulary characters.
+struct ByteMap {
+  std::string to_char[256];
+  std::unordered_map<std::string, uint8_t> to_byte;
+  ByteMap() {
+    int next = 256;
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      const int cp = printable ? b : next++;
+      std::string u;  // UTF-8 of cp (< 0x800)
+      if (cp < 0x80) u = char(cp);
+      else u = {char(0xc0 | (cp >> 6)), char(0x80 | (cp & 0x3f))};
+      to_char[b] = u;
+      to_byte.emplace(u, uint8_t(b));
+    }
+  }
+};
+const ByteMap& byte_map() {
+  static const ByteMap m;
+  return m;
+}
+
 }  // namespace
 
 void Tokenizer::finish() {
@@ -65,6 +91,12 @@ void Tokenizer::finish() {
   }
   require(!pieces_.empty(), label_ + ": empty vocabulary");
   require(bos_ >= 0 && eos_ >= 0 && bos_ < vocab_size() && eos_ < vocab_size(), label_ + ": BOS/EOS id outside the vocabulary");
+  // Special tokens cut out of the text before BPE: control (3), user-defined (4) and unknown (2)
+  // types, longest text first so "<|im_start|>" wins over a shorter special inside it.
+  specials_.clear();
+  for (size_t i = 0; i < token_type_.size() && i < pieces_.size(); ++i)
+    if ((token_type_[i] == 2 || token_type_[i] == 3 || token_type_[i] == 4) && !pieces_[i].empty()) specials_.push_back(int(i));
+  std::stable_sort(specials_.begin(), specials_.end(), [&](int a, int b) { return pieces_[size_t(a)].size() > pieces_[size_t(b)].size(); });
 }
 
 int Tokenizer::find(std::string_view piece) const {
@@ -98,6 +130,7 @@ Tokenizer Tokenizer::parse_llama2c(const uint8_t* data, size_t size, const std::
 }
 
 std::vector<uint8_t> Tokenizer::to_llama2c() const {
+  require(kind_ == Kind::SentencePiece, label_ + ": a byte-level BPE tokenizer has no llama2.c tokenizer.bin form");
   std::vector<float> scores = scores_;
   if (!merge_rank_.empty()) {
     std::fill(scores.begin(), scores.end(), -1e30f);
@@ -139,7 +172,8 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   const auto* model = f.find("tokenizer.ggml.model");
   require(model != nullptr, f.label() + ": no tokenizer inside (tokenizer.ggml.model missing); pass --tokenizer");
   const std::string kind = model->as_string();
-  require(kind == "llama", f.label() + ": tokenizer model '" + kind + "' is not supported (only SentencePiece 'llama')");
+  require(kind == "llama" || kind == "gpt2",
+          f.label() + ": tokenizer model '" + kind + "' is not supported (SentencePiece 'llama' and byte-level BPE 'gpt2')");
   const auto* tokens = f.find("tokenizer.ggml.tokens");
   require(tokens != nullptr && tokens->type == io::GgufType::ARRAY && tokens->array_type == io::GgufType::STRING,
           f.label() + ": tokenizer.ggml.tokens missing or not a string array");
@@ -158,8 +192,42 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   t.space_ = kMetaSpace;
   if (const auto* v = f.find("tokenizer.ggml.bos_token_id")) t.bos_ = int(v->as_uint());
   if (const auto* v = f.find("tokenizer.ggml.eos_token_id")) t.eos_ = int(v->as_uint());
-  if (const auto* v = f.find("tokenizer.ggml.add_space_prefix"); v && !v->items.empty() && std::holds_alternative<bool>(v->items[0]))
-    t.dummy_prefix_ = std::get<bool>(v->items[0]);
+  const auto flag = [&](const char* key, bool& out) {
+    if (const auto* v = f.find(key); v && !v->items.empty() && std::holds_alternative<bool>(v->items[0])) out = std::get<bool>(v->items[0]);
+  };
+  flag("tokenizer.ggml.add_space_prefix", t.dummy_prefix_);
+  flag("tokenizer.ggml.add_bos_token", t.add_bos_);
+  if (const auto* types = f.find("tokenizer.ggml.token_type")) {
+    require(types->type == io::GgufType::ARRAY && types->items.size() == t.pieces_.size(),
+            f.label() + ": tokenizer.ggml.token_type does not match the token count");
+    for (const auto& it : types->items)
+      t.token_type_.push_back(int8_t(std::holds_alternative<int64_t>(it) ? std::get<int64_t>(it) : std::holds_alternative<uint64_t>(it) ? int64_t(std::get<uint64_t>(it)) : 1));
+  }
+  if (kind == "gpt2") {
+    t.kind_ = Kind::ByteBpe;
+    t.space_ = " ";
+    t.dummy_prefix_ = false;
+    if (!f.find("tokenizer.ggml.add_bos_token")) t.add_bos_ = false;  // llama.cpp's default for BPE vocabularies
+    const auto* pre = f.find("tokenizer.ggml.pre");
+    const std::string pre_name = pre ? pre->as_string() : "default";
+    const auto regexes = PreTokenizer::regexes_for(pre_name, &t.ignore_merges_);
+    require(regexes.has_value(), f.label() + ": pre-tokenizer '" + pre_name + "' (tokenizer.ggml.pre) is not supported");
+    t.pre_ = std::make_shared<PreTokenizer>(*regexes);
+    t.finish();
+    const auto* merges = f.find("tokenizer.ggml.merges");
+    require(merges != nullptr && merges->type == io::GgufType::ARRAY && merges->array_type == io::GgufType::STRING,
+            f.label() + ": a gpt2 tokenizer needs tokenizer.ggml.merges");
+    int rank = 0;
+    for (const auto& m : merges->items) {
+      const std::string& line = std::get<std::string>(m);
+      const size_t sp = line.find(' ', 1);
+      require(sp != std::string::npos, f.label() + ": merge '" + line + "' has no space");
+      const int a = t.find(std::string_view(line).substr(0, sp)), b = t.find(std::string_view(line).substr(sp + 1));
+      if (a >= 0 && b >= 0) t.merge_rank_.emplace(std::pair{a, b}, rank);
+      ++rank;
+    }
+    return t;
+  }
   t.finish();
   return t;
 }
@@ -241,13 +309,59 @@ Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& lab
   }
 }
 
-std::vector<int> Tokenizer::encode(std::string_view raw, bool bos, bool eos) const {
+std::vector<int> Tokenizer::encode(std::string_view raw, bool bos, bool eos, bool parse_special) const {
   std::vector<int> out;
-  if (bos) out.push_back(bos_);
-  if (!raw.empty()) {
-    std::string text(raw);
-    if (space_ != " ") replace_all(text, " ", space_);
-    if (dummy_prefix_) text = space_ + text;
+  if (bos && add_bos_) out.push_back(bos_);
+  // Cut the special tokens out, then encode the text between them. A fragment after a special
+  // token counts as a start (SentencePiece then adds its dummy-prefix space again, as llama.cpp).
+  size_t start = 0;
+  bool first = true;
+  while (start < raw.size()) {
+    size_t best_at = std::string_view::npos;
+    int best = -1;
+    for (int id : specials_) {
+      if (!parse_special && token_type_[size_t(id)] != 4) continue;  // only user-defined without parse_special
+      const size_t at = raw.find(pieces_[size_t(id)], start);
+      if (at != std::string_view::npos && (at < best_at || (at == best_at && pieces_[size_t(id)].size() > pieces_[size_t(best)].size()))) {
+        best_at = at;
+        best = id;
+      }
+    }
+    const size_t end = best < 0 ? raw.size() : best_at;
+    if (end > start) encode_text(raw.substr(start, end - start), first, out);
+    if (best < 0) break;
+    out.push_back(best);
+    start = best_at + pieces_[size_t(best)].size();
+    first = true;
+  }
+  if (eos) out.push_back(eos_);
+  return out;
+}
+
+void Tokenizer::encode_text(std::string_view raw, bool first, std::vector<int>& out) const {
+  if (kind_ == Kind::ByteBpe) {
+    const ByteMap& bm = byte_map();
+    std::string word;
+    for (std::string_view w : pre_->split(raw)) {
+      word.clear();
+      for (char ch : w) word += bm.to_char[static_cast<unsigned char>(ch)];
+      if (ignore_merges_)
+        if (const int id = find(word); id >= 0) {
+          out.push_back(id);
+          continue;
+        }
+      merge(word, out);
+    }
+    return;
+  }
+  std::string text(raw);
+  if (space_ != " ") replace_all(text, " ", space_);
+  if (dummy_prefix_ && first) text = space_ + text;
+  merge(text, out);
+}
+
+void Tokenizer::merge(std::string_view text, std::vector<int>& out) const {
+  {
     // Initial symbols: one per character, or its bytes when the character is not a piece.
     struct Sym { int id, prev, next; };
     std::vector<Sym> sym;
@@ -278,7 +392,9 @@ std::vector<int> Tokenizer::encode(std::string_view raw, bool bos, bool eos) con
         auto it = merge_rank_.find({a, b});
         if (it == merge_rank_.end()) return;
         buf = pieces_[size_t(a)] + pieces_[size_t(b)];
-        heap.push({-float(it->second), l, r, a, b, find(buf)});
+        const int merged = find(buf);
+        if (merged < 0) return;  // a merge whose product is not a token
+        heap.push({-float(it->second), l, r, a, b, merged});
       } else {
         buf = pieces_[size_t(a)];
         buf += pieces_[size_t(b)];
@@ -305,12 +421,27 @@ std::vector<int> Tokenizer::encode(std::string_view raw, bool bos, bool eos) con
     }
     for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
   }
-  if (eos) out.push_back(eos_);
+}
+
+std::string Tokenizer::piece_text(int id) const {
+  const std::string& p = pieces_[size_t(id)];
+  const bool special = size_t(id) < token_type_.size() && (token_type_[size_t(id)] == 3 || token_type_[size_t(id)] == 4);
+  if (special) return p;
+  const ByteMap& bm = byte_map();
+  std::string out;
+  for (size_t i = 0; i < p.size();) {
+    const size_t n = utf8_len(p, i);
+    const auto it = bm.to_byte.find(p.substr(i, n));
+    if (it != bm.to_byte.end()) out += char(it->second);
+    else out += p.substr(i, n);  // not a byte character: kept as written
+    i += n;
+  }
   return out;
 }
 
 std::string Tokenizer::decode_piece(int prev, int token) const {
   require(token >= 0 && token < vocab_size(), label_ + ": token id " + std::to_string(token) + " outside the vocabulary");
+  if (kind_ == Kind::ByteBpe) return piece_text(token);
   const std::string& p = pieces_[size_t(token)];
   const int b = byte_piece_value(p);
   if (b >= 0) return std::string(1, char(b));
@@ -326,6 +457,10 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
   for (int id : ids) {
     if (id == bos_ || id == eos_) continue;
     require(id >= 0 && id < vocab_size(), label_ + ": token id " + std::to_string(id) + " outside the vocabulary");
+    if (kind_ == Kind::ByteBpe) {
+      s += piece_text(id);
+      continue;
+    }
     const std::string& p = pieces_[size_t(id)];
     const int b = byte_piece_value(p);
     std::string piece = b >= 0 ? std::string(1, char(b)) : p;

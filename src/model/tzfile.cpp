@@ -11,6 +11,7 @@
 #include "tensorzip/error.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
+#include "tensorzip/runtime.h"
 
 namespace tz {
 namespace {
@@ -87,7 +88,9 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
   w.set_metadata(kFormatKey, kFormatValue);
   w.set_metadata("tensorzip.tensors", json_io::dump(formats));
   if (src.cfg.dim > 0) w.set_metadata("tensorzip.config", json_io::dump(config_json(src.cfg)));
-  if (tok) {
+  if (tok && tok->kind() == Tokenizer::Kind::ByteBpe)
+    log(LogLevel::Warn, path + ": the byte-level BPE tokenizer is not stored in tensorzip files yet; run the file with the model it came from");
+  if (tok && tok->kind() == Tokenizer::Kind::SentencePiece) {
     const auto bytes = tok->to_llama2c();
     Tensor tb = Tensor::empty(DType::U8, {int64_t(bytes.size())});
     std::memcpy(tb.raw(), bytes.data(), bytes.size());

@@ -2,12 +2,17 @@
 // tokenizer.json; known ids, agreement between formats, and round trips of the evaluation texts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
+#include "tensorzip/io/mapped_file.h"
 #include "tensorzip/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -79,14 +84,35 @@ TEST(Tokenizer, GgufVocabularyMatchesTokenizerBin) {
   const auto a = bin.encode(text, true), b = spm.encode(text, true);
   EXPECT_EQ(a, b);
   EXPECT_EQ(spm.decode(b), text);
-  // GPT-2's byte-level BPE is refused clearly, not mis-tokenized.
-  const auto gpt2 = io::GgufFile::open(test::models_dir() + "/gguf-vocab/ggml-vocab-gpt-2.gguf");
+  // GPT-2's byte-level BPE: "Hello world" is GPT-2's [15496, 995], and the text comes back whole.
+  const auto gpt2 = Tokenizer::from_gguf(io::GgufFile::open(test::models_dir() + "/gguf-vocab/ggml-vocab-gpt-2.gguf"));
+  EXPECT_EQ(gpt2.kind(), Tokenizer::Kind::ByteBpe);
+  EXPECT_EQ(gpt2.encode("Hello world", true), (std::vector<int>{15496, 995}));  // no BOS: the vocabulary adds none
+  EXPECT_EQ(gpt2.decode(gpt2.encode(text, false)), text);
+  // A tokenizer model outside the two is refused by name.
+  io::GgufWriter w;
+  w.add_string("tokenizer.ggml.model", "t5");
+  const auto bytes = w.serialize();
+  const auto bad = io::GgufFile::parse(bytes.data(), bytes.size(), "t5.gguf");
   try {
-    Tokenizer::from_gguf(gpt2);
-    FAIL() << "gpt2 tokenizer accepted";
+    Tokenizer::from_gguf(bad);
+    FAIL() << "t5 tokenizer accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not supported"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'t5' is not supported"), std::string::npos) << e.what();
   }
+}
+
+// Control tokens in a prompt become their ids when asked (chat templates), and stay text otherwise.
+TEST(Tokenizer, SpecialTokensInText) {
+  TZ_REQUIRE_MODELS();
+  const auto spm = Tokenizer::from_gguf(io::GgufFile::open(test::models_dir() + "/gguf-vocab/ggml-vocab-llama-spm.gguf"));
+  const auto with = spm.encode("<s>Hi</s>", false, false, /*parse_special=*/true);
+  ASSERT_GE(with.size(), 3u);
+  EXPECT_EQ(with.front(), 1);
+  EXPECT_EQ(with.back(), 2);
+  const auto without = spm.encode("<s>Hi</s>", false);
+  EXPECT_EQ(std::count(without.begin(), without.end(), 1), 0);
+  EXPECT_EQ(spm.decode(without), "<s>Hi</s>");
 }
 
 TEST(Tokenizer, RoundTripsEvaluationTexts) {
@@ -142,6 +168,62 @@ TEST(Tokenizer, DeeplyNestedJsonIsAnError) {
       EXPECT_NE(std::string(e.what()).find("deep.json"), std::string::npos) << e.what();
     }
   }
+}
+
+// llama.cpp's test-tokenizer-0, ported: every vocab GGUF in ../shared/fixtures/tokenizer with its
+// .inp / .out vectors (llama_tokenize with add_special = false, parse_special = false).
+TEST(Tokenizer, LlamaCppTestVectors) {
+  const std::string dir = test::fixtures_dir() + "/tokenizer";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "../shared/fixtures/tokenizer not found";
+  std::vector<std::string> vocabs;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.path().extension() == ".gguf" && std::filesystem::exists(e.path().string() + ".inp")) vocabs.push_back(e.path().string());
+  std::sort(vocabs.begin(), vocabs.end());
+  // Known gaps, named: WordPiece (BERT) and DeepSeek-LLM's pre-tokenizer are not implemented.
+  const std::set<std::string> unsupported = {"ggml-vocab-bert-bge.gguf", "ggml-vocab-deepseek-llm.gguf"};
+  int tested = 0;
+  for (const auto& path : vocabs) {
+    const std::string name = std::filesystem::path(path).filename().string();
+    const auto g = io::GgufFile::open(path);
+    std::optional<Tokenizer> tok;
+    std::string why;
+    try {
+      tok = Tokenizer::from_gguf(g);
+    } catch (const Error& e) {
+      why = e.what();
+    }
+    if (!tok) {
+      EXPECT_TRUE(unsupported.count(name)) << name << ": " << why;
+      std::printf("%-40s unsupported: %s\n", name.c_str(), why.c_str());
+      continue;
+    }
+    const std::string inp = io::read_text_file(path + ".inp");
+    std::vector<std::string> texts;
+    const std::string sep = "\n__ggml_vocab_test__\n";
+    for (size_t p = 0;;) {
+      const size_t q = inp.find(sep, p);
+      texts.push_back(inp.substr(p, q == std::string::npos ? std::string::npos : q - p));
+      if (q == std::string::npos) break;
+      p = q + sep.size();
+    }
+    std::istringstream out(io::read_text_file(path + ".out"));
+    int pass = 0, total = 0, lossless = 0;
+    std::string line;
+    for (size_t i = 0; i < texts.size() && std::getline(out, line); ++i) {
+      std::istringstream ls(line);
+      std::vector<int> want;
+      for (int id; ls >> id;) want.push_back(id);
+      const std::vector<int> got = tok->encode(texts[i], false);
+      ++total;
+      pass += got == want;
+      EXPECT_EQ(got, want) << name << ": [" << texts[i] << "]";
+      lossless += tok->kind() == Tokenizer::Kind::ByteBpe && tok->decode(got) == texts[i];
+    }
+    if (tok->kind() == Tokenizer::Kind::ByteBpe) EXPECT_EQ(lossless, total) << name << ": decode(encode(t)) != t";
+    ++tested;
+    std::printf("%-40s %s %d/%d identical to llama.cpp\n", name.c_str(), tok->kind() == Tokenizer::Kind::ByteBpe ? "bpe" : "spm", pass, total);
+  }
+  EXPECT_GE(tested, 9);
 }
 
 }  // namespace tz

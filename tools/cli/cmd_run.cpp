@@ -104,7 +104,7 @@ void run_generate(const RunOpts& o) {
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
   int steps = o.steps <= 0 || o.steps > c.seq_len ? c.seq_len : o.steps;
-  std::vector<int> prompt = L.tok.encode(prompt_text, true);
+  std::vector<int> prompt = L.tok.encode(prompt_text, true, false, /*parse_special=*/true);  // as llama-cli: <|im_start|> is a token
   require(int(prompt.size()) <= steps,
           "run: the prompt is " + std::to_string(prompt.size()) + " tokens, more than the " + std::to_string(steps) + " steps (-n)");
   LlamaSession s(*L.model, steps);
