@@ -80,6 +80,7 @@ struct LlamaSource {
   // other format dequantizes them first. A name is in `tensors` or here, not both.
   std::map<std::string, CompressedLinear> quantized;
   std::optional<Tokenizer> tokenizer;  // when the file carries one (GGUF, HF directory)
+  std::string chat_template;           // GGUF tokenizer.chat_template / tokenizer_config.json, when present
   const Tensor& get(const std::string& name) const;
   Tensor dense(const std::string& name) const;  // f32, dequantized when the file stores it low-bit
   bool has(const std::string& name) const { return tensors.count(name) > 0 || quantized.count(name) > 0; }
@@ -285,12 +286,18 @@ PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vec
 class Sampler {
  public:
   Sampler(int vocab, float temperature, float top_p, uint64_t seed);
+  // llama.cpp's other truncations, applied after the temperature and before top-p when set: keep
+  // the k most likely tokens; drop tokens below min_p × the top probability. With neither set the
+  // draw is llama2.c's exactly.
+  void set_top_k(int k);
+  void set_min_p(float p);
   int sample(float* logits);  // modifies logits
 
  private:
   float random_f32();
   int vocab_;
-  float temp_, top_p_;
+  float temp_, top_p_, min_p_ = 0.f;
+  int top_k_ = 0;
   uint64_t state_;
   std::vector<std::pair<float, int>> probindex_;
 };

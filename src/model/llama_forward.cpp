@@ -301,6 +301,16 @@ Sampler::Sampler(int vocab, float temperature, float top_p, uint64_t seed)
   require(top_p >= 0.f && top_p <= 1.f, "sampler: top-p must be in [0, 1]");
 }
 
+void Sampler::set_top_k(int k) {
+  require(k >= 0, "sampler: top-k must be >= 0");
+  top_k_ = k;
+}
+
+void Sampler::set_min_p(float p) {
+  require(p >= 0.f && p <= 1.f, "sampler: min-p must be in [0, 1]");
+  min_p_ = p;
+}
+
 float Sampler::random_f32() {  // llama2.c's xorshift*
   state_ ^= state_ >> 12;
   state_ ^= state_ << 25;
@@ -327,6 +337,36 @@ int Sampler::sample(float* logits) {
   }
   for (int i = 0; i < vocab_; ++i) logits[i] /= sum;
   const float coin = random_f32();
+  if (top_k_ > 0 || min_p_ > 0.f) {  // llama.cpp's chain: top-k, min-p, then top-p, renormalised
+    probindex_.clear();
+    for (int i = 0; i < vocab_; ++i) probindex_.emplace_back(logits[i], i);
+    const size_t k = top_k_ > 0 ? std::min(size_t(top_k_), probindex_.size()) : probindex_.size();
+    std::partial_sort(probindex_.begin(), probindex_.begin() + ptrdiff_t(k), probindex_.end(),
+                      [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    probindex_.resize(k);
+    const float floor = min_p_ * probindex_[0].first;
+    size_t keep = 1;
+    while (keep < probindex_.size() && probindex_[keep].first >= floor) ++keep;
+    probindex_.resize(keep);
+    float total = 0;
+    for (const auto& pi : probindex_) total += pi.first;
+    size_t last = probindex_.size() - 1;
+    if (top_p_ > 0.f && top_p_ < 1.f) {
+      float cum = 0;
+      for (size_t i = 0; i < probindex_.size(); ++i)
+        if ((cum += probindex_[i].first / total) >= top_p_) {
+          last = i;
+          break;
+        }
+    }
+    float mass = 0;
+    for (size_t i = 0; i <= last; ++i) mass += probindex_[i].first;
+    const float r = coin * mass;
+    float cdf = 0;
+    for (size_t i = 0; i <= last; ++i)
+      if (r < (cdf += probindex_[i].first)) return probindex_[i].second;
+    return probindex_[last].second;
+  }
   if (top_p_ <= 0.f || top_p_ >= 1.f) {
     float cdf = 0;
     for (int i = 0; i < vocab_; ++i) {

@@ -232,6 +232,7 @@ LlamaSource load_gguf_llama(const std::string& path) {
                                                 ".block_count is " + std::to_string(c.n_layers));
   }
   if (g.find("tokenizer.ggml.model") != nullptr) s.tokenizer = Tokenizer::from_gguf(g);
+  if (const auto* t = g.find("tokenizer.chat_template")) s.chat_template = t->as_string();
   s.validate();
   return s;
 }
@@ -344,6 +345,10 @@ LlamaSource load_hf_llama(const std::string& path) {
                   std::to_string(c.n_layers) + " layers, " + (tie ? "tied" : "separate") + " classifier)");
     }
   if (fs::exists(dir / "tokenizer.json")) s.tokenizer = Tokenizer::from_hf_json((dir / "tokenizer.json").string());
+  if (const fs::path tc = dir / "tokenizer_config.json"; fs::exists(tc)) {
+    const auto j = json_io::parse(io::read_text_file(tc.string()), tc.string());
+    if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string()) s.chat_template = j["chat_template"].get<std::string>();
+  }
   s.validate();
   return s;
 }

@@ -98,6 +98,7 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
     const auto st = tok->settings();
     w.set_metadata("tensorzip.tokenizer", json_io::dump(json{{"space", st.space}, {"dummy_prefix", st.dummy_prefix}, {"bos", st.bos}, {"eos", st.eos}}));
   }
+  if (!src.chat_template.empty()) w.set_metadata("tensorzip.chat_template", src.chat_template);
   for (const auto& [k, v] : extra_metadata) w.set_metadata(k, v);
   w.write(path);
 }
@@ -258,6 +259,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed tensorzip metadata (" + e.what() + ")");
   }
+  if (const std::string* t = meta("tensorzip.chat_template")) s.chat_template = *t;
   if (s.cfg.dim > 0) s.validate();
   return s;
 }

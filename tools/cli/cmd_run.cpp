@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/json.h"
+#include "tensorzip/chat.h"
 #include "tensorzip/error.h"
 #include "tensorzip/io/atomic_file.h"
 #include "tensorzip/io/mapped_file.h"
@@ -19,88 +20,53 @@
 #include "tensorzip/runtime.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/model_session.h"
 #include "tools/cli/progress.h"
 
 namespace tz::cli {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;  // Linux reports KiB
-}
-
-struct ModelOpts {
-  std::string model, tokenizer, weights = "native", lora;
-  bool json = false;
-};
-
-void add_model_options(CLI::App* c, ModelOpts& o) {
-  c->add_option("-m,--model", o.model, "Model: llama2.c .bin, GGUF (llama), or a Hugging Face directory")->required();
-  c->add_option("-z,--tokenizer", o.tokenizer,
-                "Tokenizer (llama2.c tokenizer.bin or tokenizer.json; default: the one inside the model, else tokenizer.bin beside it)");
-  c->add_option("--weights", o.weights,
-                "Weight format of the linear layers: native (as stored: GGUF q4_0/q8_0 run low-bit, dense weights f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
-      ->capture_default_str();
-  c->add_option("--lora", o.lora, "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged");
-}
-
-struct Loaded {
-  LlamaSource src;
-  Tokenizer tok;
-  std::unique_ptr<LlamaModel> model;
-  double load_s = 0;
-};
-
-Loaded load(const ModelOpts& o, bool need_tokenizer = true) {
-  const auto t0 = Clock::now();
-  Loaded L{load_llama(o.model), Tokenizer(), nullptr, 0};
-  if (need_tokenizer) {
-    if (o.tokenizer.empty()) {
-      L.tok = default_tokenizer(L.src, o.model);
-    } else if (o.tokenizer.size() > 5 && o.tokenizer.substr(o.tokenizer.size() - 5) == ".json") {
-      L.tok = Tokenizer::from_hf_json(o.tokenizer);
-    } else {
-      L.tok = Tokenizer::from_llama2c(o.tokenizer, L.src.cfg.vocab_size);
-    }
-    require(L.tok.vocab_size() >= L.src.cfg.vocab_size || L.tok.vocab_size() == L.src.cfg.vocab_size,
-            L.tok.label() + ": tokenizer has " + std::to_string(L.tok.vocab_size()) + " tokens, the model " +
-                std::to_string(L.src.cfg.vocab_size));
-  }
-  const FormatSpec spec(o.weights);
-  Progress bar(L.src.cfg.n_layers * 7 + 1, !o.json && o.weights != "f32" && o.weights != "native");
-  L.model = std::make_unique<LlamaModel>(L.src, spec, [&](int i, int) { bar.step("packing weights " + std::to_string(i)); });
-  bar.done();
-  if (!o.lora.empty()) L.model->attach_lora(read_peft_adapter(o.lora));
-  L.load_s = seconds_since(t0);
-  return L;
-}
-
-// llama2.c's safe_printf: a lone byte that is neither printable nor whitespace is not printed.
-void print_piece(const std::string& p) {
-  if (p.empty()) return;
-  if (p.size() == 1 && !(std::isprint(static_cast<unsigned char>(p[0])) || std::isspace(static_cast<unsigned char>(p[0]))))
-    return;
-  std::fwrite(p.data(), 1, p.size(), stdout);
-  std::fflush(stdout);
-}
-
 // ------------------------------------------------------------------ run
 
 struct RunOpts {
   ModelOpts m;
-  std::string prompt, prompt_file;
+  std::string prompt, prompt_file, chat_template, system;
   int steps = 256;
-  float temp = 1.0f, top_p = 0.9f;
-  int64_t seed = -1;
+  bool chat = false;
+  // llama2.c's sampling by default (temperature 1, top-p 0.9, no top-k / min-p): same seed, same draw.
+  SampleOpts sample{1.0f, 0.9f, 0.f, 1.f, 0, 64, -1};
 };
+
+// `run --chat`: the prompt as one user turn in the model's chat format; only the reply is printed.
+void run_chat_once(const RunOpts& o, const std::string& prompt_text) {
+  Loaded L = load(o.m);
+  const std::string format = choose_chat_format(o.chat_template, L.src);
+  std::vector<ChatMessage> msgs;
+  if (!o.system.empty()) msgs.push_back({"system", o.system});
+  msgs.push_back({"user", prompt_text});
+  const std::vector<int> ids = L.tok.encode(apply_chat_template(format, msgs, true), true, false, /*parse_special=*/true);
+  const LlamaConfig& c = L.model->config();
+  const int ctx = std::min(c.seq_len, int(ids.size()) + std::max(o.steps, 1));
+  require(int(ids.size()) < ctx, "run --chat: the prompt is " + std::to_string(ids.size()) + " tokens, the context " + std::to_string(ctx));
+  LlamaSession s(*L.model, ctx);
+  std::vector<float> logits(size_t(c.vocab_size));
+  const auto t0 = Clock::now();
+  s.forward(ids.data(), int(ids.size()), 0, logits.data());
+  const double prefill_s = seconds_since(t0);
+  int pos = int(ids.size());
+  std::vector<int> history = ids;
+  Sampler sampler = make_sampler(o.sample, c.vocab_size);
+  const Reply r = generate_reply(s, L.tok, sampler, o.sample, logits, pos, ctx - pos, chat_stop_strings(format), history);
+  std::printf("\n");
+  std::fflush(stdout);
+  fmt::print(stderr, "tensorzip: format {}, {} prompt + {} reply tokens{}; prefill {:.1f} tok/s, decode {:.1f} tok/s\n", format, ids.size(),
+             r.tokens, r.ended ? "" : " (limit reached)", double(ids.size()) / prefill_s, r.seconds > 0 ? r.tokens / r.seconds : 0.0);
+}
 
 void run_generate(const RunOpts& o) {
   require(o.prompt.empty() || o.prompt_file.empty(), "run: give the prompt with -p or -f, not both");
   const std::string prompt_text = o.prompt_file.empty() ? o.prompt : io::read_text_file(o.prompt_file);
+  if (o.chat) return run_chat_once(o, prompt_text);
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
   int steps = o.steps <= 0 || o.steps > c.seq_len ? c.seq_len : o.steps;
@@ -108,8 +74,7 @@ void run_generate(const RunOpts& o) {
   require(int(prompt.size()) <= steps,
           "run: the prompt is " + std::to_string(prompt.size()) + " tokens, more than the " + std::to_string(steps) + " steps (-n)");
   LlamaSession s(*L.model, steps);
-  Sampler sampler(c.vocab_size, o.temp, o.top_p,
-                  o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
+  Sampler sampler = make_sampler(o.sample, c.vocab_size);
   std::vector<float> logits(size_t(c.vocab_size));
   const auto t0 = Clock::now();
   s.forward(prompt.data(), int(prompt.size()), 0, logits.data());
@@ -262,9 +227,10 @@ void add_run(CLI::App& app) {
   c->add_option("-p,--prompt", o->prompt, "Prompt (default: start from BOS)");
   c->add_option("-f,--file", o->prompt_file, "Read the prompt from this file (for prompts longer than a command line)");
   c->add_option("-n,--steps", o->steps, "Positions to run, prompt included (0 or > seq_len: seq_len)")->capture_default_str();
-  c->add_option("-t,--temp", o->temp, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  c->add_option("--top-p", o->top_p, "Nucleus sampling threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  c->add_option("-s,--seed", o->seed, "Random seed (default: time)");
+  add_sample_options(c, o->sample);
+  c->add_flag("--chat", o->chat, "Treat the prompt as a user turn in the model's chat format; print only the reply");
+  c->add_option("--chat-template", o->chat_template, "With --chat: the format by name (chatml, llama3, gemma, …); default: the model's");
+  c->add_option("--system", o->system, "With --chat: a system message");
   c->add_flag("--json", o->m.json, "Statistics as JSON on stderr");
   c->callback([o] { run_generate(*o); });
 }

@@ -9,6 +9,7 @@ void add_inspect(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_decompose(CLI::App& app);
 void add_run(CLI::App& app);
+void add_chat(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_compress(CLI::App& app);
 void add_bench_model(CLI::App& bench);

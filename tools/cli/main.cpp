@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   tz::cli::add_bench(app);
   tz::cli::add_decompose(app);
   tz::cli::add_run(app);
+  tz::cli::add_chat(app);
   tz::cli::add_eval(app);
   tz::cli::add_compress(app);
   app.parse_complete_callback([&] {

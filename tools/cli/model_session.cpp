@@ -1,0 +1,124 @@
+// Shared by run, eval and chat (see model_session.h).
+#include "tools/cli/model_session.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
+#include "tensorzip/chat.h"
+#include "tensorzip/error.h"
+#include "tools/cli/progress.h"
+
+namespace tz::cli {
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+void add_model_options(CLI::App* c, ModelOpts& o) {
+  c->add_option("-m,--model", o.model, "Model: llama2.c .bin, GGUF (llama, qwen2, phi3, gemma2, olmo2), a Hugging Face directory or a tensorzip file")->required();
+  c->add_option("-z,--tokenizer", o.tokenizer,
+                "Tokenizer (llama2.c tokenizer.bin or tokenizer.json; default: the one inside the model, else tokenizer.bin beside it)");
+  c->add_option("--weights", o.weights,
+                "Weight format of the linear layers: native (as stored: GGUF q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q5_K/tq* run low-bit, others f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
+      ->capture_default_str();
+  c->add_option("--lora", o.lora, "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged");
+}
+
+Loaded load(const ModelOpts& o, bool need_tokenizer) {
+  const auto t0 = Clock::now();
+  Loaded L{load_llama(o.model), Tokenizer(), nullptr, 0};
+  if (need_tokenizer) {
+    if (o.tokenizer.empty()) {
+      L.tok = default_tokenizer(L.src, o.model);
+    } else if (o.tokenizer.size() > 5 && o.tokenizer.substr(o.tokenizer.size() - 5) == ".json") {
+      L.tok = Tokenizer::from_hf_json(o.tokenizer);
+    } else {
+      L.tok = Tokenizer::from_llama2c(o.tokenizer, L.src.cfg.vocab_size);
+    }
+    require(L.tok.vocab_size() >= L.src.cfg.vocab_size || L.tok.vocab_size() == L.src.cfg.vocab_size,
+            L.tok.label() + ": tokenizer has " + std::to_string(L.tok.vocab_size()) + " tokens, the model " +
+                std::to_string(L.src.cfg.vocab_size));
+  }
+  const FormatSpec spec(o.weights);
+  Progress bar(L.src.cfg.n_layers * 7 + 1, !o.json && o.weights != "f32" && o.weights != "native");
+  L.model = std::make_unique<LlamaModel>(L.src, spec, [&](int i, int) { bar.step("packing weights " + std::to_string(i)); });
+  bar.done();
+  if (!o.lora.empty()) L.model->attach_lora(read_peft_adapter(o.lora));
+  L.load_s = seconds_since(t0);
+  return L;
+}
+
+void print_piece(const std::string& p) {
+  if (p.empty()) return;
+  if (p.size() == 1 && !(std::isprint(static_cast<unsigned char>(p[0])) || std::isspace(static_cast<unsigned char>(p[0]))))
+    return;
+  std::fwrite(p.data(), 1, p.size(), stdout);
+  std::fflush(stdout);
+}
+
+void add_sample_options(CLI::App* c, SampleOpts& o) {
+  c->add_option("-t,--temp", o.temp, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  c->add_option("--top-k", o.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  c->add_option("--top-p", o.top_p, "Nucleus sampling threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--min-p", o.min_p, "Drop tokens below this fraction of the top probability (0: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--repeat-penalty", o.repeat_penalty, "Penalty on tokens of the last --repeat-last-n (1: off)")->capture_default_str()->check(CLI::Range(0.0, 10.0));
+  c->add_option("--repeat-last-n", o.repeat_last_n, "Tokens the repeat penalty looks back over")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  c->add_option("-s,--seed", o.seed, "Random seed (default: time)");
+}
+
+Sampler make_sampler(const SampleOpts& o, int vocab) {
+  Sampler s(vocab, o.temp, o.top_p, o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
+  s.set_top_k(o.top_k);
+  s.set_min_p(o.min_p);
+  return s;
+}
+
+Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, const SampleOpts& so, std::vector<float>& logits,
+                     int& pos, int max_tokens, const std::vector<std::string>& stops, std::vector<int>& history,
+                     const volatile bool* interrupt) {
+  Reply r;
+  const auto t0 = Clock::now();
+  int prev = history.empty() ? tok.bos_id() : history.back();
+  while (r.tokens < max_tokens && !(interrupt && *interrupt)) {
+    if (so.repeat_penalty != 1.f)  // llama.cpp's rule: shrink a repeated token's logit towards "less likely"
+      for (size_t i = history.size() > size_t(so.repeat_last_n) ? history.size() - size_t(so.repeat_last_n) : 0; i < history.size(); ++i) {
+        float& l = logits[size_t(history[i])];
+        l = l > 0 ? l / so.repeat_penalty : l * so.repeat_penalty;
+      }
+    const int next = sampler.sample(logits.data());
+    const std::string& piece = tok.piece(next);
+    if (next == tok.eos_id() || std::find(stops.begin(), stops.end(), piece) != stops.end()) {
+      r.ended = true;
+      break;
+    }
+    const std::string text = tok.decode_piece(prev, next);
+    print_piece(text);
+    r.text += text;
+    ++r.tokens;
+    history.push_back(next);
+    prev = next;
+    require(pos < s.max_seq(), "chat: the context of " + std::to_string(s.max_seq()) + " tokens is full (--ctx-size, or /reset)");
+    s.forward(&next, 1, pos++, logits.data());
+  }
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+std::string choose_chat_format(const std::string& flag, const LlamaSource& src) {
+  if (!flag.empty()) {
+    const std::string name = detect_chat_template(flag);
+    require(!name.empty(), "--chat-template '" + flag + "' is not a built-in format (chatml, llama2, llama3, gemma, phi3, mistral-v7, …)");
+    return name;
+  }
+  require(!src.chat_template.empty(), src.label + ": the model has no chat template; pass --chat-template NAME (chatml, llama3, gemma, phi3, …)");
+  const std::string name = detect_chat_template(src.chat_template);
+  require(!name.empty(), src.label + ": its chat template matches no built-in format; pass --chat-template NAME");
+  return name;
+}
+
+}  // namespace tz::cli

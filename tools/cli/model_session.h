@@ -1,0 +1,61 @@
+// What `run`, `eval` and `chat` share: the model options (-m, -z, --weights, --lora), loading a
+// model with its tokenizer, printing a token's text, timing and memory figures.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensorzip/llama.h"
+
+namespace tz::cli {
+
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double peak_rss_mib();
+
+struct ModelOpts {
+  std::string model, tokenizer, weights = "native", lora;
+  bool json = false;
+};
+void add_model_options(CLI::App* c, ModelOpts& o);
+
+struct Loaded {
+  LlamaSource src;
+  Tokenizer tok;
+  std::unique_ptr<LlamaModel> model;
+  double load_s = 0;
+};
+Loaded load(const ModelOpts& o, bool need_tokenizer = true);
+
+// llama2.c's safe_printf: a lone byte that is neither printable nor whitespace is not printed.
+void print_piece(const std::string& p);
+
+// Sampling flags as llama-cli spells them (--temp --top-k --top-p --min-p --repeat-penalty --seed).
+struct SampleOpts {
+  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.f;
+  int top_k = 40, repeat_last_n = 64;
+  int64_t seed = -1;
+};
+void add_sample_options(CLI::App* c, SampleOpts& o);
+Sampler make_sampler(const SampleOpts& o, int vocab);
+
+// One assistant reply: tokens sampled after what the session holds (`logits` are the last
+// position's), each piece streamed to stdout, until EOS or a token whose text is one of `stops`
+// (the format's end of turn), `max_tokens`, or `*interrupt` (Ctrl-C). The end-of-turn token is
+// not printed and not kept in the cache; `pos` and `history` (for the repeat penalty) advance.
+struct Reply {
+  std::string text;
+  int tokens = 0;
+  bool ended = false;  // by EOS / end of turn, not by a limit
+  double seconds = 0;
+};
+Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, const SampleOpts& so, std::vector<float>& logits,
+                     int& pos, int max_tokens, const std::vector<std::string>& stops, std::vector<int>& history,
+                     const volatile bool* interrupt = nullptr);
+
+// The chat format to use: --chat-template NAME, else the one the model's template text selects.
+std::string choose_chat_format(const std::string& flag, const LlamaSource& src);
+
+}  // namespace tz::cli
