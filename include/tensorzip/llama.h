@@ -107,9 +107,13 @@ LlamaSource load_llama(const std::string& path);
 bool is_llama_model(const std::string& path);
 // Writes a LlamaSource as a llama.cpp GGUF file (architecture "llama", Meta's rotary layout, the
 // tokenizer as tokenizer.ggml.*): linear layers and the embedding in `ggml_type` (kGgmlF32,
-// kGgmlF16, kGgmlQ8_0 or kGgmlQ4_0; q4_0/q8_0 need rows that are multiples of 32 values), norms f32.
+// kGgmlF16, or a quantized type io::quantize_ggml writes; rows must be whole blocks), norms f32.
 // Atomic: nothing is left at `path` on failure.
 void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type);
+// Each matrix in the type type_of(its GGUF name) gives (f32, f16, or any type io::quantize_ggml
+// writes): mixtures such as Q4_K_M. file_type: general.file_type (default: from blk.0.attn_q's type).
+void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path,
+                      const std::function<uint32_t(const std::string& gguf_name)>& type_of, uint32_t file_type = ~0u);
 // tensorzip files (docs/formats.md, "tensorzip model files"): a safetensors container holding the
 // dense tensors as f32, each compressed linear layer as NAME.qweight (packed codes, U8 [rows,
 // row bytes]), NAME.scales (F16/F32 [rows, groups]), NAME.zeros (U8, asymmetric), and when present

@@ -26,14 +26,15 @@ std::vector<uint8_t> encode_tensor(const Tensor& t, uint32_t type, const std::st
       std::memcpy(out.data(), h.data(), n * 2);
       break;
     }
-    case io::kGgmlQ8_0:
-    case io::kGgmlQ4_0:
-      require(t.dim(-1) % 32 == 0, "write_gguf_llama: tensor '" + name + "' has rows of " + std::to_string(t.dim(-1)) +
-                                       " values; q4_0/q8_0 need multiples of 32 (use f32 or f16)");
-      out.resize(n / 32 * (type == io::kGgmlQ8_0 ? io::kQ8_0BlockBytes : io::kQ4_0BlockBytes));
-      (type == io::kGgmlQ8_0 ? io::quantize_q8_0 : io::quantize_q4_0)(p, out.data(), n);
-      break;
-    default: throw Error("write_gguf_llama: ggml type " + std::to_string(type) + " is not written (f32, f16, q8_0, q4_0)");
+    default: {
+      require(io::ggml_quantize_supported(type), "write_gguf_llama: ggml type " + std::to_string(type) + " is not written");
+      const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
+      require(t.dim(-1) % ti->block_values == 0, "write_gguf_llama: tensor '" + name + "' has rows of " + std::to_string(t.dim(-1)) +
+                                                     " values; " + ti->name + " needs multiples of " + std::to_string(ti->block_values) +
+                                                     " (use f32, f16 or a 32-value type)");
+      out.resize(n / ti->block_values * ti->block_bytes);
+      io::quantize_ggml(type, p, out.data(), n);
+    }
   }
   return out;
 }
@@ -41,6 +42,11 @@ std::vector<uint8_t> encode_tensor(const Tensor& t, uint32_t type, const std::st
 }  // namespace
 
 void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type) {
+  write_gguf_llama(src, tok, path, [ggml_type](const std::string&) { return ggml_type; });
+}
+
+void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path,
+                      const std::function<uint32_t(const std::string& gguf_name)>& type_of, uint32_t file_type) {
   src.validate();
   require(src.cfg.plain_llama(), "write_gguf_llama: " + src.label + " is a " + src.cfg.arch +
                                      " model (or has architecture switches); GGUF export writes the llama architecture only");
@@ -57,7 +63,13 @@ void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::s
   w.add_u32("llama.rope.dimension_count", uint32_t(c.head_size()));
   w.add_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
   w.add_f32("llama.rope.freq_base", c.rope_theta);
-  w.add_u32("general.file_type", ggml_type == io::kGgmlF32 ? 0 : ggml_type == io::kGgmlF16 ? 1 : ggml_type == io::kGgmlQ4_0 ? 2 : 7);
+  if (file_type == ~0u) {  // llama.cpp's LLAMA_FTYPE of the main type
+    const uint32_t t = type_of("blk.0.attn_q.weight");
+    file_type = t == io::kGgmlF32 ? 0 : t == io::kGgmlF16 ? 1 : t == io::kGgmlQ4_0 ? 2 : t == io::kGgmlQ4_1 ? 3 : t == io::kGgmlQ8_0 ? 7
+              : t == io::kGgmlQ5_0 ? 8 : t == io::kGgmlQ5_1 ? 9 : t == io::kGgmlQ2_K ? 10 : t == io::kGgmlQ4_K ? 14 : t == io::kGgmlQ5_K ? 16
+              : t == io::kGgmlQ6_K ? 18 : t == io::kGgmlIQ4_NL ? 25 : t == io::kGgmlIQ4_XS ? 30 : 0;
+  }
+  w.add_u32("general.file_type", file_type);
   // SentencePiece vocabulary with U+2581 spaces, as llama.cpp expects for model "llama".
   const std::string meta = "\xe2\x96\x81";
   std::vector<std::string> pieces;
@@ -84,7 +96,8 @@ void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::s
 
   const auto matrix = [&](const std::string& name, const std::string& gguf_name) {
     const Tensor t = src.dense(name);
-    w.add_tensor(gguf_name, ggml_type, t.shape(), encode_tensor(t, ggml_type, gguf_name));
+    const uint32_t type = type_of(gguf_name);
+    w.add_tensor(gguf_name, type, t.shape(), encode_tensor(t, type, gguf_name));
   };
   const auto vec = [&](const std::string& name, const std::string& gguf_name) {
     const Tensor& t = src.get(name);

@@ -468,4 +468,29 @@ TEST(Cli, ChatTurnsAndReset) {
   EXPECT_NE(r.err.find("no chat template"), std::string::npos) << r.err;
 }
 
+// GGUF export in llama.cpp's K-quant and IQ4 types and its mixtures, read back and run.
+TEST(Cli, CompressWritesEveryGgufType) {
+  const std::string model = test::fixtures_dir() + "/arch/llama.gguf";
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << "../shared/fixtures/arch not found";
+  const std::string dir = test::temp_dir();
+  const auto f32 = test::run_cli("run -m " + model + " -p Once -n 8 -t 0");
+  ASSERT_EQ(f32.code, 0) << f32.err;
+  for (const std::string t : {"q4_1", "q5_0", "q5_1", "q2_k", "q4_k", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"}) {
+    SCOPED_TRACE(t);
+    const std::string out = dir + "/m." + t + ".gguf";
+    auto r = test::run_cli("compress " + model + " -o " + out + " --exclude 'layers.*' --gguf-type " + t);
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = test::run_cli("inspect " + out + " --json");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json j = json::parse(r.out);
+    std::map<std::string, std::string> types;
+    for (const auto& e : j["tensors"]) types[e["name"].get<std::string>()] = e["dtype"].get<std::string>();
+    const bool mixed = t.size() > 4 && t.substr(t.size() - 2) == "_m";
+    EXPECT_EQ(types["blk.1.ffn_down.weight"], mixed ? "q6_K" : t == "q2_k" ? "q2_K" : t == "q4_k" ? "q4_K" : t == "q6_k" ? "q6_K" : t);
+    r = test::run_cli("run -m " + out + " -p Once -n 8 -t 0");
+    EXPECT_EQ(r.code, 0) << r.err;
+  }
+  EXPECT_EQ(test::run_cli("compress " + model + " -o " + dir + "/x.gguf --gguf-type q3_k").code, 1);
+}
+
 }  // namespace tz

@@ -102,4 +102,28 @@ TEST(GgmlTypes, UnsupportedTypesAreNamed) {
   EXPECT_THROW(dequantize_ggml(kGgmlQ4_K, blk.data(), out.data(), 100), Error);  // not whole blocks
 }
 
+// The writers: every quantizer's blocks read back (through the dequantizers checked above) within
+// the error its bits allow, on Gaussian rows, and q4_0 / q8_0 bit-exactly as before.
+TEST(GgmlTypes, QuantizersRoundTripWithinTheirBits) {
+  const auto x = test::random_floats(256 * 24, 7, 0.02f);
+  const std::pair<uint32_t, double> cases[] = {{kGgmlQ4_0, 0.12}, {kGgmlQ4_1, 0.10}, {kGgmlQ5_0, 0.06}, {kGgmlQ5_1, 0.05},
+                                               {kGgmlQ8_0, 0.006}, {kGgmlQ2_K, 0.45}, {kGgmlQ4_K, 0.11}, {kGgmlQ5_K, 0.055},
+                                               {kGgmlQ6_K, 0.03}, {kGgmlIQ4_NL, 0.11}, {kGgmlIQ4_XS, 0.11}};
+  for (const auto& [type, bound] : cases) {
+    const GgmlTypeInfo* ti = ggml_type_info(type);
+    SCOPED_TRACE(ti->name);
+    ASSERT_TRUE(ggml_quantize_supported(type));
+    std::vector<uint8_t> blocks(x.size() / ti->block_values * ti->block_bytes);
+    quantize_ggml(type, x.data(), blocks.data(), x.size());
+    std::vector<float> y(x.size());
+    dequantize_ggml(type, blocks.data(), y.data(), y.size());
+    double num = 0, den = 0;
+    for (size_t i = 0; i < x.size(); ++i) num += (y[i] - x[i]) * (y[i] - x[i]), den += double(x[i]) * x[i];
+    const double rel = std::sqrt(num / den);
+    EXPECT_LE(rel, bound);
+    std::printf("%-7s relative RMS error %.4f\n", ti->name, rel);
+  }
+  EXPECT_FALSE(ggml_quantize_supported(kGgmlTQ1_0));
+}
+
 }  // namespace tz::io

@@ -4,7 +4,10 @@
 #include <fmt/core.h>
 #include <sys/resource.h>
 
+#include <cctype>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -35,6 +38,29 @@ struct Opts {
   std::vector<std::string> include, exclude;
 };
 
+// --gguf-type: one ggml type for every matrix, or a llama.cpp mixture: q4_k_m / q5_k_m put
+// attn_v, ffn_down and output in q6_K (llama.cpp gives q6_K to part of them; all, here).
+std::pair<std::function<uint32_t(const std::string&)>, uint32_t> gguf_types(std::string name) {
+  for (char& ch : name) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  static const std::map<std::string, uint32_t> single = {
+      {"f32", io::kGgmlF32},   {"f16", io::kGgmlF16},   {"q4_0", io::kGgmlQ4_0}, {"q4_1", io::kGgmlQ4_1},     {"q5_0", io::kGgmlQ5_0},
+      {"q5_1", io::kGgmlQ5_1}, {"q8_0", io::kGgmlQ8_0}, {"q2_k", io::kGgmlQ2_K}, {"q4_k", io::kGgmlQ4_K},     {"q4_k_s", io::kGgmlQ4_K},
+      {"q5_k", io::kGgmlQ5_K}, {"q5_k_s", io::kGgmlQ5_K}, {"q6_k", io::kGgmlQ6_K}, {"iq4_nl", io::kGgmlIQ4_NL}, {"iq4_xs", io::kGgmlIQ4_XS}};
+  if (auto it = single.find(name); it != single.end()) {
+    const uint32_t t = it->second;
+    return {[t](const std::string&) { return t; }, ~0u};
+  }
+  if (name == "q4_k_m" || name == "q5_k_m") {
+    const uint32_t base = name == "q4_k_m" ? io::kGgmlQ4_K : io::kGgmlQ5_K;
+    return {[base](const std::string& n) {
+              const bool wide = n == "output.weight" || n.find(".attn_v.") != std::string::npos || n.find(".ffn_down.") != std::string::npos;
+              return wide ? io::kGgmlQ6_K : base;
+            },
+            name == "q4_k_m" ? 15u : 17u};
+  }
+  throw Error("compress: --gguf-type '" + name + "' is not written (f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q4_k q4_k_m q5_k q5_k_m q6_k iq4_nl iq4_xs)");
+}
+
 double peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -47,6 +73,7 @@ void run(const Opts& o) {
   require(!o.in.empty() || !o.synthetic.empty(), "compress: give an input model or --synthetic");
   const bool gguf_out = std::filesystem::path(o.out).extension() == ".gguf";
   require(gguf_out || o.gguf_type.empty(), "compress: --gguf-type applies to a .gguf output; " + o.out + " is written as a tensorzip file");
+  if (gguf_out && !o.gguf_type.empty()) gguf_types(o.gguf_type);  // an unknown type fails now, not after the work
   io::require_output_path(o.out);
   io::require_output_not_input(o.out, model_inputs(o.in, {o.tokenizer, o.calib}), "compress");
   CompressOptions co;
@@ -149,11 +176,9 @@ void run(const Opts& o) {
   if (bar) bar->done();
   if (gguf_out) {
     require(res.model.cfg.dim > 0 && tok.has_value(), "compress: GGUF export needs a LLaMA model with a tokenizer");
-    const std::string t = o.gguf_type.empty() ? (o.bits <= 4 ? "q4_0" : "q8_0") : o.gguf_type;
-    const uint32_t type = t == "q4_0" ? io::kGgmlQ4_0 : t == "q8_0" ? io::kGgmlQ8_0 : t == "f16" ? io::kGgmlF16 : t == "f32" ? io::kGgmlF32 : 999;
-    require(type != 999, "compress: --gguf-type is q4_0, q8_0, f16 or f32");
     // llama.cpp's blocks are their own grid: the compressed weights are dequantized and re-quantized.
-    write_gguf_llama(res.model, *tok, o.out, type);
+    const auto types = gguf_types(o.gguf_type.empty() ? (o.bits <= 4 ? "q4_0" : "q8_0") : o.gguf_type);
+    write_gguf_llama(res.model, *tok, o.out, types.first, types.second);
   } else {
     std::map<std::string, std::string> meta = {{"tensorzip.source", o.in.empty() ? o.synthetic : o.in},
                                                {"tensorzip.method", o.method}, {"tensorzip.calibration", calib_desc}};
@@ -246,7 +271,7 @@ void add_compress(CLI::App& app) {
   c->add_option("--exclude", o->exclude, "Globs of tensors to leave dense");
   c->add_option("-z,--tokenizer", o->tokenizer, "Tokenizer for text calibration (default: the model's)");
   c->add_option("--synthetic", o->synthetic, "Compress a generated model with LLaMA-2-7B layer shapes: 7b:LAYERS");
-  c->add_option("--gguf-type", o->gguf_type, "With -o X.gguf: q4_0, q8_0, f16 or f32");
+  c->add_option("--gguf-type", o->gguf_type, "With -o X.gguf: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q4_k q4_k_m q5_k q5_k_m q6_k iq4_nl iq4_xs");
   c->add_flag("--json", o->json, "One JSON object with the per-layer report");
   c->callback([o] { run(*o); });
 }

@@ -24,6 +24,11 @@ void quantize_q4_0(const float* x, uint8_t* blocks, size_t n);
 bool ggml_dequantize_supported(uint32_t type);
 void dequantize_ggml(uint32_t type, const uint8_t* blocks, float* out, size_t n);
 
+// Round-to-nearest quantizers into q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q4_K q5_K q6_K iq4_nl iq4_xs
+// (min/max scales; ggml's dequantizer reads every block). n is a multiple of the block.
+bool ggml_quantize_supported(uint32_t type);
+void quantize_ggml(uint32_t type, const float* x, uint8_t* blocks, size_t n);
+
 // The types whose levels are uniform inside a group map exactly onto tensorzip's affine form
 // w = scale·(code − zero): q4_0, q8_0, q5_0 (integer zeros, f16 scales as stored), q4_1, q5_1,
 // q4_K, q5_K (32-value groups, the K-quants' two-level scales and mins folded into f32 per-group
