@@ -110,7 +110,7 @@ std::string apply_chat_template(const std::string& name, const std::vector<ChatM
         inside = false;
       }
     }
-  } else if (name.rfind("llama2", 0) == 0 && (is("llama2") || is("llama2-sys") || is("llama2-sys-bos") || is("llama2-sys-strip"))) {
+  } else if (is("llama2") || is("llama2-sys") || is("llama2-sys-bos") || is("llama2-sys-strip")) {
     const bool system = !is("llama2"), bos_inside = is("llama2-sys-bos"), strip = is("llama2-sys-strip");
     bool inside = true;  // the first [INST] follows the tokenizer's BOS
     ss << "[INST] ";
@@ -248,7 +248,7 @@ std::string apply_chat_template(const std::string& name, const std::vector<ChatM
 }
 
 std::vector<std::string> chat_stop_strings(const std::string& name) {
-  if (name == "chatml" || name.rfind("phi4", 0) == 0) return {"<|im_end|>"};
+  if (name == "chatml" || name == "phi4") return {"<|im_end|>"};
   if (name == "llama3") return {"<|eot_id|>", "<|eom_id|>"};
   if (name == "gemma") return {"<end_of_turn>"};
   if (name == "phi3") return {"<|end|>", "<|endoftext|>"};

@@ -23,6 +23,7 @@
 #include "tensorzip/llama.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/model_session.h"
 #include "tools/cli/progress.h"
 
 namespace tz::cli {
@@ -122,13 +123,11 @@ void run(const Opts& o) {
       require(std::sscanf(o.synthetic.c_str(), "7b:%d", &layers) == 1 && layers > 0, "compress: --synthetic takes 7b:LAYERS");
       src = synthetic_llama(llama2_7b_config(layers));
       if (!o.tokenizer.empty())  // a generated model has none; one given is written into the output
-        tok = o.tokenizer.size() > 5 && o.tokenizer.substr(o.tokenizer.size() - 5) == ".json" ? Tokenizer::from_hf_json(o.tokenizer)
-                                                                                              : Tokenizer::from_llama2c(o.tokenizer, src.cfg.vocab_size);
+        tok = tokenizer_from_path(o.tokenizer, src.cfg.vocab_size);
     } else {
       src = load_llama(o.in);
       if (!o.tokenizer.empty())
-        tok = o.tokenizer.size() > 5 && o.tokenizer.substr(o.tokenizer.size() - 5) == ".json" ? Tokenizer::from_hf_json(o.tokenizer)
-                                                                                              : Tokenizer::from_llama2c(o.tokenizer, src.cfg.vocab_size);
+        tok = tokenizer_from_path(o.tokenizer, src.cfg.vocab_size);
       else
         try {
           tok = default_tokenizer(src, o.in);

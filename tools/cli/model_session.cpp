@@ -29,16 +29,19 @@ void add_model_options(CLI::App* c, ModelOpts& o) {
   c->add_option("--lora", o.lora, "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged");
 }
 
+Tokenizer tokenizer_from_path(const std::string& path, int vocab_size) {
+  const bool json = path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+  return json ? Tokenizer::from_hf_json(path) : Tokenizer::from_llama2c(path, vocab_size);
+}
+
 Loaded load(const ModelOpts& o, bool need_tokenizer) {
   const auto t0 = Clock::now();
   Loaded L{load_llama(o.model), Tokenizer(), nullptr, 0};
   if (need_tokenizer) {
     if (o.tokenizer.empty()) {
       L.tok = default_tokenizer(L.src, o.model);
-    } else if (o.tokenizer.size() > 5 && o.tokenizer.substr(o.tokenizer.size() - 5) == ".json") {
-      L.tok = Tokenizer::from_hf_json(o.tokenizer);
     } else {
-      L.tok = Tokenizer::from_llama2c(o.tokenizer, L.src.cfg.vocab_size);
+      L.tok = tokenizer_from_path(o.tokenizer, L.src.cfg.vocab_size);
     }
     require(L.tok.vocab_size() >= L.src.cfg.vocab_size || L.tok.vocab_size() == L.src.cfg.vocab_size,
             L.tok.label() + ": tokenizer has " + std::to_string(L.tok.vocab_size()) + " tokens, the model " +

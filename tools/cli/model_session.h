@@ -28,6 +28,8 @@ struct Loaded {
   double load_s = 0;
 };
 Loaded load(const ModelOpts& o, bool need_tokenizer = true);
+// A tokenizer named on the command line (-z): tokenizer.json, else llama2.c tokenizer.bin.
+Tokenizer tokenizer_from_path(const std::string& path, int vocab_size);
 
 // llama2.c's safe_printf: a lone byte that is neither printable nor whitespace is not printed.
 void print_piece(const std::string& p);
