@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <random>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -140,11 +141,26 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   mode_t mode;
   target_ = resolve_output(path_, &mode);
   sweep_stale_temps(target_);
-  std::string tmpl = target_ + ".tmp-" + std::to_string(getpid()) + "-XXXXXX";
-  const int fd = mkstemp(tmpl.data());
-  if (fd < 0) throw Error(path_ + ": cannot create a temporary file beside it: " + std::strerror(errno));
-  tmp_path_ = tmpl;
-  slot_ = register_temp(tmp_path_);
+  // The name is registered with the signal handler *before* the file exists (O_CREAT|O_EXCL on a
+  // name we choose), so there is no instant at which a temporary is on disk unknown to the handler;
+  // mkstemp would leave one between its return and the registration.
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char kAlnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  int fd = -1;
+  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+    std::string suffix(6, 'A');
+    for (char& c : suffix) c = kAlnum[rng() % 62];
+    tmp_path_ = target_ + ".tmp-" + std::to_string(getpid()) + "-" + suffix;
+    slot_ = register_temp(tmp_path_);
+    fd = ::open(tmp_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      const int err = errno;
+      unregister_temp(slot_);
+      slot_ = -1;
+      if (err != EEXIST) throw Error(path_ + ": cannot create a temporary file beside it: " + std::strerror(err));
+    }
+  }
+  if (fd < 0) throw Error(path_ + ": cannot create a temporary file beside it: 100 names taken");
   fchmod(fd, mode);
   f_ = fdopen(fd, "wb");
   if (f_ == nullptr) {
