@@ -85,6 +85,9 @@ struct LlamaSource {
   Tensor dense(const std::string& name) const;  // f32, dequantized when the file stores it low-bit
   bool has(const std::string& name) const { return tensors.count(name) > 0 || quantized.count(name) > 0; }
   bool tied() const { return !has("output"); }
+  // Moves every tensor kept as llama.cpp blocks (quantized[...].ggml) into `tensors` as f32: for
+  // code that edits or re-quantizes weights.
+  void densify_blocks();
   // Checks every tensor's presence, dtype (F32) and shape against cfg; names the file and tensor.
   void validate() const;
 };
@@ -179,6 +182,8 @@ class Linear {
   int64_t in() const { return in_; }
   size_t bytes() const;
   const WeightFormat& format() const { return fmt_; }
+  const GgmlMatrix* ggml_blocks() const { return ggml_.get(); }  // set when Native on llama.cpp blocks
+  std::string format_name() const;  // format().to_string(), or "gguf TYPE" on llama.cpp blocks
 
  private:
   WeightFormat fmt_;
@@ -186,6 +191,7 @@ class Linear {
   Tensor f32_;
   PackedBf16Weights bf16_;
   std::shared_ptr<LutWeights> lut_;
+  std::shared_ptr<const GgmlMatrix> ggml_;  // Native on llama.cpp blocks (ggml_gemm)
   // Extras of a compressed layer: y = Q·(x ⊘ s with outlier channels zeroed) + W_out·x_out + L·(R·x).
   struct Extras {
     std::vector<float> inv_scale;       // 1 / s, empty when none
@@ -226,7 +232,9 @@ class LlamaModel {
     Linear wq, wk, wv, wo, w1, w2, w3;
   };
   LlamaConfig cfg_;
-  Tensor embedding;  // f32 [vocab, dim]
+  Tensor embedding;  // f32 [vocab, dim], or empty when the file's blocks are kept (embedding_blocks)
+  std::shared_ptr<const GgmlMatrix> embedding_blocks;  // a quantized GGUF embedding, rows dequantized on lookup
+  void embed(int token, float* out) const;             // row `token` of the embedding, f32 [dim]
   std::vector<Layer> layers;
   std::vector<float> final_norm;
   std::vector<float> rope_factors;  // [head_size / 2] or empty

@@ -16,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "tensorzip/format.h"
+#include "tensorzip/ggml_gemm.h"
 
 namespace tz {
 
@@ -74,9 +77,12 @@ struct CompressedLinear {
   int64_t rank = 0;
   std::vector<float> lora_l, lora_r;  // L [out, rank], R [rank, in]
   std::string method;                 // how it was made (report / file metadata)
+  // A GGUF matrix kept as llama.cpp's own blocks (run by ggml_gemm): then q is empty and there are
+  // no extras. Shared: copies of a model share the bytes.
+  std::shared_ptr<const GgmlMatrix> ggml;
 
-  int64_t rows() const { return q.rows; }
-  int64_t cols() const { return q.cols; }
+  int64_t rows() const { return ggml ? ggml->rows : q.rows; }
+  int64_t cols() const { return ggml ? ggml->cols : q.cols; }
   void dequantize(float* w) const;    // the dense Ŵ [out, in] it stands for
   size_t bytes() const;               // codes + scales + zeros + extras as stored
   double bits_per_weight() const { return double(bytes()) * 8.0 / double(rows() * cols()); }

@@ -22,12 +22,13 @@ KernelOp& fftconv_op();
 KernelOp& fftconv_bf16_op();
 KernelOp& fftconv_bf16_direct_op();
 KernelOp& lora_bgmv_op();
+KernelOp& ggml_gemm_op();
 
 std::vector<KernelOp*> all_kernel_ops() {
   return {&gemm_f32_op(), &gemm_bf16_op(), &convert_f32_bf16_op(), &convert_bf16_f32_op(),
           &convert_f32_f16_op(), &convert_f16_f32_op(), &mpgemm_lut_op(),
           &mpgemm_lut_tables_op(), &mpgemm_int8_op(), &mpgemm_dequant_op(),
-          &fftconv_op(), &fftconv_bf16_op(), &fftconv_bf16_direct_op(), &lora_bgmv_op()};
+          &fftconv_op(), &fftconv_bf16_op(), &fftconv_bf16_direct_op(), &lora_bgmv_op(), &ggml_gemm_op()};
 }
 
 namespace {

@@ -113,6 +113,12 @@ const GgmlTypeInfo* ggml_type_info(uint32_t id) {
   return nullptr;
 }
 
+const GgmlTypeInfo* ggml_type_by_name(std::string_view name) {
+  for (const auto& t : kGgmlTypes)
+    if (name == t.name) return &t;
+  return nullptr;
+}
+
 std::string GgufValue::type_string() const {
   if (type != GgufType::ARRAY) return gguf_type_name(type);
   return std::string("array[") + gguf_type_name(array_type) + "; " + std::to_string(items.size()) + "]";

@@ -138,8 +138,7 @@ void LlamaSession::forward(const int* tokens, int n, int pos, float* logits, boo
             "forward: token id " + std::to_string(tokens[t]) + " outside the vocabulary (" + std::to_string(c.vocab_size) + ")");
   ensure_scratch(n);
   const int64_t D = c.dim;
-  const float* emb = m_.embedding.data<float>();
-  for (int t = 0; t < n; ++t) std::memcpy(&x_[size_t(t * D)], emb + int64_t(tokens[t]) * D, size_t(D) * 4);
+  for (int t = 0; t < n; ++t) m_.embed(tokens[t], &x_[size_t(t * D)]);
   if (c.embed_scale != 1.f)
     for (int64_t i = 0; i < int64_t(n) * D; ++i) x_[size_t(i)] *= c.embed_scale;
 

@@ -64,6 +64,11 @@ QuantMatrix ggml_quant_matrix(const uint8_t* blocks, uint32_t type, int64_t rows
   return q;
 }
 
+// Every GGUF type ggml_gemm runs stays as llama.cpp's blocks: resident weights = the file's bytes,
+// and products rounded as llama.cpp's (its activation blocks reproduced). The affine repacking
+// (ggml_quant_matrix) remains for code that edits weights (compress reads dense values instead).
+bool keep_blocks(uint32_t type) { return ggml_gemm_supported(type); }
+
 }  // namespace
 
 LlamaSource load_llama2c(const std::string& path) {
@@ -163,7 +168,14 @@ LlamaSource load_gguf_llama(const std::string& path) {
   c.vocab_size = int(emb->shape[0]);
   const auto get = [&](const std::string& gguf_name, const std::string& name) {
     const auto* t = g.find_tensor(gguf_name);
-    if (t != nullptr && io::ggml_affine_layout(t->ggml_type) && t->shape.size() == 2 && name != "tok_embeddings") {
+    if (t != nullptr && t->shape.size() == 2 && keep_blocks(t->ggml_type)) {
+      // Kept as llama.cpp's blocks (ggml_gemm; the embedding is dequantized a row at a time).
+      auto& c = s.quantized[name];
+      c.ggml = std::make_shared<const GgmlMatrix>(GgmlMatrix::from_blocks(t->ggml_type, t->shape[0], t->shape[1], g.tensor_data(*t), path + ": tensor '" + gguf_name + "'"));
+      c.method = std::string("gguf ") + io::ggml_type_info(t->ggml_type)->name;
+      return;
+    }
+    if (t != nullptr && io::ggml_affine_layout(t->ggml_type) && t->shape.size() == 2) {
       s.quantized[name].q = ggml_quant_matrix(g.tensor_data(*t), t->ggml_type, t->shape[0], t->shape[1]);
       s.quantized[name].method = std::string("gguf ") + io::ggml_type_info(t->ggml_type)->name;
       return;

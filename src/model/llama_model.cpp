@@ -84,6 +84,17 @@ Tensor LlamaSource::dense(const std::string& name) const {
   return t;
 }
 
+void LlamaSource::densify_blocks() {
+  for (auto it = quantized.begin(); it != quantized.end();) {
+    if (it->second.ggml) {
+      tensors[it->first] = dense(it->first);
+      it = quantized.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void LlamaSource::validate() const {
   cfg.validate(label);
   const int64_t D = cfg.dim, H = cfg.hidden_dim, KV = cfg.kv_dim(), V = cfg.vocab_size, Q = cfg.q_dim();
@@ -310,6 +321,13 @@ Linear Linear::build(const Tensor& w, const WeightFormat& fmt) {
 
 Linear Linear::from_compressed(const CompressedLinear& c) {
   Linear l;
+  if (c.ggml) {  // llama.cpp's blocks as they are
+    l.fmt_.kind = WeightFormat::Kind::Native;
+    l.out_ = c.rows();
+    l.in_ = c.cols();
+    l.ggml_ = c.ggml;
+    return l;
+  }
   l.fmt_.kind = WeightFormat::Kind::Quant;
   l.fmt_.quant = c.q.fmt;
   l.out_ = c.rows();
@@ -359,7 +377,10 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
   thread_local std::vector<float> xs, t, u, h;
   switch (fmt_.kind) {
     case WeightFormat::Kind::F32:
-    case WeightFormat::Kind::Native: gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_); break;
+    case WeightFormat::Kind::Native:
+      if (ggml_) ggml_gemm(*ggml_, x, n, in_, y, out_);
+      else gemm_f32(n, out_, in_, x, in_, f32_.data<float>(), in_, y, out_);
+      break;
     case WeightFormat::Kind::BF16: {
       auto& xb = bf16_scratch(size_t(n * in_));
       f32_to_bf16(x, xb.data(), size_t(n * in_));
@@ -417,7 +438,7 @@ size_t Linear::bytes() const {
   const size_t extra = extras_ ? extras_->bytes : 0;
   switch (fmt_.kind) {
     case WeightFormat::Kind::F32:
-    case WeightFormat::Kind::Native: return size_t(out_ * in_) * 4 + extra;
+    case WeightFormat::Kind::Native: return (ggml_ ? ggml_->bytes() : size_t(out_ * in_) * 4) + extra;
     case WeightFormat::Kind::BF16: return size_t(out_ * in_) * 2 + extra;
     case WeightFormat::Kind::LowRank: return extra;
     case WeightFormat::Kind::Quant: return lut_->bytes() + extra;
@@ -451,7 +472,8 @@ LlamaModel::LlamaModel(const LlamaSource& src, const FormatSpec& spec, const std
     const Tensor& t = src.get(name);
     return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
   };
-  embedding = src.get("tok_embeddings");
+  if (auto e = src.quantized.find("tok_embeddings"); e != src.quantized.end() && e->second.ggml) embedding_blocks = e->second.ggml;
+  else embedding = src.dense("tok_embeddings");
   rope_factors = vec("rope_freqs", src.has("rope_freqs"));
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
@@ -559,13 +581,20 @@ size_t LlamaModel::weight_bytes() const {
   return linear_bytes() + norms + size_t(cfg_.dim) * 4;  // + one embedding row per token
 }
 
+std::string Linear::format_name() const { return ggml_ ? std::string("gguf ") + ggml_->type_name() : fmt_.to_string(); }
+
+void LlamaModel::embed(int token, float* out) const {
+  if (embedding_blocks) embedding_blocks->dequantize_row(token, out);
+  else std::memcpy(out, embedding.data<float>() + int64_t(token) * cfg_.dim, size_t(cfg_.dim) * 4);
+}
+
 std::string LlamaModel::format_summary() const {
   std::map<std::string, int> count;
   for (const auto& L : layers)
-    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) ++count[l->format().to_string()];
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) ++count[l->format_name()];
   std::string s;
   for (const auto& [f, n] : count) s += (s.empty() ? "" : ", ") + std::to_string(n) + "x " + f;
-  return s + ", classifier " + classifier.format().to_string();
+  return s + ", classifier " + classifier.format_name();
 }
 
 }  // namespace tz

@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/runtime.h"
@@ -47,6 +48,15 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
   for (const auto& [name, t] : src.tensors) add(name, t.is_contiguous() ? t : t.clone());
   json formats = json::object();
   for (const auto& [name, c] : src.quantized) {
+    if (c.ggml) {  // llama.cpp's blocks, byte for byte: NAME.ggml U8 [rows, row bytes]
+      const GgmlMatrix& g = *c.ggml;
+      Tensor blocks = Tensor::empty(DType::U8, {g.rows, int64_t(g.row_bytes())});
+      std::memcpy(blocks.raw(), g.data.data(), g.data.size());
+      add(name + ".ggml", blocks);
+      formats[name] = {{"rows", g.rows}, {"cols", g.cols}, {"ggml_type", g.type_name()}, {"method", c.method},
+                       {"bits_per_weight", c.bits_per_weight()}};
+      continue;
+    }
     const QuantMatrix& q = c.q;
     const int64_t ng = q.groups_per_row();
     Tensor codes = Tensor::empty(DType::U8, {q.rows, int64_t(q.packed_row_bytes())});
@@ -137,6 +147,26 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       const std::string where = path + ": tensor '" + name + "'";
       require(d.is_object(), where + ": format is not a JSON object");
       constexpr int64_t kMaxDim = (int64_t(1) << 24) - 1;
+      if (d.contains("ggml_type")) {  // llama.cpp blocks kept as they were
+        require(d.at("ggml_type").is_string(), where + ": ggml_type is not a string");
+        const std::string tname = d.at("ggml_type").get<std::string>();
+        const io::GgmlTypeInfo* ti = io::ggml_type_by_name(tname);
+        require(ti != nullptr && ggml_gemm_supported(ti->id), where + ": ggml_type '" + tname + "' is not supported");
+        const int64_t rows = json_io::get_int(d, "rows", where, 1, kMaxDim), cols = json_io::get_int(d, "cols", where, 1, kMaxDim);
+        require(cols % int64_t(ti->block_values) == 0, where + ": " + std::to_string(cols) + " columns are not whole " + tname + " blocks");
+        const int64_t row_bytes = cols / int64_t(ti->block_values) * int64_t(ti->block_bytes);
+        parts.insert(name + ".ggml");
+        const auto* e = f.find(name + ".ggml");
+        require(e != nullptr, path + ": tensor '" + name + ".ggml' missing");
+        require(e->dtype == DType::U8 && e->shape == Shape{rows, row_bytes},
+                path + ": tensor '" + name + ".ggml' is " + dtype_name(e->dtype) + " " + shape_to_string(e->shape) + ", expected U8 " +
+                    shape_to_string({rows, row_bytes}));
+        const Tensor t = f.tensor(name + ".ggml");
+        c.ggml = std::make_shared<const GgmlMatrix>(GgmlMatrix::from_blocks(ti->id, rows, cols, t.data<uint8_t>(), where));
+        c.method = d.value("method", "");
+        s.quantized[name] = std::move(c);
+        continue;
+      }
       q.rows = json_io::get_int(d, "rows", where, 1, kMaxDim);
       q.cols = json_io::get_int(d, "cols", where, 1, kMaxDim);
       q.fmt.bits = int(json_io::get_int(d, "bits", where, 1, 8));

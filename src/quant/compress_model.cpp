@@ -243,7 +243,7 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
     for (const auto& s : calib) {
       std::vector<float> x(s.size() * size_t(c.dim));
       for (size_t t = 0; t < s.size(); ++t)
-        std::copy_n(model.embedding.data<float>() + int64_t(s[t]) * c.dim, c.dim, &x[t * size_t(c.dim)]);
+        model.embed(s[t], &x[t * size_t(c.dim)]);
       xs.push_back(std::move(x));
     }
     return xs;
@@ -318,6 +318,7 @@ CompressResult compress_llama(const LlamaSource& src, const std::vector<std::vec
 
   CompressResult res;
   res.model = src;
+  res.model.densify_blocks();
   int done = 0;
   auto xs = embed();
   const auto compress_named = [&](const std::string& name, const ActStats* st, Linear* slot, const std::vector<float>* awq_s = nullptr) {
@@ -412,6 +413,7 @@ CompressResult compress_tensors(const LlamaSource& src, const io::SafetensorsFil
   require(!selected.empty(), src.label + ": no 2-D tensor matches --include / --exclude");
   CompressResult res;
   res.model = src;
+  res.model.densify_blocks();
   int done = 0;
   for (const auto& name : selected) {
     if (progress) progress(name, done, int(selected.size()));

@@ -410,6 +410,7 @@ const char* quant_method_name(QuantMethod m) {
 // ---------------------------------------------------------------- CompressedLinear
 
 void CompressedLinear::dequantize(float* w) const {
+  if (ggml) return ggml->dequantize(w);
   dequantize_ref(q, w);
   const int64_t R = rows(), C = cols(), k = int64_t(outlier_cols.size());
   if (!input_scale.empty())
@@ -421,6 +422,7 @@ void CompressedLinear::dequantize(float* w) const {
 }
 
 size_t CompressedLinear::bytes() const {
+  if (ggml) return ggml->bytes();
   const bool zeros = !q.fmt.symmetric && !q.fmt.ternary;
   const size_t groups = size_t(q.rows * q.groups_per_row());
   return q.codes.size() + groups * (q.fmt.scale_dtype == DType::F16 ? 2 : 4) + (zeros ? groups : 0) + input_scale.size() * 4 +

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -37,6 +38,7 @@ struct GgufKV { std::string key; GgufValue value; };
 // ggml tensor types and their block geometry (values per block, bytes per block).
 struct GgmlTypeInfo { uint32_t id; const char* name; uint32_t block_values; uint32_t block_bytes; };
 const GgmlTypeInfo* ggml_type_info(uint32_t id);  // nullptr for unknown ids
+const GgmlTypeInfo* ggml_type_by_name(std::string_view name);  // "q4_K" → its info; nullptr if unknown
 constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ4_1 = 3, kGgmlQ5_0 = 6, kGgmlQ5_1 = 7, kGgmlQ8_0 = 8,
                    kGgmlQ2_K = 10, kGgmlQ3_K = 11, kGgmlQ4_K = 12, kGgmlQ5_K = 13, kGgmlQ6_K = 14, kGgmlIQ4_NL = 20,
                    kGgmlIQ4_XS = 23, kGgmlBF16 = 30, kGgmlTQ1_0 = 34, kGgmlTQ2_0 = 35;

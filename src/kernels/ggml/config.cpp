@@ -1,0 +1,186 @@
+// Dispatch and driver of the llama.cpp-block GEMM: argument checks, per-token int8 activation
+// quantization, threading over row ranges; GgmlMatrix itself.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "kernels/ggml/ggml_gemm.h"
+#include "tensorzip/convert.h"
+#include "tensorzip/error.h"
+#include "tensorzip/io/ggml_blocks.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/runtime.h"
+
+namespace tz {
+namespace detail {
+using namespace kernels;
+
+KernelOp& ggml_gemm_op() {
+  static KernelOp op("ggml_gemm", {
+      {"ggmlgemm_blk_i8_f32_x8__avx512vnni", Isa::Avx512, kAvx512Vnni | kAvx512Vbmi, to_any(ggml_rows__avx512vnni)},
+      {"ggmlgemm_blk_i8_f32__ref", Isa::Scalar, 0, to_any(ggml_rows__ref)},
+  });
+  return op;
+}
+
+}  // namespace detail
+
+namespace {
+using namespace kernels;
+
+const io::GgmlTypeInfo& info_of(uint32_t type) {
+  const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
+  require(ti != nullptr, "ggml type " + std::to_string(type) + " is unknown");
+  return *ti;
+}
+
+// x [n, k] (row stride ldx) → int8 per 32 values, d16 / s16 per 16 (Q8Row); zeros past k.
+struct Q8Acts {
+  int64_t k_pad;
+  std::vector<int8_t> q;
+  std::vector<float> d16, s16;
+  std::vector<Q8Row> rows;
+};
+
+// The activation blocks llama.cpp's CPU backend pairs with each weight type, reproduced so the
+// products round as its do: q8_K (256 values, d = −max/127 of the signed extreme, round to nearest
+// even; ggml uses this reference code on x86) for the K-quants, iq4_xs and the ternary types;
+// q8_0 (32 values, d = amax/127 kept as f16, codes from the unrounded 127/amax, ties to even as
+// its AVX path rounds) for the others.
+bool uses_q8_k(uint32_t type) {
+  switch (type) {
+    case io::kGgmlQ2_K: case io::kGgmlQ3_K: case io::kGgmlQ4_K: case io::kGgmlQ5_K: case io::kGgmlQ6_K:
+    case io::kGgmlIQ4_XS: case io::kGgmlTQ1_0: case io::kGgmlTQ2_0: return true;
+    default: return false;
+  }
+}
+
+// kMinSum: q8_1 (for q4_1 / q5_1, whose offset term meets Σ activations): the 32-block's sum
+// d·Σq rounded to f16 as llama.cpp stores it, carried by the first 16-value half (both halves
+// share one offset b, so b·s16[0] + b·s16[1] = b·s).
+template <bool kMinSum>
+void quantize_row_q8_0(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* d16, float* s16) {
+  for (int64_t b0 = 0; b0 < k_pad; b0 += 32) {
+    const int64_t len = std::clamp<int64_t>(k - b0, 0, 32);
+    float amax = 0.f;
+    for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[b0 + i]));
+    const float d = f16_to_f32_scalar(f32_to_f16_scalar(amax / 127.f)), id = amax > 0.f ? 127.f / amax : 0.f;
+    int32_t sum[2] = {0, 0};
+    for (int64_t i = 0; i < 32; ++i) {
+      q[b0 + i] = int8_t(i < len ? int(std::nearbyint(x[b0 + i] * id)) : 0);
+      sum[i / 16] += q[b0 + i];
+    }
+    for (int h = 0; h < 2; ++h) d16[b0 / 16 + h] = d, s16[b0 / 16 + h] = d * float(sum[h]);
+    if (kMinSum) {
+      s16[b0 / 16] = f16_to_f32_scalar(f32_to_f16_scalar(amax / 127.f * float(sum[0] + sum[1])));
+      s16[b0 / 16 + 1] = 0.f;
+    }
+  }
+}
+
+void quantize_row_q8_k(const float* x, int64_t k, int8_t* q, float* d16, float* s16) {
+  for (int64_t b0 = 0; b0 < k; b0 += 256) {
+    float amax = 0.f, max = 0.f;
+    for (int64_t i = 0; i < 256; ++i)
+      if (std::fabs(x[b0 + i]) > amax) amax = std::fabs(x[b0 + i]), max = x[b0 + i];
+    const float iscale = amax > 0.f ? -127.f / max : 0.f, d = amax > 0.f ? 1.f / iscale : 0.f;
+    for (int64_t s = 0; s < 16; ++s) {
+      int32_t sum = 0;
+      for (int64_t i = 16 * s; i < 16 * s + 16; ++i) {
+        q[b0 + i] = int8_t(std::min(127, int(std::nearbyint(iscale * x[b0 + i]))));
+        sum += q[b0 + i];
+      }
+      d16[b0 / 16 + s] = d, s16[b0 / 16 + s] = d * float(sum);
+    }
+  }
+}
+
+Q8Acts quantize_acts(uint32_t type, const float* x, int64_t n, int64_t ldx, int64_t k) {
+  Q8Acts a;
+  a.k_pad = ggml_k_pad(k);
+  a.q.resize(size_t(n * a.k_pad));
+  a.d16.resize(size_t(n * a.k_pad / 16));
+  a.s16.resize(a.d16.size());
+  a.rows.resize(size_t(n));
+  const auto one = [&](int64_t t) {
+    int8_t* q = &a.q[size_t(t * a.k_pad)];
+    float *d16 = &a.d16[size_t(t * a.k_pad / 16)], *s16 = &a.s16[size_t(t * a.k_pad / 16)];
+    if (uses_q8_k(type)) quantize_row_q8_k(x + t * ldx, k, q, d16, s16);  // k is whole 256-blocks for these types
+    else if (type == io::kGgmlQ4_1 || type == io::kGgmlQ5_1) quantize_row_q8_0<true>(x + t * ldx, k, a.k_pad, q, d16, s16);
+    else quantize_row_q8_0<false>(x + t * ldx, k, a.k_pad, q, d16, s16);
+    a.rows[size_t(t)] = {&a.q[size_t(t * a.k_pad)], &a.d16[size_t(t * a.k_pad / 16)], &a.s16[size_t(t * a.k_pad / 16)]};
+  };
+  if (n >= 8) parallel_for(n, [&](int64_t t, int) { one(t); });
+  else
+    for (int64_t t = 0; t < n; ++t) one(t);
+  return a;
+}
+
+void check_args(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+  require(ggml_gemm_supported(w.type), std::string("ggml_gemm: type ") + w.type_name() + " is not supported");
+  require(n >= 0 && ldx >= w.cols && ldy >= w.rows, "ggml_gemm: bad strides (ldx " + std::to_string(ldx) + " < k " +
+                                                         std::to_string(w.cols) + " or ldy " + std::to_string(ldy) + " < m " +
+                                                         std::to_string(w.rows) + ")");
+  require(n == 0 || (x != nullptr && y != nullptr), "ggml_gemm: null operand");
+}
+
+void run(GgmlRowsFn fn, const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, bool threaded) {
+  check_args(w, x, n, ldx, y, ldy);
+  if (n == 0 || w.rows == 0) return;
+  const Q8Acts a = quantize_acts(w.type, x, n, ldx, w.cols);
+  constexpr int64_t kRowsPerTask = 16;
+  const int64_t tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
+  const auto task = [&](int64_t i, int) {
+    GgmlRowsArgs g{&w, i * kRowsPerTask, std::min(w.rows, (i + 1) * kRowsPerTask), n, a.rows.data(), y, ldy};
+    fn(g);
+  };
+  if (threaded) parallel_for(tasks, task);
+  else
+    for (int64_t i = 0; i < tasks; ++i) task(i, 0);
+}
+
+}  // namespace
+
+bool ggml_gemm_supported(uint32_t type) { return kernels::ggml_decoder__ref(type) != nullptr; }
+
+GgmlMatrix GgmlMatrix::from_blocks(uint32_t type, int64_t rows, int64_t cols, const uint8_t* blocks, const std::string& what) {
+  const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
+  require(ti != nullptr && ggml_gemm_supported(type),
+          what + ": ggml type " + (ti ? ti->name : std::to_string(type)) + " is not one the block kernels run");
+  require(rows > 0 && cols > 0 && cols % int64_t(ti->block_values) == 0,
+          what + ": " + std::to_string(cols) + " columns are not whole " + ti->name + " blocks of " + std::to_string(ti->block_values));
+  GgmlMatrix m;
+  m.type = type;
+  m.rows = rows;
+  m.cols = cols;
+  m.data.assign(blocks, blocks + size_t(rows) * m.row_bytes());
+  return m;
+}
+
+size_t GgmlMatrix::row_bytes() const {
+  const auto& ti = info_of(type);
+  return size_t(cols) / ti.block_values * ti.block_bytes;
+}
+
+const char* GgmlMatrix::type_name() const {
+  const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
+  return ti ? ti->name : "unknown";
+}
+
+void GgmlMatrix::dequantize_row(int64_t r, float* w) const { io::dequantize_ggml(type, row(r), w, size_t(cols)); }
+
+void GgmlMatrix::dequantize(float* w) const {
+  for (int64_t r = 0; r < rows; ++r) dequantize_row(r, w + r * cols);
+}
+
+void ggml_gemm(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+  run(detail::ggml_gemm_op().get<GgmlRowsFn>(), w, x, n, ldx, y, ldy, true);
+}
+
+void ggml_gemm_ref(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+  run(kernels::ggml_rows__ref, w, x, n, ldx, y, ldy, false);
+}
+
+}  // namespace tz

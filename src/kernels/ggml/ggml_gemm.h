@@ -1,0 +1,39 @@
+// Kernels of the llama.cpp-block GEMM (tensorzip/ggml_gemm.h): a row decoder per weight type
+// (decode.h) and the integer dot products of decoded rows with int8 activations.
+#pragma once
+#include <cstdint>
+
+#include "tensorzip/ggml_gemm.h"
+
+namespace tz::kernels {
+
+// Activations of one token, quantized per 32 values: q[k_pad] int8 (zeros past k), and per
+// 16-value sub-block s: d16[s] = the scale of s's 32-block, s16[s] = d16[s]·Σ_{i∈s} q_i.
+struct Q8Row {
+  const int8_t* q;
+  const float* d16;
+  const float* s16;
+};
+
+// Weights decoded row by row into u8 codes u[k_pad] and a, b [k_pad / 16] (w = a·u + b); the
+// kernel then computes, for rows [r0, r1) and every token, y = Σ_s a[s]·d16[s]·Σ u·q + b[s]·s16[s].
+struct GgmlRowsArgs {
+  const GgmlMatrix* w;
+  int64_t r0, r1;
+  int64_t n;            // tokens
+  const Q8Row* x;       // [n]
+  float* y;             // y[t·ldy + r]
+  int64_t ldy;
+};
+using GgmlRowsFn = void (*)(const GgmlRowsArgs&);
+void ggml_rows__ref(const GgmlRowsArgs&);
+void ggml_rows__avx512vnni(const GgmlRowsArgs&);
+
+// One row's decoder for `type` (whole row: cols values), from decode.h, compiled per ISA.
+using DecodeRowFn = void (*)(const uint8_t* row, int64_t cols, uint8_t* u, float* a, float* b);
+DecodeRowFn ggml_decoder__ref(uint32_t type);
+DecodeRowFn ggml_decoder__avx512(uint32_t type);
+
+inline int64_t ggml_k_pad(int64_t cols) { return (cols + 255) / 256 * 256; }
+
+}  // namespace tz::kernels
