@@ -8,6 +8,8 @@
 #include <random>
 
 #include "tensorzip/compress.h"
+#include "tensorzip/io/ggml_blocks.h"
+#include "tensorzip/io/gguf.h"
 #include "tensorzip/io/safetensors.h"
 #include "tests/test_util.h"
 
@@ -84,7 +86,17 @@ int main(int argc, char** argv) {
     o.quant.outliers = 1;
     o.quant.lowrank = 2;
     o.fold_awq = false;
-    const auto res = tz::compress_llama(tz::synthetic_llama(c, 2), {{1, 2, 3, 4, 5, 6}}, o);
+    auto res = tz::compress_llama(tz::synthetic_llama(c, 2), {{1, 2, 3, 4, 5, 6}}, o);
+    // One layer as llama.cpp q8_0 blocks (NAME.ggml), the form GGUF layers keep.
+    {
+      const tz::Tensor w = res.model.dense("layers.0.feed_forward.w2");
+      std::vector<uint8_t> blocks(size_t(w.numel()) / 32 * 34);
+      tz::io::quantize_ggml(tz::io::kGgmlQ8_0, w.data<float>(), blocks.data(), size_t(w.numel()));
+      res.model.tensors.erase("layers.0.feed_forward.w2");
+      res.model.quantized["layers.0.feed_forward.w2"] = {};
+      res.model.quantized["layers.0.feed_forward.w2"].ggml = std::make_shared<const tz::GgmlMatrix>(
+          tz::GgmlMatrix::from_blocks(tz::io::kGgmlQ8_0, w.dim(0), w.dim(1), blocks.data(), "w2"));
+    }
     const std::string tmp = (root / "tensorzip.tmp").string();
     tz::write_tensorzip(res.model, nullptr, tmp);
     emit("tensorzip", tz::test::read_file(tmp));

@@ -11,26 +11,36 @@
 // numerics as llama.cpp's CPU backend, which quantizes activations to q8_0 / q8_K.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace tz {
 
-// A matrix [rows, cols] stored as llama.cpp blocks of one type, rows contiguous.
+// A matrix [rows, cols] stored as llama.cpp blocks of one type, rows contiguous. The bytes are
+// either its own copy or borrowed from a mapped file that `owner` keeps alive (zero copy).
 struct GgmlMatrix {
   uint32_t type = 0;
   int64_t rows = 0, cols = 0;
-  std::vector<uint8_t> data;
 
   // Copies rows·row_bytes bytes from `blocks`; throws tz::Error for a type ggml_gemm does not take
   // or cols that are not whole blocks (naming `what`).
   static GgmlMatrix from_blocks(uint32_t type, int64_t rows, int64_t cols, const uint8_t* blocks, const std::string& what);
-  size_t row_bytes() const;
-  const uint8_t* row(int64_t r) const { return data.data() + size_t(r) * row_bytes(); }
-  size_t bytes() const { return data.size(); }
+  // The same checks, no copy: `blocks` must live as long as `owner` does.
+  static GgmlMatrix borrow(uint32_t type, int64_t rows, int64_t cols, const uint8_t* blocks, std::shared_ptr<const void> owner,
+                           const std::string& what);
+  size_t row_bytes() const { return row_bytes_; }
+  const uint8_t* data() const { return blocks_; }
+  const uint8_t* row(int64_t r) const { return blocks_ + size_t(r) * row_bytes_; }
+  size_t bytes() const { return size_t(rows) * row_bytes_; }
   void dequantize(float* w) const;                       // [rows, cols]
   void dequantize_row(int64_t r, float* w) const;        // [cols]
   const char* type_name() const;
+
+ private:
+  size_t row_bytes_ = 0;
+  const uint8_t* blocks_ = nullptr;
+  std::shared_ptr<const void> owner_;
 };
 
 bool ggml_gemm_supported(uint32_t type);

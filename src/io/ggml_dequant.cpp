@@ -206,81 +206,6 @@ void deq_tq2_0(const uint8_t* b, float* y) {
       for (int m = 0; m < 32; ++m) *y++ = float(int((b[j + m] >> (2 * l)) & 3) - 1) * d;
 }
 
-// ---- affine decoding: codes, and per group w = scale·(code − zero), for the types whose levels
-// are uniform inside a group (the LUT kernels run them without an f32 copy).
-
-// w = d·q + offset for a group of codes: scale d and zero −offset/d; a zero d (the group is the
-// constant `offset`) becomes codes 0, scale 1, zero −offset — the same values, exactly.
-void affine(float d, float offset, uint8_t* codes, int n, float* scale, float* zero) {
-  if (d != 0.f) {
-    *scale = d;
-    *zero = -offset / d;
-  } else {
-    std::memset(codes, 0, size_t(n));
-    *scale = 1.f;
-    *zero = -offset;
-  }
-}
-
-void aff_q4_0(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  for (int j = 0; j < 16; ++j) c[j] = b[2 + j] & 0x0f, c[j + 16] = b[2 + j] >> 4;
-  *s = f16(b), *z = 8.f;
-}
-void aff_q8_0(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  for (int j = 0; j < 32; ++j) c[j] = uint8_t(int(int8_t(b[2 + j])) + 128);
-  *s = f16(b), *z = 128.f;
-}
-void aff_q4_1(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  for (int j = 0; j < 16; ++j) c[j] = b[4 + j] & 0x0f, c[j + 16] = b[4 + j] >> 4;
-  affine(f16(b), f16(b + 2), c, 32, s, z);
-}
-template <bool kMin> void aff_q5(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  const uint8_t* p = b + (kMin ? 4 : 2);
-  uint32_t qh;
-  std::memcpy(&qh, p, 4);
-  for (int j = 0; j < 16; ++j) {
-    c[j] = uint8_t((p[4 + j] & 0x0f) | (((qh >> j) & 1u) << 4));
-    c[j + 16] = uint8_t((p[4 + j] >> 4) | (((qh >> (j + 16)) & 1u) << 4));
-  }
-  if (kMin) affine(f16(b), f16(b + 2), c, 32, s, z);
-  else *s = f16(b), *z = 16.f;
-}
-// Q4_K / Q5_K: eight 32-value groups per super-block, each d·sc·q − dmin·m.
-template <bool kFive> void aff_qk(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  float mul[8], sub[8];
-  qk_groups<kFive>(b, c, mul, sub);
-  for (int g = 0; g < 8; ++g) affine(mul[g], -sub[g], c + 32 * g, 32, s + g, z + g);
-}
-// TQ2_0 / TQ1_0: one 256-value group, codes {0, 1, 2} = {−1, 0, +1}·d.
-void aff_tq2_0(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  for (int j = 0; j < 64; j += 32)
-    for (int l = 0; l < 4; ++l)
-      for (int m = 0; m < 32; ++m) *c++ = uint8_t((b[j + m] >> (2 * l)) & 3);
-  *s = f16(b + 64), *z = 1.f;
-}
-void aff_tq1_0(const uint8_t* b, uint8_t* c, float* s, float* z) {
-  for (int n = 0; n < 5; ++n)
-    for (int m = 0; m < 32; ++m) *c++ = uint8_t(trit(b[m], n));
-  for (int n = 0; n < 5; ++n)
-    for (int m = 0; m < 16; ++m) *c++ = uint8_t(trit(b[32 + m], n));
-  for (int n = 0; n < 4; ++n)
-    for (int j = 0; j < 4; ++j) *c++ = uint8_t(trit(b[48 + j], n));
-  *s = f16(b + 52), *z = 1.f;
-}
-
-struct AffineType {
-  uint32_t type;
-  GgmlAffineLayout layout;
-  void (*fn)(const uint8_t*, uint8_t*, float*, float*);  // one block: codes, scales and zeros of its groups
-};
-constexpr AffineType kAffine[] = {
-    {kGgmlQ4_0, {4, 32, true}, aff_q4_0},          {kGgmlQ8_0, {8, 32, true}, aff_q8_0},
-    {kGgmlQ4_1, {4, 32, false}, aff_q4_1},         {kGgmlQ5_0, {5, 32, true}, aff_q5<false>},
-    {kGgmlQ5_1, {5, 32, false}, aff_q5<true>},     {kGgmlQ4_K, {4, 32, false}, aff_qk<false>},
-    {kGgmlQ5_K, {5, 32, false}, aff_qk<true>},     {kGgmlTQ1_0, {2, 256, true}, aff_tq1_0},
-    {kGgmlTQ2_0, {2, 256, true}, aff_tq2_0},
-};
-
 void deq_q8_0(const uint8_t* b, float* y) { dequantize_q8_0(b, y, 32); }
 void deq_q4_0(const uint8_t* b, float* y) { dequantize_q4_0(b, y, 32); }
 
@@ -296,26 +221,6 @@ constexpr BlockDequant kDequant[] = {
 };
 
 }  // namespace
-
-std::optional<GgmlAffineLayout> ggml_affine_layout(uint32_t type) {
-  for (const auto& a : kAffine)
-    if (a.type == type) return a.layout;
-  return std::nullopt;
-}
-
-void ggml_to_affine(uint32_t type, const uint8_t* blocks, size_t n, uint8_t* codes, float* scales, float* zeros) {
-  const GgmlTypeInfo* ti = ggml_type_info(type);
-  for (const auto& a : kAffine)
-    if (a.type == type) {
-      require(n % ti->block_values == 0, std::string("ggml ") + ti->name + ": " + std::to_string(n) + " values are not whole blocks");
-      const size_t groups_per_block = ti->block_values / size_t(a.layout.group);
-      for (size_t blk = 0; blk < n / ti->block_values; ++blk)
-        a.fn(blocks + blk * ti->block_bytes, codes + blk * ti->block_values, scales + blk * groups_per_block,
-             zeros + blk * groups_per_block);
-      return;
-    }
-  throw Error(std::string("ggml type ") + (ti ? ti->name : std::to_string(type)) + " has no affine (uniform-level) form");
-}
 
 bool ggml_dequantize_supported(uint32_t type) {
   if (type == kGgmlF32 || type == kGgmlF16 || type == kGgmlBF16) return true;

@@ -38,37 +38,6 @@ Tensor unpermute_hf_rotary(const Tensor& w, int heads) {
   return out;
 }
 
-// A GGUF matrix of a uniform-level type as a QuantMatrix, exactly (io::ggml_to_affine): q4_0 is
-// 4-bit with zero point 8, q8_0 8-bit code q + 128 with zero point 128, the K-quants 4/5-bit with
-// their two-level scales folded into per-32 f32 scales and fractional zeros, and so on.
-QuantMatrix ggml_quant_matrix(const uint8_t* blocks, uint32_t type, int64_t rows, int64_t cols) {
-  const io::GgmlAffineLayout lay = *io::ggml_affine_layout(type);
-  QuantMatrix q;
-  q.fmt.bits = lay.bits;
-  q.fmt.group = lay.group;
-  q.fmt.symmetric = false;
-  q.fmt.scale_dtype = lay.f16_scales ? DType::F16 : DType::F32;
-  q.rows = rows;
-  q.cols = cols;
-  const int64_t groups = cols / lay.group;
-  q.scales.resize(size_t(rows * groups));
-  q.zeros.resize(size_t(rows * groups));
-  q.codes.resize(size_t(rows) * q.packed_row_bytes());
-  const size_t row_bytes = size_t(cols) / io::ggml_type_info(type)->block_values * io::ggml_type_info(type)->block_bytes;
-  std::vector<uint8_t> codes(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    io::ggml_to_affine(type, blocks + size_t(r) * row_bytes, size_t(cols), codes.data(), &q.scales[size_t(r * groups)],
-                       &q.zeros[size_t(r * groups)]);
-    pack_codes_ref(codes.data(), cols, q.fmt.bits, q.codes.data() + size_t(r) * q.packed_row_bytes());
-  }
-  return q;
-}
-
-// Every GGUF type ggml_gemm runs stays as llama.cpp's blocks: resident weights = the file's bytes,
-// and products rounded as llama.cpp's (its activation blocks reproduced). The affine repacking
-// (ggml_quant_matrix) remains for code that edits weights (compress reads dense values instead).
-bool keep_blocks(uint32_t type) { return ggml_gemm_supported(type); }
-
 }  // namespace
 
 LlamaSource load_llama2c(const std::string& path) {
@@ -168,16 +137,16 @@ LlamaSource load_gguf_llama(const std::string& path) {
   c.vocab_size = int(emb->shape[0]);
   const auto get = [&](const std::string& gguf_name, const std::string& name) {
     const auto* t = g.find_tensor(gguf_name);
-    if (t != nullptr && t->shape.size() == 2 && keep_blocks(t->ggml_type)) {
-      // Kept as llama.cpp's blocks (ggml_gemm; the embedding is dequantized a row at a time).
+    if (t != nullptr && t->shape.size() == 2 && ggml_gemm_supported(t->ggml_type)) {
+      // Every quantized type stays as llama.cpp's blocks, run by ggml_gemm: resident weights are
+      // the file's bytes and products round as llama.cpp's (its activation blocks reproduced).
+      // The embedding too: its rows are dequantized on lookup.
       auto& c = s.quantized[name];
-      c.ggml = std::make_shared<const GgmlMatrix>(GgmlMatrix::from_blocks(t->ggml_type, t->shape[0], t->shape[1], g.tensor_data(*t), path + ": tensor '" + gguf_name + "'"));
+      const std::string what = path + ": tensor '" + gguf_name + "'";
+      c.ggml = std::make_shared<const GgmlMatrix>(
+          g.keepalive() ? GgmlMatrix::borrow(t->ggml_type, t->shape[0], t->shape[1], g.tensor_data(*t), g.keepalive(), what)
+                        : GgmlMatrix::from_blocks(t->ggml_type, t->shape[0], t->shape[1], g.tensor_data(*t), what));
       c.method = std::string("gguf ") + io::ggml_type_info(t->ggml_type)->name;
-      return;
-    }
-    if (t != nullptr && io::ggml_affine_layout(t->ggml_type) && t->shape.size() == 2) {
-      s.quantized[name].q = ggml_quant_matrix(g.tensor_data(*t), t->ggml_type, t->shape[0], t->shape[1]);
-      s.quantized[name].method = std::string("gguf ") + io::ggml_type_info(t->ggml_type)->name;
       return;
     }
     s.tensors[name] = g.tensor_f32(gguf_name);

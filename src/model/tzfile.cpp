@@ -51,7 +51,7 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
     if (c.ggml) {  // llama.cpp's blocks, byte for byte: NAME.ggml U8 [rows, row bytes]
       const GgmlMatrix& g = *c.ggml;
       Tensor blocks = Tensor::empty(DType::U8, {g.rows, int64_t(g.row_bytes())});
-      std::memcpy(blocks.raw(), g.data.data(), g.data.size());
+      std::memcpy(blocks.raw(), g.data(), g.bytes());
       add(name + ".ggml", blocks);
       formats[name] = {{"rows", g.rows}, {"cols", g.cols}, {"ggml_type", g.type_name()}, {"method", c.method},
                        {"bits_per_weight", c.bits_per_weight()}};

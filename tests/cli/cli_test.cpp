@@ -403,7 +403,7 @@ TEST(Cli, CompressExportsGgufForLlamaCpp) {
   const auto g = io::GgufFile::open(dir + "/out.gguf");
   EXPECT_EQ(g.find_tensor("blk.0.attn_q.weight")->ggml_type, io::kGgmlQ4_0);
   const LlamaSource back = load_llama(dir + "/out.gguf");
-  EXPECT_EQ(back.quantized.size(), size_t(2 * 7));  // the tied classifier is the (q4_0) embedding, dequantized
+  EXPECT_EQ(back.quantized.size(), size_t(2 * 7 + 1));  // and the q4_0 embedding (also the tied classifier), kept in blocks
   r = test::run_cli("run -m " + dir + "/out.gguf -p \"ab\" -n 8 --temp 0");
   EXPECT_EQ(r.code, 0) << r.err;
 }

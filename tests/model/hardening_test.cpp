@@ -13,6 +13,8 @@
 
 #include "tensorzip/compress.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/ggml_blocks.h"
+#include "tensorzip/io/gguf.h"
 #include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tensorzip/lowrank_ops.h"
@@ -193,6 +195,41 @@ TEST(Hardening, TensorzipIntegerMetadataMustBeIntegers) {
     w.write(dir + "/bad.tz");
     const std::string e = error_of([&] { load_tensorzip(dir + "/bad.tz"); });
     EXPECT_TRUE(contains(e, "'layers.0.attention.wq'") && contains(e, "'" + field + "'")) << field << " = " << value << ": " << e;
+  }
+}
+
+// A GGUF layer kept as llama.cpp's blocks round-trips through a tensorzip file byte for byte, runs
+// as it did, and a damaged block entry (unknown type, wrong shape) is an error naming the tensor.
+TEST(Hardening, TensorzipGgmlBlocksRoundTripAndAreChecked) {
+  const std::string dir = test::temp_dir();
+  LlamaSource src = synthetic_llama(kTiny, 8);
+  const Tensor w = src.tensors.at("layers.0.attention.wq");
+  std::vector<uint8_t> blocks(size_t(w.numel()) / 32 * 34);
+  io::quantize_ggml(io::kGgmlQ8_0, w.data<float>(), blocks.data(), size_t(w.numel()));
+  src.tensors.erase("layers.0.attention.wq");
+  src.quantized["layers.0.attention.wq"].ggml =
+      std::make_shared<const GgmlMatrix>(GgmlMatrix::from_blocks(io::kGgmlQ8_0, w.dim(0), w.dim(1), blocks.data(), "wq"));
+  write_tensorzip(src, nullptr, dir + "/m.tz");
+  const LlamaSource back = load_tensorzip(dir + "/m.tz");
+  ASSERT_TRUE(back.quantized.at("layers.0.attention.wq").ggml);
+  const GgmlMatrix& got = *back.quantized.at("layers.0.attention.wq").ggml;
+  EXPECT_TRUE(got.bytes() == blocks.size() && std::memcmp(got.data(), blocks.data(), blocks.size()) == 0);
+  const std::vector<int> ids = {1, 2, 3, 4, 5};
+  std::vector<float> a(size_t(5 * kTiny.vocab_size)), b(a.size());
+  LlamaSession(LlamaModel(src, FormatSpec("native"))).forward(ids.data(), 5, 0, a.data(), true);
+  LlamaSession(LlamaModel(back, FormatSpec("native"))).forward(ids.data(), 5, 0, b.data(), true);
+  EXPECT_EQ(a, b);
+  const auto f = io::SafetensorsFile::open(dir + "/m.tz");
+  for (const auto& [field, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"ggml_type", "q9_X"}, {"ggml_type", "f16"}, {"ggml_type", 8}, {"rows", 31}, {"cols", 48}}) {
+    nlohmann::json formats = nlohmann::json::parse(f.metadata().at("tensorzip.tensors"));
+    formats["layers.0.attention.wq"][field] = value;
+    io::SafetensorsWriter wr;
+    for (const auto& [k, v] : f.metadata()) wr.set_metadata(k, k == "tensorzip.tensors" ? formats.dump() : v);
+    for (const auto& e : f.tensors()) wr.add(e.name, f.tensor(e.name));
+    wr.write(dir + "/bad.tz");
+    const std::string e = error_of([&] { load_tensorzip(dir + "/bad.tz"); });
+    EXPECT_TRUE(contains(e, "'layers.0.attention.wq")) << field << " = " << value << ": " << e;
   }
 }
 

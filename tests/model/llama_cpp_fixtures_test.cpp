@@ -169,7 +169,7 @@ TEST(LlamaCpp, NativeLayersEqualTheDequantizationAndRoundTrip) {
       EXPECT_EQ(b.type, c.ggml->type) << name;
       EXPECT_EQ(b.rows, c.ggml->rows) << name;
       EXPECT_EQ(b.cols, c.ggml->cols) << name;
-      EXPECT_TRUE(b.data == c.ggml->data) << name;
+      EXPECT_TRUE(b.bytes() == c.ggml->bytes() && std::memcmp(b.data(), c.ggml->data(), b.bytes()) == 0) << name;
     }
   }
   EXPECT_EQ(native_types, 10);

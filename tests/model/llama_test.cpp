@@ -354,13 +354,15 @@ TEST(Llama, GgufLowBitWeightsRunNatively) {
   for (uint32_t type : {io::kGgmlQ8_0, io::kGgmlQ4_0}) {
     write_gguf_llama(src, tok, dir + "/q.gguf", type);
     const LlamaSource g = load_llama(dir + "/q.gguf");
-    EXPECT_EQ(g.quantized.size(), size_t(c.n_layers * 7 + 1));  // every linear layer, the classifier too
-    // Native keeps the codes (the LUT kernel on q4_0's 4-bit / q8_0's 8-bit codes); f32 dequantizes.
+    EXPECT_EQ(g.quantized.size(), size_t(c.n_layers * 7 + 2));  // every linear layer, the classifier and the embedding
+    // Native keeps llama.cpp's blocks (ggml_gemm); f32 dequantizes.
     const LlamaModel native(g, FormatSpec("native")), dense(g, FormatSpec("f32"));
-    EXPECT_EQ(native.layers[0].w1.format().to_string(), type == io::kGgmlQ4_0 ? "q4g32a" : "q8g32a");
+    EXPECT_EQ(native.layers[0].w1.format_name(), type == io::kGgmlQ4_0 ? "gguf q4_0" : "gguf q8_0");
+    ASSERT_NE(native.embedding_blocks, nullptr);  // the embedding stays in blocks too
+    EXPECT_EQ(native.embedding_blocks->bytes(), g.quantized.at("tok_embeddings").ggml->bytes());
     EXPECT_EQ(dense.layers[0].w1.format().to_string(), "f32");
     EXPECT_LT(native.linear_bytes(), dense.linear_bytes() / (type == io::kGgmlQ4_0 ? 5 : 3));
-    // The codes are exact: native differs from dequantized-f32 only by the kernel's int8 tables.
+    // The blocks are exact: native differs from dequantized-f32 only by the int8 activations.
     EXPECT_LE(max_rel_diff(logits_of(native, ids), logits_of(dense, ids)), 3e-2) << type;
     // And the dequantized file is close to the original f32 model.
     EXPECT_LE(max_rel_diff(logits_of(dense, ids), logits_of(LlamaModel(src, FormatSpec("f32")), ids)),

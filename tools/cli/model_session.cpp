@@ -24,7 +24,7 @@ void add_model_options(CLI::App* c, ModelOpts& o) {
   c->add_option("-z,--tokenizer", o.tokenizer,
                 "Tokenizer (llama2.c tokenizer.bin or tokenizer.json; default: the one inside the model, else tokenizer.bin beside it)");
   c->add_option("--weights", o.weights,
-                "Weight format of the linear layers: native (as stored: GGUF q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q5_K/tq* run low-bit, others f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
+                "Weight format of the linear layers: native (as stored: every GGUF quantized type runs on its own llama.cpp blocks, f16/bf16 in f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
       ->capture_default_str();
   c->add_option("--lora", o.lora, "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged");
 }

@@ -29,16 +29,4 @@ void dequantize_ggml(uint32_t type, const uint8_t* blocks, float* out, size_t n)
 bool ggml_quantize_supported(uint32_t type);
 void quantize_ggml(uint32_t type, const float* x, uint8_t* blocks, size_t n);
 
-// The types whose levels are uniform inside a group map exactly onto tensorzip's affine form
-// w = scale·(code − zero): q4_0, q8_0, q5_0 (integer zeros, f16 scales as stored), q4_1, q5_1,
-// q4_K, q5_K (32-value groups, the K-quants' two-level scales and mins folded into f32 per-group
-// scales and fractional zeros), tq1_0, tq2_0 (one 256-value group, codes 0..2, zero 1).
-struct GgmlAffineLayout {
-  int bits, group;
-  bool f16_scales;  // scales are f16 values and zeros integers (else f32 scales, fractional zeros)
-};
-std::optional<GgmlAffineLayout> ggml_affine_layout(uint32_t type);  // nullopt: not uniform (q2_K, q3_K, q6_K: 16-value groups; iq4: codebook)
-// n values (whole blocks) as one code byte per value, and each group's scale and zero.
-void ggml_to_affine(uint32_t type, const uint8_t* blocks, size_t n, uint8_t* codes, float* scales, float* zeros);
-
 }  // namespace tz::io

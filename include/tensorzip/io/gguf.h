@@ -68,6 +68,8 @@ class GgufFile {
   // The tensor as f32 (dequantized for q4_0 / q8_0, converted for f16 / bf16; f32 copied).
   Tensor tensor_f32(const std::string& name) const;
   const std::string& label() const { return label_; }
+  // What keeps tensor_data() valid (the mapped file), or null when the caller owns the bytes.
+  const std::shared_ptr<const void>& keepalive() const { return keepalive_; }
 
  private:
   std::string label_;

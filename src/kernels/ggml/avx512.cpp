@@ -1,12 +1,13 @@
-// AVX-512 VNNI kernel of the llama.cpp-block GEMM: each row decoded once into u8 codes (decode.h,
-// vectorized by the compiler at this unit's width), then for up to 8 tokens at a time, per 256
-// values: four vpdpbusd (u8 codes × s8 activations → 16 int32 lanes of 4 products), each lane
-// scaled by its 16-value sub-block's a·d16 and accumulated in f32; the offsets b·s16 in one FMA.
+// AVX-512 VNNI kernel of the llama.cpp-block GEMM. Per 256-value unit (one K-quant super-block, or
+// eight 32-value blocks), the weights are decoded in registers into four 64-byte vectors of u8
+// codes in the activations' natural order plus the sub-blocks' scales a and offsets b (16 floats
+// each); then for up to 8 tokens at a time: four vpdpbusd (u8 codes × s8 activations → 16 int32
+// lanes of 4 products), each lane scaled by its 16-value sub-block's a·d16, and the offsets as
+// one FMA b·s16. Nothing is written back: the codes never leave registers.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "kernels/ggml/decode.h"
 #include "kernels/ggml/ggml_gemm.h"
@@ -19,63 +20,353 @@ DecodeRowFn ggml_decoder__avx512(uint32_t type) { TZ_GGML_DECODERS }
 
 namespace {
 
-// y[t] for NT tokens of one decoded row.
+// The decoders' outputs must stay in registers: a call would pass them through memory.
+#define TZ_INLINE __attribute__((always_inline)) inline
+
+// ---------------------------------------------------------------- helpers
+
+inline uint16_t ld16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline __m256i ld32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m128i ld16b(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline __m512i cat(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+inline __m256i cat(__m128i lo, __m128i hi) { return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1); }
+
+// Eight per-block values, each repeated for the block's two 16-value halves.
+inline __m512 dup2(__m256 v) {
+  const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(v));
+}
+
+// The f16 scales of eight blocks of `stride` bytes, at byte `off` of each.
+inline __m256 f16x8(const uint8_t* p, int stride, int off) {
+  const __m128i h = _mm_setr_epi16(short(ld16(p + off)), short(ld16(p + stride + off)), short(ld16(p + 2 * stride + off)),
+                                   short(ld16(p + 3 * stride + off)), short(ld16(p + 4 * stride + off)),
+                                   short(ld16(p + 5 * stride + off)), short(ld16(p + 6 * stride + off)),
+                                   short(ld16(p + 7 * stride + off)));
+  return _mm256_cvtph_ps(h);
+}
+
+// Two 16-byte nibble arrays (two 32-value blocks) → their 64 codes in natural order:
+// [block0 low nibbles, block0 high, block1 low, block1 high].
+inline __m512i nibbles2(__m128i q0, __m128i q1) {
+  const __m256i v = cat(q0, q1), m = _mm256_set1_epi8(0x0f);
+  const __m512i z = cat(_mm256_and_si256(v, m), _mm256_and_si256(_mm256_srli_epi16(v, 4), m));  // [lo0 lo1 hi0 hi1]
+  return _mm512_shuffle_i64x2(z, z, 0xD8);                                                        // [lo0 hi0 lo1 hi1]
+}
+
+// Bits of a 32-byte array broadcast to both halves, shifted by s0 (low 32 bytes) and s1 (high):
+// byte i of the result is bits s.. of byte i % 32 (16-bit shifts; the byte masks that follow keep
+// each byte's own bits, valid for s <= 7).
+inline __m512i shifted2(__m256i v, int s0, int s1) {
+  const __m512i b = _mm512_broadcast_i64x4(v);
+  const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16(short(s0)), _mm256_set1_epi16(short(s1)), 1);
+  return _mm512_srlv_epi16(b, sh);
+}
+
+// ---------------------------------------------------------------- decoders: one 256-value unit
+// unit(p, u, a, b): p at the unit's first byte; u[4] the 256 codes; a, b per 16-value sub-block.
+
+struct Q4_0 {
+  static constexpr int kBlock = 32, kBytes = 18;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    for (int c = 0; c < 4; ++c) u[c] = nibbles2(ld16b(p + 36 * c + 2), ld16b(p + 36 * c + 20));
+    const __m256 d = f16x8(p, 18, 0);
+    a = dup2(d);
+    b = dup2(_mm256_mul_ps(d, _mm256_set1_ps(-8.f)));
+  }
+};
+
+struct Q4_1 {
+  static constexpr int kBlock = 32, kBytes = 20;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    for (int c = 0; c < 4; ++c) u[c] = nibbles2(ld16b(p + 40 * c + 4), ld16b(p + 40 * c + 24));
+    a = dup2(f16x8(p, 20, 0));
+    b = dup2(f16x8(p, 20, 2));
+  }
+};
+
+template <bool kMin> struct Q5 {
+  static constexpr int kBlock = 32, kBytes = kMin ? 24 : 22, kQh = kMin ? 4 : 2;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    for (int c = 0; c < 4; ++c) {
+      const uint8_t* b0 = p + 2 * c * kBytes;
+      const uint8_t* b1 = b0 + kBytes;
+      uint32_t h0, h1;
+      std::memcpy(&h0, b0 + kQh, 4);
+      std::memcpy(&h1, b1 + kQh, 4);
+      const __m512i lo = nibbles2(ld16b(b0 + kQh + 4), ld16b(b1 + kQh + 4));
+      u[c] = _mm512_or_si512(lo, _mm512_maskz_mov_epi8(__mmask64(h0) | (__mmask64(h1) << 32), sixteen));  // bit j = value j
+    }
+    const __m256 d = f16x8(p, kBytes, 0);
+    a = dup2(d);
+    b = kMin ? dup2(f16x8(p, kBytes, 2)) : dup2(_mm256_mul_ps(d, _mm256_set1_ps(-16.f)));
+  }
+};
+
+struct Q8_0 {
+  static constexpr int kBlock = 32, kBytes = 34;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i flip = _mm512_set1_epi8(char(0x80));
+    for (int c = 0; c < 4; ++c) u[c] = _mm512_xor_si512(cat(ld32(p + 68 * c + 2), ld32(p + 68 * c + 36)), flip);
+    const __m256 d = f16x8(p, 34, 0);
+    a = dup2(d);
+    b = dup2(_mm256_mul_ps(d, _mm256_set1_ps(-128.f)));
+  }
+};
+
+// The IQ4 codebook + 128 (u8), in every 128-bit lane for vpshufb.
+inline __m512i iq4_table() {
+  return _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, char(129), char(141), char(153), char(166),
+                                              char(181), char(197), char(217), char(241)));
+}
+
+struct IQ4_NL {
+  static constexpr int kBlock = 32, kBytes = 18;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i tab = iq4_table();
+    for (int c = 0; c < 4; ++c) u[c] = _mm512_shuffle_epi8(tab, nibbles2(ld16b(p + 36 * c + 2), ld16b(p + 36 * c + 20)));
+    const __m256 d = f16x8(p, 18, 0);
+    a = dup2(d);
+    b = dup2(_mm256_mul_ps(d, _mm256_set1_ps(-128.f)));
+  }
+};
+
+struct IQ4_XS {
+  static constexpr int kBlock = 256, kBytes = 136;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i tab = iq4_table();
+    const uint8_t* qs = p + 8;
+    for (int c = 0; c < 4; ++c) u[c] = _mm512_shuffle_epi8(tab, nibbles2(ld16b(qs + 32 * c), ld16b(qs + 32 * c + 16)));
+    // Sub-block ib's 6-bit scale: nibble ib of scales_l (a u32), 2 bits of scales_h at 2·ib; in
+    // vector lanes (scalar stores reloaded as a vector would stall store forwarding).
+    uint32_t sl;
+    std::memcpy(&sl, p + 4, 4);
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(sl)), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                        _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(ld16(p + 2)), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                        _mm256_set1_epi32(3));
+    const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    const __m256 dl = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(ld16(p))), _mm256_cvtepi32_ps(ls));
+    a = dup2(dl);
+    b = dup2(_mm256_mul_ps(dl, _mm256_set1_ps(-128.f)));
+  }
+};
+
+// Q4_K / Q5_K: the eight 6-bit (scale, min) pairs unpacked 4 bytes at a time.
+inline void k4_scales(const uint8_t* sc12, uint8_t* sc, uint8_t* mn) {
+  uint32_t t[3];
+  std::memcpy(t, sc12, 12);
+  const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+  const uint32_t s0 = t[0] & m6, s1 = (t[2] & m4) | (((t[0] >> 6) & m2) << 4);
+  const uint32_t n0 = t[1] & m6, n1 = ((t[2] >> 4) & m4) | (((t[1] >> 6) & m2) << 4);
+  std::memcpy(sc, &s0, 4), std::memcpy(sc + 4, &s1, 4);
+  std::memcpy(mn, &n0, 4), std::memcpy(mn + 4, &n1, 4);
+}
+
+template <bool kFive> struct QK {
+  static constexpr int kBlock = 256, kBytes = kFive ? 176 : 144;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const uint8_t* ql = p + (kFive ? 48 : 16);
+    for (int j = 0; j < 4; ++j) {  // 32 bytes: group 2j in the low nibbles, 2j + 1 in the high
+      const __m256i v = ld32(ql + 32 * j);
+      u[j] = cat(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+      if (kFive) {
+        const __m512i h = _mm512_and_si512(shifted2(ld32(p + 16), 2 * j, 2 * j + 1), _mm512_set1_epi8(1));
+        u[j] = _mm512_or_si512(u[j], _mm512_slli_epi16(h, 4));
+      }
+    }
+    alignas(16) uint8_t sc[8], mn[8];
+    k4_scales(p + 4, sc, mn);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(p))), dmin = _mm256_set1_ps(-_cvtsh_ss(ld16(p + 2)));
+    a = dup2(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))))));
+    b = dup2(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))))));
+  }
+};
+
+struct Q6_K {
+  static constexpr int kBlock = 256, kBytes = 210;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; ++h) {  // 128 values: ql[64] low nibbles = values 0..63, high = 64..127
+      const __m512i ql = _mm512_loadu_si512(p + 64 * h);
+      const __m256i qh = ld32(p + 128 + 32 * h);
+      const __m512i hi0 = _mm512_and_si512(shifted2(qh, 0, 2), m2), hi1 = _mm512_and_si512(shifted2(qh, 4, 6), m2);
+      u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(hi0, 4));
+      u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_slli_epi16(hi1, 4));
+    }
+    const __m512 dl = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(ld16(p + 208))), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld16b(p + 192))));
+    a = dl;
+    b = _mm512_mul_ps(dl, _mm512_set1_ps(-32.f));
+  }
+};
+
+struct Q2_K {
+  static constexpr int kBlock = 256, kBytes = 84;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i m2 = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = ld32(p + 16 + 32 * h);
+      u[2 * h] = _mm512_and_si512(shifted2(q, 0, 2), m2);
+      u[2 * h + 1] = _mm512_and_si512(shifted2(q, 4, 6), m2);
+    }
+    const __m512i s = _mm512_cvtepu8_epi32(ld16b(p));
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p + 80))), dmin = _mm512_set1_ps(-_cvtsh_ss(ld16(p + 82)));
+    a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(s, _mm512_set1_epi32(15))));
+    b = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_srli_epi32(s, 4)));
+  }
+};
+
+struct Q3_K {
+  static constexpr int kBlock = 256, kBytes = 110;
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
+    const __m256i hm = ld32(p);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = ld32(p + 32 + 32 * h);
+      for (int c = 0; c < 2; ++c) {
+        const __m512i lo = _mm512_and_si512(shifted2(q, 4 * c, 4 * c + 2), m2);
+        const __m512i hb = _mm512_and_si512(shifted2(hm, 4 * h + 2 * c, 4 * h + 2 * c + 1), m1);
+        u[2 * h + c] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
+      }
+    }
+    // Scale i: low 4 bits = nibble (i / 8) of byte i % 8; high 2 bits = crumb i / 4 of byte 8 + i % 4.
+    uint64_t s8;
+    uint32_t s4;
+    std::memcpy(&s8, p + 96, 8);
+    std::memcpy(&s4, p + 104, 4);
+    const __m512i lo = _mm512_and_si512(
+        _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_set1_epi64x(int64_t(s8))),
+                          _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4)),
+        _mm512_set1_epi32(15));
+    const __m512i hi = _mm512_and_si512(
+        _mm512_srlv_epi32(_mm512_set1_epi32(int(s4)), _mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26, 4, 12, 20, 28, 6, 14, 22, 30)),
+        _mm512_set1_epi32(3));
+    const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+    a = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(ld16(p + 108))), _mm512_cvtepi32_ps(sc));
+    b = _mm512_mul_ps(a, _mm512_set1_ps(-4.f));
+  }
+};
+
+// Any type, through decode.h into a stack buffer: ternary types, and the last partial unit of a
+// row of 32-value blocks (`values` < 256; the rest zero).
+inline void unit_generic(DecodeRowFn decode, const uint8_t* p, int64_t values, __m512i* u, __m512& a, __m512& b) {
+  alignas(64) uint8_t ub[256] = {};
+  alignas(64) float ab[16] = {}, bb[16] = {};
+  decode(p, values, ub, ab, bb);
+  for (int c = 0; c < 4; ++c) u[c] = _mm512_load_si512(ub + 64 * c);
+  a = _mm512_load_ps(ab);
+  b = _mm512_load_ps(bb);
+}
+
+// ---------------------------------------------------------------- dot products
+
+// acc[t] += Σ over the unit at value offset `off` for NT tokens.
 template <int NT>
-void dot_tokens(const uint8_t* u, const float* a, const float* b, int64_t units, const Q8Row* x, float* out) {
+inline void dot_unit(const __m512i* u, __m512 av, __m512 bv, const Q8Row* x, int64_t off, __m512* acc) {
   // Lane l of piece c (values 64c + 4l .. +3) belongs to sub-block 4c + l/4.
   const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __m512i four = _mm512_set1_epi32(4);
   const __m512i idx1 = _mm512_add_epi32(idx0, four), idx2 = _mm512_add_epi32(idx1, four), idx3 = _mm512_add_epi32(idx2, four);
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t un = 0; un < units; ++un) {
-    const __m512 av = _mm512_loadu_ps(a + 16 * un), bv = _mm512_loadu_ps(b + 16 * un);
-    const uint8_t* uu = u + 256 * un;
-    const __m512i u0 = _mm512_loadu_si512(uu), u1 = _mm512_loadu_si512(uu + 64), u2 = _mm512_loadu_si512(uu + 128),
-                  u3 = _mm512_loadu_si512(uu + 192);
-    for (int t = 0; t < NT; ++t) {
-      const int8_t* q = x[t].q + 256 * un;
-      const __m512 f = _mm512_mul_ps(av, _mm512_loadu_ps(x[t].d16 + 16 * un));
-      __m512 s = _mm512_fmadd_ps(bv, _mm512_loadu_ps(x[t].s16 + 16 * un), acc[t]);
-      const __m512i z = _mm512_setzero_si512();
-      const __m512i p0 = _mm512_dpbusd_epi32(z, u0, _mm512_loadu_si512(q));
-      const __m512i p1 = _mm512_dpbusd_epi32(z, u1, _mm512_loadu_si512(q + 64));
-      const __m512i p2 = _mm512_dpbusd_epi32(z, u2, _mm512_loadu_si512(q + 128));
-      const __m512i p3 = _mm512_dpbusd_epi32(z, u3, _mm512_loadu_si512(q + 192));
-      s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx0, f), s);
-      s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx1, f), s);
-      s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p2), _mm512_permutexvar_ps(idx2, f), s);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p3), _mm512_permutexvar_ps(idx3, f), s);
-    }
+  for (int t = 0; t < NT; ++t) {
+    const int8_t* q = x[t].q + off;
+    const __m512 f = _mm512_mul_ps(av, _mm512_loadu_ps(x[t].d16 + off / 16));
+    __m512 s = _mm512_fmadd_ps(bv, _mm512_loadu_ps(x[t].s16 + off / 16), acc[t]);
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i p0 = _mm512_dpbusd_epi32(z, u[0], _mm512_loadu_si512(q));
+    const __m512i p1 = _mm512_dpbusd_epi32(z, u[1], _mm512_loadu_si512(q + 64));
+    const __m512i p2 = _mm512_dpbusd_epi32(z, u[2], _mm512_loadu_si512(q + 128));
+    const __m512i p3 = _mm512_dpbusd_epi32(z, u[3], _mm512_loadu_si512(q + 192));
+    s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_permutexvar_ps(idx0, f), s);
+    s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_permutexvar_ps(idx1, f), s);
+    s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p2), _mm512_permutexvar_ps(idx2, f), s);
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p3), _mm512_permutexvar_ps(idx3, f), s);
   }
-  for (int t = 0; t < NT; ++t) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-using DotFn = void (*)(const uint8_t*, const float*, const float*, int64_t, const Q8Row*, float*);
-constexpr DotFn kDot[9] = {nullptr,          dot_tokens<1>, dot_tokens<2>, dot_tokens<3>, dot_tokens<4>,
-                           dot_tokens<5>, dot_tokens<6>, dot_tokens<7>, dot_tokens<8>};
+// Rows [r0, r1) for NT tokens starting at x, outputs y[t·ldy + r].
+template <class D, int NT>
+void rows_nt(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
+  const GgmlMatrix& w = *g.w;
+  const int64_t full = w.cols / 256, rest = w.cols % 256;  // rest: 32-value-block rows only
+  const int64_t unit_bytes = 256 / D::kBlock * D::kBytes;
+  const DecodeRowFn generic = ggml_decoder__avx512(w.type);
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    const uint8_t* row = w.row(r);
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    __m512i u[4];
+    __m512 a, b;
+    for (int64_t un = 0; un < full; ++un) {
+      D::unit(row + un * unit_bytes, u, a, b);
+      dot_unit<NT>(u, a, b, x, 256 * un, acc);
+    }
+    if (rest > 0) {
+      unit_generic(generic, row + full * unit_bytes, rest, u, a, b);
+      dot_unit<NT>(u, a, b, x, 256 * full, acc);
+    }
+    for (int t = 0; t < NT; ++t) y[t * g.ldy + r] = _mm512_reduce_add_ps(acc[t]);
+  }
+}
+
+// The ternary types (and any type without a register decoder) through decode.h.
+template <int NT>
+void rows_generic(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
+  const GgmlMatrix& w = *g.w;
+  const auto* ti = io::ggml_type_info(w.type);
+  const int64_t unit_bytes = 256 / int64_t(ti->block_values) * int64_t(ti->block_bytes);
+  const DecodeRowFn decode = ggml_decoder__avx512(w.type);
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    __m512 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+    __m512i u[4];
+    __m512 a, b;
+    for (int64_t v0 = 0; v0 < w.cols; v0 += 256) {
+      unit_generic(decode, w.row(r) + v0 / 256 * unit_bytes, std::min<int64_t>(256, w.cols - v0), u, a, b);
+      dot_unit<NT>(u, a, b, x, v0, acc);
+    }
+    for (int t = 0; t < NT; ++t) y[t * g.ldy + r] = _mm512_reduce_add_ps(acc[t]);
+  }
+}
+
+using RowsFn = void (*)(const GgmlRowsArgs&, const Q8Row*, float*);
+template <class D> struct Table {
+  static constexpr RowsFn fn[9] = {nullptr,        rows_nt<D, 1>, rows_nt<D, 2>, rows_nt<D, 3>, rows_nt<D, 4>,
+                                   rows_nt<D, 5>, rows_nt<D, 6>, rows_nt<D, 7>, rows_nt<D, 8>};
+};
+constexpr RowsFn kGenericFns[9] = {nullptr,          rows_generic<1>, rows_generic<2>, rows_generic<3>, rows_generic<4>,
+                                   rows_generic<5>, rows_generic<6>, rows_generic<7>, rows_generic<8>};
+
+const RowsFn* fns_for(uint32_t type) {
+  switch (type) {
+    case io::kGgmlQ4_0: return Table<Q4_0>::fn;
+    case io::kGgmlQ4_1: return Table<Q4_1>::fn;
+    case io::kGgmlQ5_0: return Table<Q5<false>>::fn;
+    case io::kGgmlQ5_1: return Table<Q5<true>>::fn;
+    case io::kGgmlQ8_0: return Table<Q8_0>::fn;
+    case io::kGgmlIQ4_NL: return Table<IQ4_NL>::fn;
+    case io::kGgmlIQ4_XS: return Table<IQ4_XS>::fn;
+    case io::kGgmlQ2_K: return Table<Q2_K>::fn;
+    case io::kGgmlQ3_K: return Table<Q3_K>::fn;
+    case io::kGgmlQ4_K: return Table<QK<false>>::fn;
+    case io::kGgmlQ5_K: return Table<QK<true>>::fn;
+    case io::kGgmlQ6_K: return Table<Q6_K>::fn;
+    default: return kGenericFns;
+  }
+}
 
 }  // namespace
 
 void ggml_rows__avx512vnni(const GgmlRowsArgs& g) {
-  const GgmlMatrix& w = *g.w;
-  const int64_t k_pad = ggml_k_pad(w.cols), units = k_pad / 256;
-  thread_local std::vector<uint8_t> ub;
-  thread_local std::vector<float> ab, bb;
-  if (int64_t(ub.size()) < k_pad) ub.resize(size_t(k_pad)), ab.resize(size_t(k_pad / 16)), bb.resize(size_t(k_pad / 16));
-  // Past cols: zero codes, scales and offsets (the activations there are zero too).
-  std::memset(ub.data() + w.cols, 0, size_t(k_pad - w.cols));
-  std::fill(ab.begin() + w.cols / 16, ab.begin() + k_pad / 16, 0.f);
-  std::fill(bb.begin() + w.cols / 16, bb.begin() + k_pad / 16, 0.f);
-  const DecodeRowFn decode = ggml_decoder__avx512(w.type);
-  float out[8];
-  for (int64_t r = g.r0; r < g.r1; ++r) {
-    decode(w.row(r), w.cols, ub.data(), ab.data(), bb.data());
-    for (int64_t t0 = 0; t0 < g.n; t0 += 8) {
-      const int nt = int(std::min<int64_t>(8, g.n - t0));
-      kDot[nt](ub.data(), ab.data(), bb.data(), units, g.x + t0, out);
-      for (int t = 0; t < nt; ++t) g.y[(t0 + t) * g.ldy + r] = out[t];
-    }
+  const RowsFn* fn = fns_for(g.w->type);
+  for (int64_t t0 = 0; t0 < g.n; t0 += 8) {
+    const int nt = int(std::min<int64_t>(8, g.n - t0));
+    fn[nt](g, g.x + t0, g.y + t0 * g.ldy);
   }
 }
 

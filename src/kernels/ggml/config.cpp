@@ -30,12 +30,6 @@ KernelOp& ggml_gemm_op() {
 namespace {
 using namespace kernels;
 
-const io::GgmlTypeInfo& info_of(uint32_t type) {
-  const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
-  require(ti != nullptr, "ggml type " + std::to_string(type) + " is unknown");
-  return *ti;
-}
-
 // x [n, k] (row stride ldx) → int8 per 32 values, d16 / s16 per 16 (Q8Row); zeros past k.
 struct Q8Acts {
   int64_t k_pad;
@@ -97,8 +91,8 @@ void quantize_row_q8_k(const float* x, int64_t k, int8_t* q, float* d16, float* 
   }
 }
 
-Q8Acts quantize_acts(uint32_t type, const float* x, int64_t n, int64_t ldx, int64_t k) {
-  Q8Acts a;
+// Into `a` (reused across calls: decode calls this once per matrix per token).
+void quantize_acts(uint32_t type, const float* x, int64_t n, int64_t ldx, int64_t k, Q8Acts& a) {
   a.k_pad = ggml_k_pad(k);
   a.q.resize(size_t(n * a.k_pad));
   a.d16.resize(size_t(n * a.k_pad / 16));
@@ -115,7 +109,6 @@ Q8Acts quantize_acts(uint32_t type, const float* x, int64_t n, int64_t ldx, int6
   if (n >= 8) parallel_for(n, [&](int64_t t, int) { one(t); });
   else
     for (int64_t t = 0; t < n; ++t) one(t);
-  return a;
 }
 
 void check_args(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
@@ -129,8 +122,13 @@ void check_args(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, flo
 void run(GgmlRowsFn fn, const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, bool threaded) {
   check_args(w, x, n, ldx, y, ldy);
   if (n == 0 || w.rows == 0) return;
-  const Q8Acts a = quantize_acts(w.type, x, n, ldx, w.cols);
-  constexpr int64_t kRowsPerTask = 16;
+  thread_local Q8Acts caller_acts;
+  Q8Acts& a = caller_acts;  // a reference: inside the workers' lambda the name would be their own thread_local
+  quantize_acts(w.type, x, n, ldx, w.cols, a);
+  // Few large contiguous row ranges per thread (each a long sequential stream for the prefetchers);
+  // eight per thread leave room for dynamic balancing.
+  const int64_t per_task = std::max<int64_t>(16, (w.rows + 8 * num_threads() - 1) / (8 * num_threads()) + 15) / 16 * 16;
+  const int64_t kRowsPerTask = per_task;
   const int64_t tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
   const auto task = [&](int64_t i, int) {
     GgmlRowsArgs g{&w, i * kRowsPerTask, std::min(w.rows, (i + 1) * kRowsPerTask), n, a.rows.data(), y, ldy};
@@ -145,23 +143,30 @@ void run(GgmlRowsFn fn, const GgmlMatrix& w, const float* x, int64_t n, int64_t 
 
 bool ggml_gemm_supported(uint32_t type) { return kernels::ggml_decoder__ref(type) != nullptr; }
 
-GgmlMatrix GgmlMatrix::from_blocks(uint32_t type, int64_t rows, int64_t cols, const uint8_t* blocks, const std::string& what) {
+GgmlMatrix GgmlMatrix::borrow(uint32_t type, int64_t rows, int64_t cols, const uint8_t* blocks, std::shared_ptr<const void> owner,
+                              const std::string& what) {
   const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
   require(ti != nullptr && ggml_gemm_supported(type),
           what + ": ggml type " + (ti ? ti->name : std::to_string(type)) + " is not one the block kernels run");
   require(rows > 0 && cols > 0 && cols % int64_t(ti->block_values) == 0,
           what + ": " + std::to_string(cols) + " columns are not whole " + ti->name + " blocks of " + std::to_string(ti->block_values));
+  require(blocks != nullptr, what + ": no data");
   GgmlMatrix m;
   m.type = type;
   m.rows = rows;
   m.cols = cols;
-  m.data.assign(blocks, blocks + size_t(rows) * m.row_bytes());
+  m.row_bytes_ = size_t(cols) / ti->block_values * ti->block_bytes;
+  m.blocks_ = blocks;
+  m.owner_ = std::move(owner);
   return m;
 }
 
-size_t GgmlMatrix::row_bytes() const {
-  const auto& ti = info_of(type);
-  return size_t(cols) / ti.block_values * ti.block_bytes;
+GgmlMatrix GgmlMatrix::from_blocks(uint32_t type, int64_t rows, int64_t cols, const uint8_t* blocks, const std::string& what) {
+  GgmlMatrix m = borrow(type, rows, cols, blocks, nullptr, what);
+  auto copy = std::make_shared<std::vector<uint8_t>>(blocks, blocks + m.bytes());
+  m.blocks_ = copy->data();
+  m.owner_ = std::move(copy);
+  return m;
 }
 
 const char* GgmlMatrix::type_name() const {
