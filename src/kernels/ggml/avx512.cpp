@@ -157,35 +157,40 @@ struct IQ4_XS {
   }
 };
 
-// Q4_K / Q5_K: the eight 6-bit (scale, min) pairs unpacked 4 bytes at a time.
-inline void k4_scales(const uint8_t* sc12, uint8_t* sc, uint8_t* mn) {
+// Q4_K / Q5_K: the eight 6-bit (scale, min) pairs unpacked 4 bytes at a time, each set of eight
+// returned in a register (a store reloaded wider would stall store forwarding).
+inline void k4_scales(const uint8_t* sc12, __m128i* sc, __m128i* mn) {
   uint32_t t[3];
   std::memcpy(t, sc12, 12);
   const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-  const uint32_t s0 = t[0] & m6, s1 = (t[2] & m4) | (((t[0] >> 6) & m2) << 4);
-  const uint32_t n0 = t[1] & m6, n1 = ((t[2] >> 4) & m4) | (((t[1] >> 6) & m2) << 4);
-  std::memcpy(sc, &s0, 4), std::memcpy(sc + 4, &s1, 4);
-  std::memcpy(mn, &n0, 4), std::memcpy(mn + 4, &n1, 4);
+  const uint64_t s0 = t[0] & m6, s1 = (t[2] & m4) | (((t[0] >> 6) & m2) << 4);
+  const uint64_t n0 = t[1] & m6, n1 = ((t[2] >> 4) & m4) | (((t[1] >> 6) & m2) << 4);
+  *sc = _mm_cvtsi64_si128(int64_t(s0 | (s1 << 32)));
+  *mn = _mm_cvtsi64_si128(int64_t(n0 | (n1 << 32)));
 }
 
 template <bool kFive> struct QK {
   static constexpr int kBlock = 256, kBytes = kFive ? 176 : 144;
   TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     const uint8_t* ql = p + (kFive ? 48 : 16);
-    for (int j = 0; j < 4; ++j) {  // 32 bytes: group 2j in the low nibbles, 2j + 1 in the high
-      const __m256i v = ld32(ql + 32 * j);
-      u[j] = cat(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    for (int h = 0; h < 2; ++h) {  // 64 bytes = pieces 2h, 2h + 1: each 32 bytes hold group 2j low, 2j + 1 high
+      const __m512i v = _mm512_loadu_si512(ql + 64 * h);
+      const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      u[2 * h] = _mm512_shuffle_i64x2(lo, hi, 0x44);      // [lo bytes 0..31, hi bytes 0..31]
+      u[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);  // [lo bytes 32..63, hi bytes 32..63]
+    }
+    for (int j = 0; j < 4; ++j) {
       if (kFive) {
         const __m512i h = _mm512_and_si512(shifted2(ld32(p + 16), 2 * j, 2 * j + 1), _mm512_set1_epi8(1));
         u[j] = _mm512_or_si512(u[j], _mm512_slli_epi16(h, 4));
       }
     }
-    alignas(16) uint8_t sc[8], mn[8];
-    k4_scales(p + 4, sc, mn);
+    __m128i sc, mn;
+    k4_scales(p + 4, &sc, &mn);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(p))), dmin = _mm256_set1_ps(-_cvtsh_ss(ld16(p + 2)));
-    a = dup2(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))))));
-    b = dup2(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))))));
+    a = dup2(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc))));
+    b = dup2(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn))));
   }
 };
 
