@@ -1,4 +1,5 @@
-// Two tokenizers behind one interface, as GGUF's `tokenizer.ggml.model` names them:
+// Three tokenizers behind one interface, as GGUF's `tokenizer.ggml.model` names them ("bert":
+// WordPiece, llama.cpp's WPM: wordpiece.h's pre-processing, then longest-match pieces):
 // "llama" — SentencePiece-style BPE, below; "gpt2" — byte-level BPE (GPT-2, Llama 3, Qwen2,
 // DeepSeek, Falcon, StarCoder, …): the text is cut into words by the pre-tokenizer that
 // `tokenizer.ggml.pre` names (pretokenize.h), each word's bytes are mapped to GPT-2's printable
@@ -43,7 +44,7 @@ class Tokenizer {
   Settings settings() const { return {space_, dummy_prefix_, bos_, eos_}; }
   static Tokenizer from_llama2c_bytes(const uint8_t* data, size_t size, const std::string& label, const Settings& s);
 
-  enum class Kind { SentencePiece, ByteBpe };
+  enum class Kind { SentencePiece, ByteBpe, WordPiece };
   Kind kind() const { return kind_; }
   // bos: prepend BOS when the vocabulary adds one (GGUF tokenizer.ggml.add_bos_token; default yes).
   std::vector<int> encode(std::string_view text, bool bos, bool eos = false, bool parse_special = false) const;
@@ -82,6 +83,8 @@ class Tokenizer {
   std::string space_ = " ";                        // " " (llama2.c) or "\xe2\x96\x81" (U+2581)
   bool dummy_prefix_ = true;
   int bos_ = 1, eos_ = 2;
+  int sep_ = -1, unk_ = 0;      // WordPiece: [SEP] (ends an encoding with BOS), [UNK]
+  size_t max_piece_len_ = 0;    // WordPiece: the longest piece in bytes
   int byte_id_[256];
 };
 

@@ -48,6 +48,13 @@ std::optional<std::vector<std::string>> PreTokenizer::regexes_for(const std::str
   if (pre == "falcon") return std::vector<std::string>{R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2, "[0-9][0-9][0-9]"};
   if (pre == "deepseek-coder")
     return std::vector<std::string>{"[\r\n]", R"(\s?\p{L}+)", R"(\s?\p{P}+)", "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+", R"(\p{N})"};
+  if (pre == "deepseek-llm")
+    // DeepSeek-LLM's six expressions: newlines; an optional space and a run of cased letters (the
+    // tokenizer's explicit ranges enumerate Unicode's cased letters: \p{L&}); an optional space
+    // and a run of ASCII / full-width punctuation; trailing whitespace; CJK and Hangul runs; digits.
+    return std::vector<std::string>{"[\r\n]", R"(\s?\p{L&}+)",
+                                    R"(\s?[!-/:-~\x{FF01}-\x{FF0F}\x{FF1A}-\x{FF5E}\x{2018}-\x{201F}\x{3000}-\x{3002}]+)", R"(\s+\z)",
+                                    "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+", R"(\p{N}+)"};
   if (pre == "default" || pre.empty())
     return std::vector<std::string>{R"([\p{P}\$\+<=>\^~\|]+)", kGpt2, R"(\p{N}+)", "[0-9][0-9][0-9]"};
   return std::nullopt;

@@ -10,6 +10,7 @@
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/mapped_file.h"
 #include "model/pretokenize.h"
+#include "model/wordpiece.h"
 
 namespace tz {
 namespace {
@@ -130,7 +131,8 @@ Tokenizer Tokenizer::parse_llama2c(const uint8_t* data, size_t size, const std::
 }
 
 std::vector<uint8_t> Tokenizer::to_llama2c() const {
-  require(kind_ == Kind::SentencePiece, label_ + ": a byte-level BPE tokenizer has no llama2.c tokenizer.bin form");
+  require(kind_ == Kind::SentencePiece, label_ + ": only a SentencePiece tokenizer has a llama2.c tokenizer.bin form (this one is " +
+                                             (kind_ == Kind::ByteBpe ? "byte-level BPE" : "WordPiece") + ")");
   std::vector<float> scores = scores_;
   if (!merge_rank_.empty()) {
     std::fill(scores.begin(), scores.end(), -1e30f);
@@ -172,8 +174,8 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   const auto* model = f.find("tokenizer.ggml.model");
   require(model != nullptr, f.label() + ": no tokenizer inside (tokenizer.ggml.model missing); pass --tokenizer");
   const std::string kind = model->as_string();
-  require(kind == "llama" || kind == "gpt2",
-          f.label() + ": tokenizer model '" + kind + "' is not supported (SentencePiece 'llama' and byte-level BPE 'gpt2')");
+  require(kind == "llama" || kind == "gpt2" || kind == "bert",
+          f.label() + ": tokenizer model '" + kind + "' is not supported (SentencePiece 'llama', byte-level BPE 'gpt2', WordPiece 'bert')");
   const auto* tokens = f.find("tokenizer.ggml.tokens");
   require(tokens != nullptr && tokens->type == io::GgufType::ARRAY && tokens->array_type == io::GgufType::STRING,
           f.label() + ": tokenizer.ggml.tokens missing or not a string array");
@@ -202,6 +204,20 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
             f.label() + ": tokenizer.ggml.token_type does not match the token count");
     for (const auto& it : types->items)
       t.token_type_.push_back(int8_t(std::holds_alternative<int64_t>(it) ? std::get<int64_t>(it) : std::holds_alternative<uint64_t>(it) ? int64_t(std::get<uint64_t>(it)) : 1));
+  }
+  if (kind == "bert") {  // WordPiece: llama.cpp's defaults [CLS] 101, [SEP] 102, [UNK] 100
+    t.kind_ = Kind::WordPiece;
+    t.bos_ = 101, t.sep_ = 102, t.unk_ = 100;
+    if (const auto* v = f.find("tokenizer.ggml.bos_token_id")) t.bos_ = int(v->as_uint());
+    if (const auto* v = f.find("tokenizer.ggml.seperator_token_id")) t.sep_ = int(v->as_uint());
+    if (const auto* v = f.find("tokenizer.ggml.unknown_token_id")) t.unk_ = int(v->as_uint());
+    if (!f.find("tokenizer.ggml.eos_token_id")) t.eos_ = t.sep_;
+    t.dummy_prefix_ = true;  // decoding drops the first word's leading space
+    t.finish();
+    require(t.unk_ >= 0 && t.unk_ < t.vocab_size() && t.sep_ >= 0 && t.sep_ < t.vocab_size(),
+            f.label() + ": WordPiece [UNK] / [SEP] id outside the vocabulary");
+    for (const auto& p : t.pieces_) t.max_piece_len_ = std::max(t.max_piece_len_, p.size());
+    return t;
   }
   if (kind == "gpt2") {
     t.kind_ = Kind::ByteBpe;
@@ -334,11 +350,35 @@ std::vector<int> Tokenizer::encode(std::string_view raw, bool bos, bool eos, boo
     start = best_at + pieces_[size_t(best)].size();
     first = true;
   }
-  if (eos) out.push_back(eos_);
+  if (eos || (bos && kind_ == Kind::WordPiece)) out.push_back(kind_ == Kind::WordPiece ? sep_ : eos_);  // BERT: [CLS] … [SEP]
   return out;
 }
 
 void Tokenizer::encode_text(std::string_view raw, bool first, std::vector<int>& out) const {
+  if (kind_ == Kind::WordPiece) {
+    // Each word with the word-start mark, cut greedily into the longest vocabulary pieces (byte
+    // substrings, as llama.cpp); a word with a piece that cannot be matched is one [UNK].
+    for (const std::string& w : wordpiece_words(raw)) {
+      const std::string word = kMetaSpace + w;
+      const size_t n = word.size(), before = out.size();
+      for (size_t i = 0; i < n; ++i) {
+        bool match = false;
+        for (size_t j = std::min(n, i + max_piece_len_ + 1); j > i; --j)
+          if (const int id = find(std::string_view(word).substr(i, j - i)); id >= 0) {
+            out.push_back(id);
+            match = true;
+            i = j - 1;
+            break;
+          }
+        if (!match) {
+          out.resize(before);
+          break;
+        }
+      }
+      if (out.size() == before) out.push_back(unk_);
+    }
+    return;
+  }
   if (kind_ == Kind::ByteBpe) {
     const ByteMap& bm = byte_map();
     std::string word;

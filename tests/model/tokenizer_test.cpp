@@ -179,8 +179,8 @@ TEST(Tokenizer, LlamaCppTestVectors) {
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
     if (e.path().extension() == ".gguf" && std::filesystem::exists(e.path().string() + ".inp")) vocabs.push_back(e.path().string());
   std::sort(vocabs.begin(), vocabs.end());
-  // Known gaps, named: WordPiece (BERT) and DeepSeek-LLM's pre-tokenizer are not implemented.
-  const std::set<std::string> unsupported = {"ggml-vocab-bert-bge.gguf", "ggml-vocab-deepseek-llm.gguf"};
+  // Every vocabulary present is supported (SentencePiece, byte-level BPE, WordPiece).
+  const std::set<std::string> unsupported = {};
   int tested = 0;
   for (const auto& path : vocabs) {
     const std::string name = std::filesystem::path(path).filename().string();
@@ -221,7 +221,7 @@ TEST(Tokenizer, LlamaCppTestVectors) {
     }
     if (tok->kind() == Tokenizer::Kind::ByteBpe) EXPECT_EQ(lossless, total) << name << ": decode(encode(t)) != t";
     ++tested;
-    std::printf("%-40s %s %d/%d identical to llama.cpp\n", name.c_str(), tok->kind() == Tokenizer::Kind::ByteBpe ? "bpe" : "spm", pass, total);
+    std::printf("%-40s %s %d/%d identical to llama.cpp\n", name.c_str(), tok->kind() == Tokenizer::Kind::ByteBpe ? "bpe" : tok->kind() == Tokenizer::Kind::WordPiece ? "wpm" : "spm", pass, total);
   }
   EXPECT_GE(tested, 9);
 }

@@ -7,7 +7,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/ggml/decode.h"
 #include "kernels/ggml/ggml_gemm.h"
@@ -24,6 +27,24 @@ namespace {
 #define TZ_INLINE __attribute__((always_inline)) inline
 
 // ---------------------------------------------------------------- helpers
+
+// A growable 64-byte-aligned byte buffer (per-thread scratch).
+class AlignedBytes {
+ public:
+  uint8_t* get(size_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      cap_ = (n + 63) / 64 * 64;
+      p_ = static_cast<uint8_t*>(std::aligned_alloc(64, cap_));
+    }
+    return p_;
+  }
+  ~AlignedBytes() { std::free(p_); }
+
+ private:
+  uint8_t* p_ = nullptr;
+  size_t cap_ = 0;
+};
 
 inline uint16_t ld16(const uint8_t* p) {
   uint16_t v;
@@ -339,6 +360,111 @@ void rows_generic(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
   }
 }
 
+// ---------------------------------------------------------------- prefill: the transposed layout
+// For many tokens the per-piece scaling above (convert, permute, FMA per 16 lanes) dominates. In
+// the transposed layout, piece c lane l holds values 16l + 4c .. +3 — quarter c of sub-block l —
+// for the weights and the activations alike, so the four vpdpbusd of a unit chain into one
+// register whose lane l is sub-block l's whole dot product: one convert and one FMA per unit and
+// token. Rows are decoded and transposed once per call (12 shuffles per unit), activations once per
+// task.
+
+// out[c'] lane 4c + m = in[c] lane 4m + c' (dwords): natural order → transposed, and back.
+TZ_INLINE void transpose_unit(const __m512i* in, __m512i* out) {
+  for (int c2 = 0; c2 < 4; ++c2) {
+    const __m512i idx = _mm512_setr_epi32(c2, 4 + c2, 8 + c2, 12 + c2, 16 + c2, 20 + c2, 24 + c2, 28 + c2, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i t01 = _mm512_permutex2var_epi32(in[0], idx, in[1]), t23 = _mm512_permutex2var_epi32(in[2], idx, in[3]);
+    out[c2] = _mm512_shuffle_i64x2(t01, t23, 0x44);
+  }
+}
+
+// The tokens' activations in the transposed layout (k_pad bytes each).
+void transpose_acts(const Q8Row* x, int64_t n, int64_t k_pad, int8_t* out) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t v0 = 0; v0 < k_pad; v0 += 256) {
+      __m512i in[4], tr[4];
+      for (int c = 0; c < 4; ++c) in[c] = _mm512_loadu_si512(x[t].q + v0 + 64 * c);
+      transpose_unit(in, tr);
+      for (int c = 0; c < 4; ++c) _mm512_storeu_si512(out + t * k_pad + v0 + 64 * c, tr[c]);
+    }
+}
+
+template <int NT>
+TZ_INLINE void dot_unit_t(const uint8_t* u, __m512 av, __m512 bv, const Q8Row* x, const int8_t* const* xt, int64_t off, __m512* acc) {
+  const __m512i u0 = _mm512_load_si512(u), u1 = _mm512_load_si512(u + 64), u2 = _mm512_load_si512(u + 128),
+                u3 = _mm512_load_si512(u + 192);
+  for (int t = 0; t < NT; ++t) {
+    const int8_t* q = xt[t] + off;
+    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, _mm512_loadu_si512(q));
+    p = _mm512_dpbusd_epi32(p, u1, _mm512_loadu_si512(q + 64));
+    p = _mm512_dpbusd_epi32(p, u2, _mm512_loadu_si512(q + 128));
+    p = _mm512_dpbusd_epi32(p, u3, _mm512_loadu_si512(q + 192));
+    const __m512 s = _mm512_fmadd_ps(bv, _mm512_loadu_ps(x[t].s16 + off / 16), acc[t]);
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(av, _mm512_loadu_ps(x[t].d16 + off / 16)), s);
+  }
+}
+
+template <int NT>
+void tokens_t(const uint8_t* u, const float* a, const float* b, int64_t units, const Q8Row* x, const int8_t* const* xt, float* y,
+              int64_t ldy, int64_t r) {
+  __m512 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t un = 0; un < units; ++un)
+    dot_unit_t<NT>(u + 256 * un, _mm512_loadu_ps(a + 16 * un), _mm512_loadu_ps(b + 16 * un), x, xt, 256 * un, acc);
+  for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t]);
+}
+using TokensFn = void (*)(const uint8_t*, const float*, const float*, int64_t, const Q8Row*, const int8_t* const*, float*, int64_t,
+                          int64_t);
+constexpr TokensFn kTokensT[9] = {nullptr,      tokens_t<1>, tokens_t<2>, tokens_t<3>, tokens_t<4>,
+                                  tokens_t<5>, tokens_t<6>, tokens_t<7>, tokens_t<8>};
+
+struct GenericDecoder {  // the ternary types through decode.h (unit_generic)
+  static constexpr int kBlock = 256, kBytes = 0;
+};
+
+// Decodes row r into the transposed layout: u [k_pad] (64-byte aligned), a / b [k_pad / 16].
+template <class D>
+void decode_row_t(const GgmlMatrix& w, int64_t r, uint8_t* u, float* a, float* b) {
+  const int64_t full = w.cols / 256, rest = w.cols % 256, unit_bytes = 256 / D::kBlock * D::kBytes;
+  const uint8_t* row = w.row(r);
+  __m512i nat[4], tr[4];
+  __m512 av, bv;
+  for (int64_t un = 0; un <= full; ++un) {
+    if constexpr (std::is_same_v<D, GenericDecoder>) {
+      const auto* ti = io::ggml_type_info(w.type);
+      const int64_t ub = 256 / int64_t(ti->block_values) * int64_t(ti->block_bytes);
+      if (256 * un >= w.cols) break;
+      unit_generic(ggml_decoder__avx512(w.type), row + un * ub, std::min<int64_t>(256, w.cols - 256 * un), nat, av, bv);
+    } else if (un < full) D::unit(row + un * unit_bytes, nat, av, bv);
+    else if (rest > 0) unit_generic(ggml_decoder__avx512(w.type), row + full * unit_bytes, rest, nat, av, bv);
+    else break;
+    transpose_unit(nat, tr);
+    for (int c = 0; c < 4; ++c) _mm512_store_si512(u + 256 * un + 64 * c, tr[c]);
+    _mm512_storeu_ps(a + 16 * un, av);
+    _mm512_storeu_ps(b + 16 * un, bv);
+  }
+}
+
+template <class D>
+void rows_prefill(const GgmlRowsArgs& g) {
+  const GgmlMatrix& w = *g.w;
+  const int64_t k_pad = ggml_k_pad(w.cols), units = k_pad / 256;
+  thread_local AlignedBytes ub, xb;
+  thread_local std::vector<float> ab, bb;
+  uint8_t* u = ub.get(size_t(k_pad));
+  ab.resize(size_t(k_pad / 16)), bb.resize(size_t(k_pad / 16));
+  int8_t* xt = reinterpret_cast<int8_t*>(xb.get(size_t(g.n * k_pad)));
+  transpose_acts(g.x, g.n, k_pad, xt);
+  std::vector<const int8_t*> xts(size_t(g.n));
+  for (int64_t t = 0; t < g.n; ++t) xts[size_t(t)] = xt + t * k_pad;
+  for (int64_t r = g.r0; r < g.r1; ++r) {
+    decode_row_t<D>(w, r, u, ab.data(), bb.data());
+    for (int64_t t0 = 0; t0 < g.n; t0 += 8) {
+      const int nt = int(std::min<int64_t>(8, g.n - t0));
+      kTokensT[nt](u, ab.data(), bb.data(), units, g.x + t0, xts.data() + t0, g.y + t0 * g.ldy, g.ldy, r);
+    }
+  }
+}
+
 using RowsFn = void (*)(const GgmlRowsArgs&, const Q8Row*, float*);
 template <class D> struct Table {
   static constexpr RowsFn fn[9] = {nullptr,        rows_nt<D, 1>, rows_nt<D, 2>, rows_nt<D, 3>, rows_nt<D, 4>,
@@ -365,9 +491,30 @@ const RowsFn* fns_for(uint32_t type) {
   }
 }
 
+using PrefillFn = void (*)(const GgmlRowsArgs&);
+PrefillFn prefill_for(uint32_t type) {
+  switch (type) {
+    case io::kGgmlQ4_0: return rows_prefill<Q4_0>;
+    case io::kGgmlQ4_1: return rows_prefill<Q4_1>;
+    case io::kGgmlQ5_0: return rows_prefill<Q5<false>>;
+    case io::kGgmlQ5_1: return rows_prefill<Q5<true>>;
+    case io::kGgmlQ8_0: return rows_prefill<Q8_0>;
+    case io::kGgmlIQ4_NL: return rows_prefill<IQ4_NL>;
+    case io::kGgmlIQ4_XS: return rows_prefill<IQ4_XS>;
+    case io::kGgmlQ2_K: return rows_prefill<Q2_K>;
+    case io::kGgmlQ3_K: return rows_prefill<Q3_K>;
+    case io::kGgmlQ4_K: return rows_prefill<QK<false>>;
+    case io::kGgmlQ5_K: return rows_prefill<QK<true>>;
+    case io::kGgmlQ6_K: return rows_prefill<Q6_K>;
+    default: return rows_prefill<GenericDecoder>;
+  }
+}
+
 }  // namespace
 
 void ggml_rows__avx512vnni(const GgmlRowsArgs& g) {
+  // From a few tokens on, decoding each row once into the transposed layout pays for itself.
+  if (g.n >= kGgmlTransposedMinTokens) return prefill_for(g.w->type)(g);
   const RowsFn* fn = fns_for(g.w->type);
   for (int64_t t0 = 0; t0 < g.n; t0 += 8) {
     const int nt = int(std::min<int64_t>(8, g.n - t0));
