@@ -388,34 +388,38 @@ void transpose_acts(const Q8Row* x, int64_t n, int64_t k_pad, int8_t* out) {
     }
 }
 
-template <int NT>
-TZ_INLINE void dot_unit_t(const uint8_t* u, __m512 av, __m512 bv, const Q8Row* x, const int8_t* const* xt, int64_t off, __m512* acc) {
-  const __m512i u0 = _mm512_load_si512(u), u1 = _mm512_load_si512(u + 64), u2 = _mm512_load_si512(u + 128),
-                u3 = _mm512_load_si512(u + 192);
-  for (int t = 0; t < NT; ++t) {
-    const int8_t* q = xt[t] + off;
-    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u0, _mm512_loadu_si512(q));
-    p = _mm512_dpbusd_epi32(p, u1, _mm512_loadu_si512(q + 64));
-    p = _mm512_dpbusd_epi32(p, u2, _mm512_loadu_si512(q + 128));
-    p = _mm512_dpbusd_epi32(p, u3, _mm512_loadu_si512(q + 192));
-    const __m512 s = _mm512_fmadd_ps(bv, _mm512_loadu_ps(x[t].s16 + off / 16), acc[t]);
-    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(av, _mm512_loadu_ps(x[t].d16 + off / 16)), s);
+// A 4-row × 4-token tile over all units: each activation vector loaded once serves four rows,
+// each weight vector four tokens (the activations of a tile stay in L1 across its rows).
+// y[t][r] for the tile; u: 4 decoded rows (k_pad bytes each), a / b: 4 rows × k_pad / 16.
+void tile_4x4(const uint8_t* u, const float* a, const float* b, int64_t k_pad, const Q8Row* const* x, const int8_t* const* xt,
+              float (*out)[4]) {
+  __m512 acc[4][4];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_ps();
+  const int64_t units = k_pad / 256, subs = k_pad / 16;
+  for (int64_t un = 0; un < units; ++un) {
+    const int64_t off = 256 * un;
+    __m512 d16[4], s16[4];
+    for (int t = 0; t < 4; ++t) d16[t] = _mm512_loadu_ps(x[t]->d16 + off / 16), s16[t] = _mm512_loadu_ps(x[t]->s16 + off / 16);
+    for (int r = 0; r < 4; ++r) {
+      const uint8_t* ur = u + r * k_pad + off;
+      const __m512i w0 = _mm512_load_si512(ur), w1 = _mm512_load_si512(ur + 64), w2 = _mm512_load_si512(ur + 128),
+                    w3 = _mm512_load_si512(ur + 192);
+      const __m512 av = _mm512_loadu_ps(a + r * subs + off / 16), bv = _mm512_loadu_ps(b + r * subs + off / 16);
+      for (int t = 0; t < 4; ++t) {
+        const int8_t* q = xt[t] + off;
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(q));
+        p = _mm512_dpbusd_epi32(p, w1, _mm512_loadu_si512(q + 64));
+        p = _mm512_dpbusd_epi32(p, w2, _mm512_loadu_si512(q + 128));
+        p = _mm512_dpbusd_epi32(p, w3, _mm512_loadu_si512(q + 192));
+        const __m512 sacc = _mm512_fmadd_ps(bv, s16[t], acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(av, d16[t]), sacc);
+      }
+    }
   }
+  for (int r = 0; r < 4; ++r)
+    for (int t = 0; t < 4; ++t) out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
 }
-
-template <int NT>
-void tokens_t(const uint8_t* u, const float* a, const float* b, int64_t units, const Q8Row* x, const int8_t* const* xt, float* y,
-              int64_t ldy, int64_t r) {
-  __m512 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t un = 0; un < units; ++un)
-    dot_unit_t<NT>(u + 256 * un, _mm512_loadu_ps(a + 16 * un), _mm512_loadu_ps(b + 16 * un), x, xt, 256 * un, acc);
-  for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t]);
-}
-using TokensFn = void (*)(const uint8_t*, const float*, const float*, int64_t, const Q8Row*, const int8_t* const*, float*, int64_t,
-                          int64_t);
-constexpr TokensFn kTokensT[9] = {nullptr,      tokens_t<1>, tokens_t<2>, tokens_t<3>, tokens_t<4>,
-                                  tokens_t<5>, tokens_t<6>, tokens_t<7>, tokens_t<8>};
 
 struct GenericDecoder {  // the ternary types through decode.h (unit_generic)
   static constexpr int kBlock = 256, kBytes = 0;
@@ -447,20 +451,36 @@ void decode_row_t(const GgmlMatrix& w, int64_t r, uint8_t* u, float* a, float* b
 template <class D>
 void rows_prefill(const GgmlRowsArgs& g) {
   const GgmlMatrix& w = *g.w;
-  const int64_t k_pad = ggml_k_pad(w.cols), units = k_pad / 256;
+  const int64_t k_pad = ggml_k_pad(w.cols), subs = k_pad / 16;
   thread_local AlignedBytes ub, xb;
-  thread_local std::vector<float> ab, bb;
-  uint8_t* u = ub.get(size_t(k_pad));
-  ab.resize(size_t(k_pad / 16)), bb.resize(size_t(k_pad / 16));
+  thread_local std::vector<float> ab, bb, zeros;
+  thread_local std::vector<int8_t> zq;
+  uint8_t* u = ub.get(size_t(4 * k_pad));
+  ab.assign(size_t(4 * subs), 0.f), bb.assign(size_t(4 * subs), 0.f);
   int8_t* xt = reinterpret_cast<int8_t*>(xb.get(size_t(g.n * k_pad)));
   transpose_acts(g.x, g.n, k_pad, xt);
-  std::vector<const int8_t*> xts(size_t(g.n));
-  for (int64_t t = 0; t < g.n; ++t) xts[size_t(t)] = xt + t * k_pad;
-  for (int64_t r = g.r0; r < g.r1; ++r) {
-    decode_row_t<D>(w, r, u, ab.data(), bb.data());
-    for (int64_t t0 = 0; t0 < g.n; t0 += 8) {
-      const int nt = int(std::min<int64_t>(8, g.n - t0));
-      kTokensT[nt](u, ab.data(), bb.data(), units, g.x + t0, xts.data() + t0, g.y + t0 * g.ldy, g.ldy, r);
+  // Tiles pad to 4 rows / 4 tokens with zeros (nothing stored for them).
+  zeros.assign(size_t(subs), 0.f);
+  zq.assign(size_t(k_pad), 0);
+  const Q8Row zero_row{zq.data(), zeros.data(), zeros.data()};
+  for (int64_t r0 = g.r0; r0 < g.r1; r0 += 4) {
+    const int nr = int(std::min<int64_t>(4, g.r1 - r0));
+    for (int r = 0; r < 4; ++r) {
+      if (r < nr) decode_row_t<D>(w, r0 + r, u + r * k_pad, ab.data() + r * subs, bb.data() + r * subs);
+      else std::memset(u + r * k_pad, 0, size_t(k_pad)), std::fill_n(ab.data() + r * subs, subs, 0.f), std::fill_n(bb.data() + r * subs, subs, 0.f);
+    }
+    for (int64_t t0 = 0; t0 < g.n; t0 += 4) {
+      const int nt = int(std::min<int64_t>(4, g.n - t0));
+      const Q8Row* xs[4];
+      const int8_t* xts[4];
+      for (int t = 0; t < 4; ++t) {
+        xs[t] = t < nt ? &g.x[t0 + t] : &zero_row;
+        xts[t] = t < nt ? xt + (t0 + t) * k_pad : zq.data();
+      }
+      float out[4][4];
+      tile_4x4(u, ab.data(), bb.data(), k_pad, xs, xts, out);
+      for (int r = 0; r < nr; ++r)
+        for (int t = 0; t < nt; ++t) g.y[(t0 + t) * g.ldy + r0 + r] = out[r][t];
     }
   }
 }
