@@ -1,3 +1,4 @@
+#include <cmath>
 #include "tests/test_util.h"
 
 #include <sys/wait.h>
@@ -12,6 +13,25 @@
 #include "tensorzip/convert.h"
 
 namespace tz::test {
+
+double rel_l2(const std::vector<float>& y, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double d = double(y[i]) - double(ref[i]);
+    num += std::isfinite(d) ? d * d : INFINITY;
+    den += double(ref[i]) * double(ref[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+double max_rel_err(const std::vector<float>& y, const std::vector<float>& ref) {
+  double scale = 0, err = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    scale = std::max(scale, std::fabs(double(ref[i])));
+    err = std::max(err, std::isfinite(y[i]) ? std::fabs(double(y[i]) - double(ref[i])) : INFINITY);
+  }
+  return scale > 0 ? err / scale : err;
+}
 
 std::vector<float> random_floats(size_t n, uint32_t seed, float stddev) {
   std::mt19937 rng(seed);

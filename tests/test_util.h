@@ -12,6 +12,10 @@
 namespace tz::test {
 
 std::vector<float> random_floats(size_t n, uint32_t seed, float stddev = 1.f);
+// ‖y − ref‖₂ / ‖ref‖₂ (a non-finite y counts as infinite error).
+double rel_l2(const std::vector<float>& y, const std::vector<float>& ref);
+// max |y − ref| / max |ref| (a non-finite y counts as infinite error).
+double max_rel_err(const std::vector<float>& y, const std::vector<float>& ref);
 std::vector<uint16_t> to_bf16(const std::vector<float>& v);
 
 // Every ISA level this machine supports, lowest first.

@@ -2,8 +2,10 @@
 # The GGUF weight-type benchmark (docs/benchmarks.md, "GGUF weight types"): a LLaMA-2-7B-shaped
 # model with 2 layers written by `tensorzip compress --synthetic` in each type, then decode and
 # prefill tokens/s (bench model, 1 and 2 threads), resident memory (run --json) and the DRAM
-# bandwidth of this machine (bench membw) for the roofline, all in one run.
-# Usage: bench/scripts/gguf_types.sh [TENSORZIP] [TYPES]   (~10 min on 2 cores)
+# bandwidth of this machine (bench membw) for the roofline, all in one run. With LLAMA_BENCH set
+# to a llama-bench binary you built yourself (llama.cpp, CPU-only Release; not part of this
+# project), it runs beside tensorzip on the same file, alternating, two rounds each.
+# Usage: [LLAMA_BENCH=/path/llama-bench] bench/scripts/gguf_types.sh [TENSORZIP] [TYPES]  (~10 min; ~30 with llama-bench)
 set -euo pipefail
 tz="${1:-build/tensorzip}"
 types="${2:-q4_0 q4_k_m q5_k_m q6_k q8_0 iq4_xs q2_k}"
@@ -17,6 +19,10 @@ for t in $types; do
   size=$(stat -c %s "$work/m.$t.gguf")
   rss=$($tz run -m "$work/m.$t.gguf" -n 8 -t 0 --json 2>&1 >/dev/null | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mib"])')
   echo "== $t: file $((size >> 20)) MiB, peak RSS (run -n 8) $rss MiB"
-  $tz bench model -m "$work/m.$t.gguf" --formats native --threads 1,2 --prefill 64 --decode 16 | sed -n '/^format/,$p'
+  for round in 1 2; do
+    $tz bench model -m "$work/m.$t.gguf" --formats native --threads 1,2 --prefill 64 --decode 16 | sed -n '/^format/,$p'
+    if [ -n "${LLAMA_BENCH:-}" ]; then "$LLAMA_BENCH" -m "$work/m.$t.gguf" -p 64 -n 16 -t 1,2 -r 3 2>&1 | grep '^| llama'; fi
+    [ -n "${LLAMA_BENCH:-}" ] || break
+  done
   rm -f "$work/m.$t.gguf"
 done

@@ -61,25 +61,6 @@ std::vector<float> exact(const GgmlMatrix& w, const std::vector<float>& x, int64
   return y;
 }
 
-double max_rel(const std::vector<float>& y, const std::vector<float>& ref) {
-  double scale = 0, err = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    scale = std::max(scale, std::fabs(double(ref[i])));
-    err = std::max(err, std::isfinite(y[i]) ? std::fabs(double(y[i]) - double(ref[i])) : INFINITY);
-  }
-  return scale > 0 ? err / scale : err;
-}
-
-double rel_l2(const std::vector<float>& y, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double d = double(y[i]) - double(ref[i]);
-    num += std::isfinite(d) ? d * d : INFINITY;
-    den += double(ref[i]) * double(ref[i]);
-  }
-  return std::sqrt(num / den);
-}
-
 int64_t cols_for(uint32_t type, int variant) {
   const int64_t bv = io::ggml_type_info(type)->block_values;
   // 32-value types also get rows that are not whole 256-value units (the kernels' tail).
@@ -97,12 +78,12 @@ TEST(GgmlGemm, OracleIsExactOnInt8LevelsAndCloseOnGaussian) {
       for (size_t i = 0; i < xi.size(); ++i) xi[i] = i % 32 == 5 ? (i % 64 == 5 ? 127.f : -127.f) : float(int(rng() % 255) - 127);
       std::vector<float> y(size_t(n * m));
       ggml_gemm_ref(w, xi.data(), n, k, y.data(), m);
-      EXPECT_LT(max_rel(y, exact(w, xi, n)), 2e-6) << type_name(c.type) << " k=" << k;
+      EXPECT_LT(test::max_rel_err(y, exact(w, xi, n)), 2e-6) << type_name(c.type) << " k=" << k;
       // Gaussian activations: the int8 quantization's error only (relative L2; ~6e-3 with one
       // activation scale per 32 values, ~1.2e-2 with q8_K's one per 256).
       const auto xg = test::random_floats(size_t(n * k), 7);
       ggml_gemm_ref(w, xg.data(), n, k, y.data(), m);
-      EXPECT_LT(rel_l2(y, exact(w, xg, n)), 2e-2) << type_name(c.type) << " k=" << k;
+      EXPECT_LT(test::rel_l2(y, exact(w, xg, n)), 2e-2) << type_name(c.type) << " k=" << k;
     }
 }
 
@@ -125,7 +106,7 @@ TEST_P(GgmlGemmIsa, MatchesOracle) {
           std::vector<float> yy, rr;
           for (int64_t t = 0; t < n; ++t)
             for (int64_t r = 0; r < m; ++r) yy.push_back(y[size_t(t * (m + 2) + r)]), rr.push_back(ref[size_t(t * (m + 2) + r)]);
-          EXPECT_LT(max_rel(yy, rr), 1e-5) << type_name(c.type) << " m=" << m << " n=" << n << " k=" << k << " threads=" << threads;
+          EXPECT_LT(test::max_rel_err(yy, rr), 1e-5) << type_name(c.type) << " m=" << m << " n=" << n << " k=" << k << " threads=" << threads;
         }
   }
 }

@@ -30,26 +30,6 @@ std::string name_of(const Case& c, int64_t m, int64_t k, int64_t n) {
   return fmt_of(c).to_string() + " m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
 }
 
-// ‖y − ref‖₂ / ‖ref‖₂: the fast mode's documented bound is on this (relative L2) error.
-double rel_l2(const std::vector<float>& y, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double d = double(y[i]) - double(ref[i]);
-    num += std::isfinite(d) ? d * d : INFINITY;
-    den += double(ref[i]) * double(ref[i]);
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-double rel_err(const std::vector<float>& y, const std::vector<float>& ref) {
-  double scale = 0, err = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    scale = std::max(scale, std::fabs(double(ref[i])));
-    err = std::max(err, std::isfinite(y[i]) ? std::fabs(double(y[i]) - double(ref[i])) : INFINITY);
-  }
-  return scale > 0 ? err / scale : err;
-}
-
 const Case kCases[] = {
     {1, true, false, 128, DType::F32}, {2, true, false, 128, DType::F32}, {3, true, false, 64, DType::F16},
     {4, true, false, 32, DType::F32},  {4, false, false, 128, DType::F16}, {2, false, false, 256, DType::F32},
@@ -115,10 +95,10 @@ TEST_P(MpGemmIsa, LutMatchesReference) {
           mpgemm(lw, x.data(), n, s.k, fast.data(), s.m, LutMode::Fast);
           mpgemm(lw, x.data(), n, s.k, exact.data(), s.m, LutMode::Exact);
           const std::string what = chosen_kernel("mpgemm_lut") + " " + name_of(c, s.m, s.k, n);
-          EXPECT_LE(rel_err(exact, ref), 1e-5) << what;
+          EXPECT_LE(test::max_rel_err(exact, ref), 1e-5) << what;
           // int8 tables: the documented bound (docs/kernels.md). A single dot product can cancel
           // to near zero, so tiny outputs get a looser bound than aggregates.
-          EXPECT_LE(rel_l2(fast, ref), s.m * n >= 16 ? 2e-2 : 5e-2) << what;
+          EXPECT_LE(test::rel_l2(fast, ref), s.m * n >= 16 ? 2e-2 : 5e-2) << what;
         }
   }
 }
@@ -134,10 +114,10 @@ TEST(MpGemm, FastModeBoundAtRealisticSize) {
     std::vector<float> ref(size_t(n * m)), y(ref.size());
     mpgemm_ref(q, x.data(), n, k, ref.data(), m);
     mpgemm(lw, x.data(), n, k, y.data(), m, LutMode::Fast, MpGemmPath::Lut);
-    EXPECT_LE(rel_err(y, ref), 1e-2) << name_of(c, m, k, n);
+    EXPECT_LE(test::max_rel_err(y, ref), 1e-2) << name_of(c, m, k, n);
     if (mpgemm_int8_supported(lw)) {
       mpgemm(lw, x.data(), n, k, y.data(), m, LutMode::Fast, MpGemmPath::Int8);
-      EXPECT_LE(rel_err(y, ref), 1.5e-2) << "int8 " << name_of(c, m, k, n);
+      EXPECT_LE(test::max_rel_err(y, ref), 1.5e-2) << "int8 " << name_of(c, m, k, n);
     }
   }
 }
@@ -173,7 +153,7 @@ TEST_P(MpGemmIsa, DequantBaselineMatchesReference) {
         std::vector<float> ref(size_t(n * s.m)), y(ref.size(), NAN);
         mpgemm_ref(q, x.data(), n, s.k, ref.data(), s.m);
         dequant_gemm(DequantWeights::pack(q), x.data(), n, s.k, y.data(), s.m);
-        EXPECT_LE(rel_err(y, ref), 1e-5) << chosen_kernel("mpgemm_dequant") << " " << name_of(c, s.m, s.k, n);
+        EXPECT_LE(test::max_rel_err(y, ref), 1e-5) << chosen_kernel("mpgemm_dequant") << " " << name_of(c, s.m, s.k, n);
       }
 }
 
@@ -193,7 +173,7 @@ TEST_P(MpGemmIsa, Int8PathMatchesReference) {
           mpgemm_ref(q, x.data(), n, s.k, ref.data(), s.m);
           mpgemm(LutWeights::pack(q), x.data(), n, s.k, y.data(), s.m, LutMode::Fast, MpGemmPath::Int8);
           // int8 activations (per-token scale): same documented bound as the int8 tables.
-          EXPECT_LE(rel_l2(y, ref), s.m * n >= 16 ? 2e-2 : 5e-2) << chosen_kernel("mpgemm_int8") << " " << name_of(c, s.m, s.k, n);
+          EXPECT_LE(test::rel_l2(y, ref), s.m * n >= 16 ? 2e-2 : 5e-2) << chosen_kernel("mpgemm_int8") << " " << name_of(c, s.m, s.k, n);
         }
     }
   }
@@ -260,9 +240,9 @@ TEST(MpGemm, ArbitraryPrecisionPlanes) {
     std::vector<float> ref(size_t(n * m)), y(ref.size());
     mpgemm_ref(q, x.data(), n, k, ref.data(), m);
     mpgemm(LutWeights::pack(q), x.data(), n, k, y.data(), m, LutMode::Exact);
-    EXPECT_LE(rel_err(y, ref), 1e-5) << bits;
+    EXPECT_LE(test::max_rel_err(y, ref), 1e-5) << bits;
     mpgemm(LutWeights::pack(q), x.data(), n, k, y.data(), m, LutMode::Fast);
-    EXPECT_LE(rel_l2(y, ref), 2e-2) << bits;
+    EXPECT_LE(test::rel_l2(y, ref), 2e-2) << bits;
   }
 }
 
@@ -276,7 +256,7 @@ TEST(MpGemm, Bf16Activations) {
   std::vector<float> ref(size_t(n * m)), y(ref.size());
   mpgemm_ref(q, xf.data(), n, k, ref.data(), m);
   mpgemm_bf16(LutWeights::pack(q), xb.data(), n, k, y.data(), m, LutMode::Exact);
-  EXPECT_LE(rel_err(y, ref), 1e-5);
+  EXPECT_LE(test::max_rel_err(y, ref), 1e-5);
 }
 
 }  // namespace tz

@@ -38,15 +38,6 @@ std::vector<int> read_ids(const std::string& path, const std::string& prefix = "
   return ids;
 }
 
-double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
-
 struct ProtocolRun {
   std::vector<float> prompt_logits;  // [32, vocab]
   std::vector<int> greedy;           // 32 generated ids
@@ -116,8 +107,8 @@ TEST(LlamaCpp, EveryWeightTypeMatchesLlamaCpp) {
     const ProtocolRun r = run_protocol(path);
     const auto theirs = read_f32(base + ".logits.f32");
     const auto exact = read_f32(base + ".dequant-f32.logits.f32");  // llama.cpp on the dequantized f32 weights
-    const double vs_llama = rel_l2(r.prompt_logits, theirs), vs_exact = rel_l2(r.prompt_logits, exact);
-    const double ours_f32 = rel_l2(r.prompt_logits, f32), theirs_f32 = rel_l2(theirs, f32);
+    const double vs_llama = test::rel_l2(r.prompt_logits, theirs), vs_exact = test::rel_l2(r.prompt_logits, exact);
+    const double ours_f32 = test::rel_l2(r.prompt_logits, f32), theirs_f32 = test::rel_l2(theirs, f32);
     // Every quantized type runs natively on llama.cpp's blocks (ggml_gemm) with llama.cpp's own
     // activation blocks (q8_0 / q8_1 / q8_K) reproduced: most files land within 1e-6 of llama.cpp
     // (float summation order); q4_0 / q4_1 / iq4_xs / q2_K / tq* within ~1e-2 (llama.cpp's
