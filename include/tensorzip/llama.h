@@ -97,7 +97,8 @@ LlamaSource load_gguf_llama(const std::string& path);
 // A directory (or its config.json / model.safetensors) with config.json, model.safetensors and,
 // when present, tokenizer.json.
 LlamaSource load_hf_llama(const std::string& path);
-// A Hugging Face config.json (model_type llama or mistral): every field type- and range-checked.
+// A Hugging Face config.json (model_type llama, mistral, qwen2, phi3 or olmo2): every field type- and
+// range-checked; the architecture's switches set as from GGUF.
 struct HfConfig {
   LlamaConfig cfg;
   bool tie_word_embeddings = false;

@@ -225,7 +225,9 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
   LlamaConfig& c = h.cfg;
   try {
     const std::string type = j.value("model_type", "llama");
-    require(type == "llama" || type == "mistral", label + ": model_type '" + type + "' is not a LLaMA-family model");
+    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "phi3" || type == "olmo2",
+            label + ": model_type '" + type + "' is not supported (llama, mistral, qwen2, phi3, olmo2)");
+    set_architecture(c, type == "mistral" ? "llama" : type);
     constexpr int64_t kMax = (int64_t(1) << 24) - 1;
     const auto integer = [&](const char* key, std::optional<int64_t> def = std::nullopt) {
       return int(json_io::get_int(j, key, label, 1, kMax, def));
@@ -243,6 +245,10 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
     require(tie.is_boolean(), label + ": 'tie_word_embeddings' is not true or false");
     h.tie_word_embeddings = tie.get<bool>();
     require(j.value("rope_scaling", nlohmann::json()).is_null(), label + ": rope_scaling is not supported yet");
+    if (type == "qwen2")  // Qwen2's sliding window applies only when use_sliding_window says so
+      require(!j.value("use_sliding_window", false), label + ": use_sliding_window (Qwen2 sliding-window layers) is not supported");
+    if (type == "phi3" && j.contains("sliding_window") && !j["sliding_window"].is_null())
+      c.sliding_window = int(json_io::get_int(j, "sliding_window", label, 1, kMax));
   } catch (const nlohmann::json::exception& e) {
     throw Error(label + ": " + e.what());
   }
@@ -299,18 +305,58 @@ LlamaSource load_hf_llama(const std::string& path) {
       }
     throw Error(dir.string() + ": missing tensor '" + hf + "'");
   };
+  // Fused matrices (phi3: qkv_proj, gate_up_proj) split by rows into the canonical ones.
+  const auto split_rows = [&](const std::string& hf, const std::vector<std::pair<std::string, int64_t>>& parts) {
+    get(hf, "fused");
+    const Tensor all = s.tensors.at("fused");
+    s.tensors.erase("fused");
+    int64_t total = 0;
+    for (const auto& [name, rows] : parts) total += rows;
+    require(all.ndim() == 2 && all.dim(0) == total, dir.string() + ": tensor '" + hf + "' has shape " + shape_to_string(all.shape()) +
+                                                        ", expected " + std::to_string(total) + " rows");
+    int64_t r0 = 0;
+    for (const auto& [name, rows] : parts) {
+      Tensor t = Tensor::empty(DType::F32, {rows, all.dim(1)});
+      std::memcpy(t.raw(), all.data<float>() + r0 * all.dim(1), size_t(rows * all.dim(1)) * 4);
+      s.tensors[name] = t;
+      r0 += rows;
+    }
+  };
+  // Hugging Face stores q/k in rotate-half order: LLaMA's GGUF layout (adjacent pairs) needs them
+  // permuted; the NEOX-rotary architectures use that order as it is.
+  const bool adjacent = c.rope_style == RopeStyle::Adjacent;
   get("model.embed_tokens.weight", "tok_embeddings");
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    get(p + "input_layernorm.weight", layer(l, "attention_norm"));
-    get(p + "self_attn.q_proj.weight", layer(l, "attention.wq"), c.n_heads);
-    get(p + "self_attn.k_proj.weight", layer(l, "attention.wk"), c.n_kv_heads);
-    get(p + "self_attn.v_proj.weight", layer(l, "attention.wv"));
-    get(p + "self_attn.o_proj.weight", layer(l, "attention.wo"));
-    get(p + "post_attention_layernorm.weight", layer(l, "ffn_norm"));
-    get(p + "mlp.gate_proj.weight", layer(l, "feed_forward.w1"));
-    get(p + "mlp.down_proj.weight", layer(l, "feed_forward.w2"));
-    get(p + "mlp.up_proj.weight", layer(l, "feed_forward.w3"));
+    const auto L = [&](const char* what) { return layer(l, what); };
+    if (c.pre_norms) {
+      get(p + "input_layernorm.weight", L("attention_norm"));
+      get(p + "post_attention_layernorm.weight", L("ffn_norm"));
+    } else {  // olmo2: norms after attention and after the MLP
+      get(p + "post_attention_layernorm.weight", L("post_attention_norm"));
+      get(p + "post_feedforward_layernorm.weight", L("post_ffn_norm"));
+    }
+    if (c.arch == "phi3") {
+      split_rows(p + "self_attn.qkv_proj.weight", {{L("attention.wq"), c.q_dim()}, {L("attention.wk"), c.kv_dim()}, {L("attention.wv"), c.kv_dim()}});
+      split_rows(p + "mlp.gate_up_proj.weight", {{L("feed_forward.w1"), c.hidden_dim}, {L("feed_forward.w3"), c.hidden_dim}});
+    } else {
+      get(p + "self_attn.q_proj.weight", L("attention.wq"), adjacent ? c.n_heads : 0);
+      get(p + "self_attn.k_proj.weight", L("attention.wk"), adjacent ? c.n_kv_heads : 0);
+      get(p + "self_attn.v_proj.weight", L("attention.wv"));
+      get(p + "mlp.gate_proj.weight", L("feed_forward.w1"));
+      get(p + "mlp.up_proj.weight", L("feed_forward.w3"));
+    }
+    get(p + "self_attn.o_proj.weight", L("attention.wo"));
+    get(p + "mlp.down_proj.weight", L("feed_forward.w2"));
+    if (c.qkv_bias) {
+      get(p + "self_attn.q_proj.bias", L("attention.bq"));
+      get(p + "self_attn.k_proj.bias", L("attention.bk"));
+      get(p + "self_attn.v_proj.bias", L("attention.bv"));
+    }
+    if (c.qk_norm) {
+      get(p + "self_attn.q_norm.weight", L("attention.q_norm"));
+      get(p + "self_attn.k_norm.weight", L("attention.k_norm"));
+    }
   }
   get("model.norm.weight", "norm");
   bool has_head = false;

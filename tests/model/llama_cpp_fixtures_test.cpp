@@ -11,7 +11,11 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
+#include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
+#include "tensorzip/io/safetensors.h"
 #include "tensorzip/llama.h"
 #include "tests/test_util.h"
 
@@ -63,6 +67,67 @@ ProtocolRun run_protocol(const std::string& gguf, const std::string& weights = "
     s.forward(&tok, 1, n + k, last.data());
   }
   return r;
+}
+
+// A NEOX-rotary architecture's model as a Hugging Face directory (config.json + model.safetensors,
+// HF tensor names; q/k rows need no permutation for these architectures).
+void write_hf_dir(const LlamaSource& s, const std::string& dir) {
+  const LlamaConfig& c = s.cfg;
+  fs::create_directories(dir);
+  nlohmann::json cfg = {{"model_type", c.arch}, {"hidden_size", c.dim}, {"intermediate_size", c.hidden_dim},
+                        {"num_hidden_layers", c.n_layers}, {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
+                        {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len}, {"rms_norm_eps", c.norm_eps},
+                        {"rope_theta", c.rope_theta}, {"tie_word_embeddings", s.tied()}};
+  if (c.arch == "phi3") cfg["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json();
+  if (c.arch == "qwen2") cfg["use_sliding_window"] = false;
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  std::vector<Tensor> keep;
+  io::SafetensorsWriter w;
+  const auto put = [&](const std::string& hf, const Tensor& t) {
+    keep.push_back(t.clone());
+    w.add(hf, keep.back());
+  };
+  const auto cat_rows = [&](std::initializer_list<std::string> names) {
+    int64_t rows = 0, cols = 0;
+    for (const auto& n : names) rows += s.get(n).dim(0), cols = s.get(n).dim(1);
+    Tensor t = Tensor::empty(DType::F32, {rows, cols});
+    int64_t r0 = 0;
+    for (const auto& n : names) {
+      std::memcpy(t.data<float>() + r0 * cols, s.get(n).data<float>(), size_t(s.get(n).numel()) * 4);
+      r0 += s.get(n).dim(0);
+    }
+    return t;
+  };
+  put("model.embed_tokens.weight", s.get("tok_embeddings"));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
+    if (c.pre_norms) {
+      put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
+      put(h + "post_attention_layernorm.weight", s.get(p + "ffn_norm"));
+    } else {
+      put(h + "post_attention_layernorm.weight", s.get(p + "post_attention_norm"));
+      put(h + "post_feedforward_layernorm.weight", s.get(p + "post_ffn_norm"));
+    }
+    if (c.arch == "phi3") {
+      put(h + "self_attn.qkv_proj.weight", cat_rows({p + "attention.wq", p + "attention.wk", p + "attention.wv"}));
+      put(h + "mlp.gate_up_proj.weight", cat_rows({p + "feed_forward.w1", p + "feed_forward.w3"}));
+    } else {
+      put(h + "self_attn.q_proj.weight", s.get(p + "attention.wq"));
+      put(h + "self_attn.k_proj.weight", s.get(p + "attention.wk"));
+      put(h + "self_attn.v_proj.weight", s.get(p + "attention.wv"));
+      put(h + "mlp.gate_proj.weight", s.get(p + "feed_forward.w1"));
+      put(h + "mlp.up_proj.weight", s.get(p + "feed_forward.w3"));
+    }
+    put(h + "self_attn.o_proj.weight", s.get(p + "attention.wo"));
+    put(h + "mlp.down_proj.weight", s.get(p + "feed_forward.w2"));
+    if (c.qkv_bias)
+      for (const char* b : {"q", "k", "v"}) put(h + "self_attn." + b + "_proj.bias", s.get(p + "attention.b" + b));
+    if (c.qk_norm)
+      for (const char* b : {"q", "k"}) put(h + "self_attn." + b + "_norm.weight", s.get(p + "attention." + b + "_norm"));
+  }
+  put("model.norm.weight", s.get("norm"));
+  if (!s.tied()) put("lm_head.weight", s.get("output"));
+  w.write(dir + "/model.safetensors");
 }
 
 #define TZ_REQUIRE_FIXTURES(sub)                                                                      \
@@ -181,6 +246,35 @@ TEST(LlamaCpp, ArchitecturesRoundTripThroughTensorzipFiles) {
     const ProtocolRun a = run_protocol(gguf), b = run_protocol(out);
     EXPECT_EQ(a.prompt_logits, b.prompt_logits);
     EXPECT_EQ(a.greedy, b.greedy);
+  }
+}
+
+// The same models from Hugging Face directories (config.json model_type qwen2 / phi3 / olmo2, HF
+// tensor names, phi3's fused qkv_proj / gate_up_proj): the same config and the same logits.
+TEST(LlamaCpp, ArchitecturesFromHuggingFaceDirectories) {
+  TZ_REQUIRE_FIXTURES("arch");
+  for (const char* arch : {"qwen2", "phi3", "olmo2"}) {
+    SCOPED_TRACE(arch);
+    const std::string gguf = test::fixtures_dir() + "/arch/" + arch + ".gguf", dir = test::temp_dir() + "/hf-" + arch;
+    const LlamaSource src = load_llama(gguf);
+    write_hf_dir(src, dir);
+    const LlamaSource back = load_llama(dir);
+    EXPECT_EQ(back.cfg.to_string(), src.cfg.to_string());
+    EXPECT_EQ(back.cfg.arch, src.cfg.arch);
+    EXPECT_EQ(back.cfg.sliding_window, src.cfg.sliding_window);
+    const ProtocolRun a = run_protocol(gguf, "f32"), b = run_protocol(dir, "f32");
+    EXPECT_EQ(a.prompt_logits, b.prompt_logits);
+    EXPECT_EQ(a.greedy, b.greedy);
+  }
+  // An architecture outside the list is one error naming it.
+  const std::string dir = test::temp_dir() + "/hf-gemma";
+  fs::create_directories(dir);
+  std::ofstream(dir + "/config.json") << R"({"model_type":"gemma3","hidden_size":64})";
+  try {
+    load_llama(dir);
+    FAIL() << "gemma3 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'gemma3'"), std::string::npos) << e.what();
   }
 }
 
