@@ -33,7 +33,8 @@ class Tokenizer {
   static Tokenizer parse_llama2c(const uint8_t* data, size_t size, const std::string& label, int vocab_size = -1);
   // GGUF metadata tokenizer.ggml.* with model "llama" (SentencePiece). Other models are refused.
   static Tokenizer from_gguf(const io::GgufFile& f);
-  // Hugging Face tokenizer.json with a BPE model (vocab + merges, byte_fallback).
+  // Hugging Face tokenizer.json with a BPE model: SentencePiece-style (vocab + merges,
+  // byte_fallback) or byte-level (a ByteLevel pre-tokenizer: its Split expressions, added tokens).
   static Tokenizer from_hf_json(const std::string& path);
   static Tokenizer parse_hf_json(std::string_view json, const std::string& label);
 
@@ -41,6 +42,9 @@ class Tokenizer {
   // bytes plus the settings, and back. Merge ranks become scores (−rank on the merged piece).
   struct Settings { std::string space = " "; bool dummy_prefix = true; int bos = 1, eos = 2; };
   std::vector<uint8_t> to_llama2c() const;
+  // A byte-level BPE tokenizer as a Hugging Face tokenizer.json that parse_hf_json reads back to
+  // the same tokenizer (its expressions as Split pre-tokenizers; BOS / EOS kept exactly).
+  std::string to_hf_json() const;
   Settings settings() const { return {space_, dummy_prefix_, bos_, eos_}; }
   static Tokenizer from_llama2c_bytes(const uint8_t* data, size_t size, const std::string& label, const Settings& s);
 
@@ -66,6 +70,7 @@ class Tokenizer {
 
  private:
   void finish();  // builds the lookup tables once the pieces are set
+  friend struct HfTokenizerJson;  // tokenizer.json's byte-level parts (tokenizer.cpp)
   void encode_text(std::string_view text, bool first, std::vector<int>& out) const;  // one fragment, no specials
   void merge(std::string_view text, std::vector<int>& out) const;                    // the BPE merge loop
   std::string piece_text(int id) const;  // what a token stands for (byte BPE: its bytes)

@@ -1,6 +1,7 @@
 #include "tensorzip/tokenizer.h"
 
 #include <algorithm>
+#include <functional>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -253,6 +254,105 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
   return parse_hf_json(std::string_view(reinterpret_cast<const char*>(mf->data()), mf->size()), path);
 }
 
+// tokenizer.json with a ByteLevel pre-tokenizer (GPT-2, Llama 3, Qwen2, DeepSeek …): the
+// pre-tokenizer's Split expressions in order (a ByteLevel with use_regex adds GPT-2's, Digits
+// \p{N}), added tokens as specials (control when "special", else user-defined), BOS from a
+// TemplateProcessing post-processor. A normalizer (Qwen2's NFC) is not applied, as llama.cpp does
+// not for the same vocabulary in GGUF.
+struct HfTokenizerJson {
+  static void byte_level(const nlohmann::json& j, Tokenizer& t);
+};
+
+void HfTokenizerJson::byte_level(const nlohmann::json& j, Tokenizer& t) {
+  using Kind = Tokenizer::Kind;
+  using nlohmann::json;
+  const std::string& label = t.label_;
+  t.kind_ = Kind::ByteBpe;
+  t.space_ = " ";
+  t.dummy_prefix_ = false;
+  t.add_bos_ = false;
+  t.ignore_merges_ = j.at("model").value("ignore_merges", false);
+  t.token_type_.assign(t.pieces_.size(), 1);
+  for (const auto& at : j.value("added_tokens", json::array()))
+    t.token_type_[size_t(at.at("id").get<int64_t>())] = int8_t(at.value("special", false) ? 3 : 4);
+  std::vector<std::string> regexes;
+  const std::function<void(const json&)> collect = [&](const json& node) {
+    const std::string type = node.value("type", "");
+    if (type == "Sequence") {
+      for (const auto& sub : node.at("pretokenizers")) collect(sub);
+    } else if (type == "Split") {
+      const json& pat = node.at("pattern");
+      require(node.value("behavior", "Isolated") == "Isolated" && !node.value("invert", false),
+              label + ": pre-tokenizer Split with behavior '" + node.value("behavior", "") + "' is not supported (Isolated)");
+      if (pat.contains("Regex")) regexes.push_back(pat.at("Regex").get<std::string>());
+      else regexes.push_back("\\Q" + pat.at("String").get<std::string>() + "\\E");
+    } else if (type == "ByteLevel") {
+      require(!node.value("add_prefix_space", false), label + ": ByteLevel add_prefix_space is not supported");
+      if (node.value("use_regex", true)) regexes.push_back((*PreTokenizer::regexes_for("gpt-2"))[0]);
+    } else if (type == "Digits") {
+      regexes.push_back(node.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+");
+    } else {
+      throw Error(label + ": pre-tokenizer '" + type + "' is not supported with byte-level BPE (Sequence, Split, ByteLevel, Digits)");
+    }
+  };
+  collect(j.at("pre_tokenizer"));
+  require(!regexes.empty(), label + ": the byte-level pre-tokenizer has no expressions");
+  t.pre_ = std::make_shared<PreTokenizer>(regexes);
+  t.finish();
+  // BOS: the first special token of a TemplateProcessing "single" template.
+  const json pp = j.value("post_processor", json());
+  const auto bos_from = [&](const json& proc) {
+    if (!proc.is_object() || proc.value("type", "") != "TemplateProcessing") return;
+    for (const auto& piece : proc.value("single", json::array()))
+      if (piece.contains("SpecialToken")) {
+        if (const int id = t.find(piece["SpecialToken"].at("id").get<std::string>()); id >= 0) t.bos_ = id, t.add_bos_ = true;
+        return;
+      } else {
+        return;
+      }
+  };
+  bos_from(pp);
+  if (pp.is_object() && pp.value("type", "") == "Sequence")
+    for (const auto& proc : pp.value("processors", json::array())) bos_from(proc);
+  for (const char* e : {"<|endoftext|>", "<|end_of_text|>", "</s>", "<|im_end|>"})
+    if (const int id = t.find(e); id >= 0) {
+      t.eos_ = id;
+      break;
+    }
+  if (!t.add_bos_ && t.bos_ >= t.vocab_size()) t.bos_ = t.eos_;
+  // Written by to_hf_json (tensorzip files): the exact BOS / EOS ids and the BOS flag.
+  if (const json sp = j.value("tensorzip_special", json()); sp.is_object()) {
+    t.bos_ = int(json_io::get_int(sp, "bos", label, 0, t.vocab_size() - 1));
+    t.eos_ = int(json_io::get_int(sp, "eos", label, 0, t.vocab_size() - 1));
+    t.add_bos_ = sp.value("add_bos", false);
+  }
+}
+
+std::string Tokenizer::to_hf_json() const {
+  using nlohmann::json;
+  require(kind_ == Kind::ByteBpe, label_ + ": only a byte-level BPE tokenizer is written as tokenizer.json");
+  json vocab = json::object(), added = json::array(), merges = json::array(), pre = json::array();
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const int type = i < token_type_.size() ? token_type_[i] : 1;
+    if (type == 3 || type == 4) added.push_back({{"id", i}, {"content", pieces_[i]}, {"special", type == 3}});
+    if (!vocab.contains(pieces_[i])) vocab[pieces_[i]] = i;
+  }
+  std::vector<std::pair<int, std::pair<int, int>>> by_rank;
+  for (const auto& [pair, rank] : merge_rank_) by_rank.push_back({rank, pair});
+  std::sort(by_rank.begin(), by_rank.end());
+  for (const auto& [rank, pair] : by_rank) merges.push_back({pieces_[size_t(pair.first)], pieces_[size_t(pair.second)]});
+  for (const auto& re : pre_->regexes())
+    pre.push_back({{"type", "Split"}, {"pattern", {{"Regex", re}}}, {"behavior", "Isolated"}, {"invert", false}});
+  pre.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
+  const json j = {{"version", "1.0"},
+                  {"added_tokens", added},
+                  {"normalizer", nullptr},
+                  {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
+                  {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"ignore_merges", ignore_merges_}}},
+                  {"tensorzip_special", {{"bos", bos_}, {"eos", eos_}, {"add_bos", add_bos_}}}};
+  return json_io::dump(j);
+}
+
 Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& label) {
   using nlohmann::json;
   const json j = tz::json_io::parse(text, label);
@@ -264,8 +364,7 @@ Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& lab
       return node.is_object() && (node.value("type", "") == "ByteLevel" ||
                                   (node.contains("pretokenizers") && tz::json_io::dump(node).find("\"ByteLevel\"") != std::string::npos));
     };
-    require(!has_bytelevel(j.value("pre_tokenizer", json())),
-            label + ": byte-level BPE (GPT-2 / LLaMA-3 style) is not supported yet; only SentencePiece-style BPE");
+    const bool byte_level = has_bytelevel(j.value("pre_tokenizer", json()));
     const auto id_of = [&](const json& v) {
       require(v.is_number_integer(), label + ": token id " + tz::json_io::dump(v) + " is not an integer");
       const int64_t id = v.get<int64_t>();
@@ -289,6 +388,7 @@ Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& lab
       t.pieces_[size_t(id)] = at.at("content").get<std::string>();
     }
     t.scores_.assign(t.pieces_.size(), 0.f);
+    if (byte_level) HfTokenizerJson::byte_level(j, t);
     t.finish();
     // Merges: "a b" strings (older files) or ["a", "b"] pairs.
     int rank = 0;
@@ -308,6 +408,7 @@ Tokenizer Tokenizer::parse_hf_json(std::string_view text, const std::string& lab
       require(ia >= 0 && ib >= 0 && iab >= 0, label + ": merge '" + a + " " + b + "' names a piece not in the vocabulary");
       t.merge_rank_.emplace(std::pair{ia, ib}, rank++);
     }
+    if (byte_level) return t;
     // SentencePiece-style normalisation: Replace(" " -> "▁") and Prepend("▁"), or a Metaspace
     // pre-tokenizer.
     const std::string dump = tz::json_io::dump(j.value("normalizer", json())) + tz::json_io::dump(j.value("pre_tokenizer", json()));

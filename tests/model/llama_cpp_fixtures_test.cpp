@@ -243,6 +243,13 @@ TEST(LlamaCpp, ArchitecturesRoundTripThroughTensorzipFiles) {
     const LlamaSource back = load_llama(out);
     EXPECT_EQ(back.cfg.to_string(), src.cfg.to_string());
     EXPECT_EQ(back.cfg.plain_llama(), src.cfg.plain_llama());
+    // The tokenizer travels inside the file (byte-level BPE as tokenizer.json, SentencePiece as tokenizer.bin).
+    ASSERT_TRUE(back.tokenizer.has_value());
+    EXPECT_EQ(back.tokenizer->kind(), src.tokenizer->kind());
+    for (const char* text : {"Hello world! 123 <|im_start|>user\nÜber naïve café 你好", " leading  spaces\n\n"})
+      for (bool special : {false, true})
+        EXPECT_EQ(back.tokenizer->encode(text, true, false, special), src.tokenizer->encode(text, true, false, special)) << text;
+    EXPECT_EQ(back.tokenizer->eos_id(), src.tokenizer->eos_id());
     const ProtocolRun a = run_protocol(gguf), b = run_protocol(out);
     EXPECT_EQ(a.prompt_logits, b.prompt_logits);
     EXPECT_EQ(a.greedy, b.greedy);

@@ -13,6 +13,7 @@
 #include "tensorzip/error.h"
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/mapped_file.h"
+#include "tensorzip/llama.h"
 #include "tensorzip/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -207,6 +208,10 @@ TEST(Tokenizer, LlamaCppTestVectors) {
       p = q + sep.size();
     }
     std::istringstream out(io::read_text_file(path + ".out"));
+    // A byte-level tokenizer written as tokenizer.json (how tensorzip files store it) reads back
+    // to the same encodings.
+    std::optional<Tokenizer> rt;
+    if (tok->kind() == Tokenizer::Kind::ByteBpe) rt = Tokenizer::parse_hf_json(tok->to_hf_json(), name + " (to_hf_json)");
     int pass = 0, total = 0, lossless = 0;
     std::string line;
     for (size_t i = 0; i < texts.size() && std::getline(out, line); ++i) {
@@ -217,6 +222,7 @@ TEST(Tokenizer, LlamaCppTestVectors) {
       ++total;
       pass += got == want;
       EXPECT_EQ(got, want) << name << ": [" << texts[i] << "]";
+      if (rt) EXPECT_EQ(rt->encode(texts[i], false), want) << name << " via to_hf_json: [" << texts[i] << "]";
       lossless += tok->kind() == Tokenizer::Kind::ByteBpe && tok->decode(got) == texts[i];
     }
     if (tok->kind() == Tokenizer::Kind::ByteBpe) EXPECT_EQ(lossless, total) << name << ": decode(encode(t)) != t";
@@ -224,6 +230,110 @@ TEST(Tokenizer, LlamaCppTestVectors) {
     std::printf("%-40s %s %d/%d identical to llama.cpp\n", name.c_str(), tok->kind() == Tokenizer::Kind::ByteBpe ? "bpe" : tok->kind() == Tokenizer::Kind::WordPiece ? "wpm" : "spm", pass, total);
   }
   EXPECT_GE(tested, 9);
+}
+
+}  // namespace tz
+
+namespace tz {
+namespace {
+
+// A GGUF byte-level vocabulary written as a Hugging Face tokenizer.json with the given
+// pre-tokenizer (vocab, merges, added tokens from token types 3 / 4).
+std::string tokenizer_json_of(const io::GgufFile& g, const nlohmann::json& pre_tokenizer) {
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array(), merges = nlohmann::json::array();
+  const auto& tokens = g.find("tokenizer.ggml.tokens")->items;
+  const auto* types = g.find("tokenizer.ggml.token_type");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& piece = std::get<std::string>(tokens[i]);
+    const auto& ty = types->items[i];
+    const int64_t type = std::holds_alternative<int64_t>(ty) ? std::get<int64_t>(ty) : int64_t(std::get<uint64_t>(ty));
+    if (type == 3 || type == 4) added.push_back({{"id", i}, {"content", piece}, {"special", type == 3}});
+    if (!vocab.contains(piece)) vocab[piece] = i;
+  }
+  for (const auto& m : g.find("tokenizer.ggml.merges")->items) merges.push_back(std::get<std::string>(m));
+  return nlohmann::json{{"version", "1.0"},
+                        {"added_tokens", added},
+                        {"normalizer", nullptr},
+                        {"pre_tokenizer", pre_tokenizer},
+                        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}}
+      .dump();
+}
+
+}  // namespace
+
+// Byte-level BPE from tokenizer.json: GPT-2's (ByteLevel with its own expression), StarCoder's
+// (Digits + ByteLevel) and DeepSeek-Coder's (Split expressions + ByteLevel) pre-tokenizer layouts
+// over the same vocabularies give llama.cpp's test vectors exactly.
+TEST(Tokenizer, HfTokenizerJsonByteLevelMatchesLlamaCpp) {
+  const std::string dir = test::fixtures_dir() + "/tokenizer";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "../shared/fixtures/tokenizer not found";
+  using nlohmann::json;
+  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  const json byte_level_no_regex = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
+  const auto split = [](const std::string& re) {
+    return json{{"type", "Split"}, {"pattern", {{"Regex", re}}}, {"behavior", "Isolated"}, {"invert", false}};
+  };
+  const std::vector<std::pair<std::string, json>> cases = {
+      {"ggml-vocab-gpt-2.gguf", byte_level},
+      {"ggml-vocab-starcoder.gguf",
+       {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, byte_level}}}},
+      {"ggml-vocab-deepseek-coder.gguf",
+       {{"type", "Sequence"},
+        {"pretokenizers", {split("[\r\n]"), split("\\s?\\p{L}+"), split("\\s?\\p{P}+"), split("[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"),
+                           {{"type", "Digits"}, {"individual_digits", true}}, byte_level_no_regex}}}},
+  };
+  for (const auto& [file, pre] : cases) {
+    const std::string path = dir + "/" + file;
+    if (!std::filesystem::exists(path)) continue;
+    SCOPED_TRACE(file);
+    const auto g = io::GgufFile::open(path);
+    const Tokenizer tok = Tokenizer::parse_hf_json(tokenizer_json_of(g, pre), file + " as tokenizer.json");
+    ASSERT_EQ(tok.kind(), Tokenizer::Kind::ByteBpe);
+    const std::string inp = io::read_text_file(path + ".inp");
+    std::istringstream out(io::read_text_file(path + ".out"));
+    const std::string sep = "\n__ggml_vocab_test__\n";
+    int pass = 0, total = 0;
+    std::string line;
+    for (size_t p = 0; std::getline(out, line);) {
+      const size_t q = inp.find(sep, p);
+      const std::string text = inp.substr(p, q == std::string::npos ? std::string::npos : q - p);
+      std::istringstream ls(line);
+      std::vector<int> want;
+      for (int id; ls >> id;) want.push_back(id);
+      ++total;
+      pass += tok.encode(text, false) == want;
+      EXPECT_EQ(tok.encode(text, false), want) << "[" << text << "]";
+      if (q == std::string::npos) break;
+      p = q + sep.size();
+    }
+    std::printf("%-40s tokenizer.json %d/%d identical to llama.cpp\n", file.c_str(), pass, total);
+    EXPECT_EQ(total, 46);
+  }
+  // A tensorzip file carries a byte-level tokenizer (as tokenizer.json) and gives it back.
+  const auto g = io::GgufFile::open(dir + "/ggml-vocab-gpt-2.gguf");
+  {
+    const Tokenizer gpt2 = Tokenizer::from_gguf(g);
+    LlamaSource plain;
+    plain.label = "plain";
+    plain.tensors["w"] = Tensor::empty(DType::F32, {2, 2});
+    std::fill_n(plain.tensors["w"].data<float>(), 4, 1.f);
+    const std::string out = test::temp_dir() + "/bpe.tz";
+    write_tensorzip(plain, &gpt2, out);
+    const LlamaSource back = load_tensorzip(out);
+    ASSERT_TRUE(back.tokenizer.has_value());
+    EXPECT_EQ(back.tokenizer->kind(), Tokenizer::Kind::ByteBpe);
+    for (const char* text : {"Hello world! 123", " 'll've  \n\t x", "Über naïve café 你好"})
+      EXPECT_EQ(back.tokenizer->encode(text, true), gpt2.encode(text, true)) << text;
+    EXPECT_EQ(back.tokenizer->bos_id(), gpt2.bos_id());
+    EXPECT_EQ(back.tokenizer->eos_id(), gpt2.eos_id());
+  }
+  // A pre-tokenizer outside the supported set is an error naming it.
+  try {
+    Tokenizer::parse_hf_json(tokenizer_json_of(g, {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Whitespace"}}, byte_level}}}), "t.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'Whitespace'"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace tz
