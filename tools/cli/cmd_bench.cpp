@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "bench/gemm_bench.h"
+#include "bench/ggml_bench.h"
 #include "bench/harness.h"
 #include "bench/lowrank_bench.h"
 #include "bench/membw.h"
@@ -110,6 +111,24 @@ void add_bench(CLI::App& app) {
   lp->callback([] {
     bench::Reporter rep(common.json);
     run_mpgemm(common, mp, rep);
+  });
+
+  static bench::GgmlBenchOptions gg;
+  auto* ggc = cmd->add_subcommand("ggml", "GEMM on llama.cpp's weight blocks (GGUF types) vs dense f32 on the same weights, same run");
+  add_common(ggc, common);
+  ggc->add_option("--m", gg.m, "Output features (rows of W)")->check(positive());
+  ggc->add_option("--k", gg.k, "Inner dimension (a multiple of 256)")->check(positive());
+  ggc->add_option("--n", gg.n, "Tokens, e.g. 1,64")->delimiter(',')->check(positive());
+  ggc->add_option("--types", gg.types, "GGUF block types, e.g. q4_0,q4_K,q6_K")->delimiter(',');
+  ggc->add_flag("--cold", common.cold, "Cycle through weight copies totalling >= 1 GiB so they stream from DRAM");
+  ggc->callback([] {
+    gg.threads = common.threads;
+    gg.cold = common.cold;
+    gg.repeats = common.repeats;
+    gg.warmup = common.warmup;
+    bench::Reporter rep(common.json);
+    Progress bar(bench::ggml_bench_cases(gg), !common.json);
+    bench::bench_ggml(gg, rep, [&](const std::string& s) { bar.step(s); });
   });
 
 #ifdef TZ_HAVE_FFTW

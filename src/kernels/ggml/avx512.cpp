@@ -88,6 +88,29 @@ inline __m512i shifted2(__m256i v, int s0, int s1) {
   return _mm512_srlv_epi16(b, sh);
 }
 
+// Integer sub-block scales (K-quants, decode): each 128-bit lane k of a decoded piece c (dwords
+// 4k..4k+3 after vpdpbusd) covers 16 values of one scale group, Order::group(c, k) (the decoders
+// keep the bits where the block has them; Order::permute_acts puts the activations in the same
+// order). packs(p0, p1) puts lane k's four dwords of p0 in words 8k..8k+3 and p1's in 8k+4..8k+7;
+// s01 / s23 hold each word's scale for vpdpwssd. `words`: the unit's scales as int16, by group.
+template <class Order>
+TZ_INLINE void scale_words(__m512i words, __m512i& s01, __m512i& s23) {
+  struct Idx {
+    alignas(64) int16_t lo[32], hi[32];
+  };
+  static constexpr Idx idx = [] {
+    Idx t{};
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 8; ++i) {
+        t.lo[8 * k + i] = int16_t(Order::group(i < 4 ? 0 : 1, k));
+        t.hi[8 * k + i] = int16_t(Order::group(i < 4 ? 2 : 3, k));
+      }
+    return t;
+  }();
+  s01 = _mm512_permutexvar_epi16(_mm512_load_si512(idx.lo), words);
+  s23 = _mm512_permutexvar_epi16(_mm512_load_si512(idx.hi), words);
+}
+
 // ---------------------------------------------------------------- decoders: one 256-value unit
 // unit(p, u, a, b): p at the unit's first byte; u[4] the 256 codes; a, b per 16-value sub-block.
 
@@ -192,7 +215,37 @@ inline void k4_scales(const uint8_t* sc12, __m128i* sc, __m128i* mn) {
 
 template <bool kFive> struct QK {
   static constexpr int kBlock = 256, kBytes = kFive ? 176 : 144;
-  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+  // Decode leaves the nibbles where the block has them: piece 2h + nib, byte j = value
+  // 64·(2h + j/32) + 32·nib + j%32 (scale group 2·(2h + j/32) + nib); the activations are
+  // permuted to match (permute_acts), once per call instead of once per row.
+  struct Order {
+    static constexpr int group(int c, int k) { return 2 * (2 * (c / 2) + k / 2) + c % 2; }
+  };
+  static void permute_acts(const int8_t* q, int8_t* out) {
+    for (int c = 0; c < 4; ++c) {
+      const int8_t* src = q + 128 * (c / 2) + 32 * (c % 2);
+      std::memcpy(out + 64 * c, src, 32);
+      std::memcpy(out + 64 * c + 32, src + 64, 32);
+    }
+  }
+  TZ_INLINE static void codes_in_place(const uint8_t* p, __m512i* u) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint8_t* ql = p + (kFive ? 48 : 16);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i v = _mm512_loadu_si512(ql + 64 * h);
+      u[2 * h] = _mm512_and_si512(v, m4);
+      u[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    if (kFive) {  // bit g of qh[i] is the 5th bit of value 32g + i
+      const __m256i qh = ld32(p + 16);
+      for (int c = 0; c < 4; ++c) {
+        const int g0 = 4 * (c / 2) + c % 2;
+        const __m512i h = _mm512_and_si512(shifted2(qh, g0, g0 + 2), _mm512_set1_epi8(1));
+        u[c] = _mm512_or_si512(u[c], _mm512_slli_epi16(h, 4));
+      }
+    }
+  }
+  TZ_INLINE static void codes(const uint8_t* p, __m512i* u) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const uint8_t* ql = p + (kFive ? 48 : 16);
     for (int h = 0; h < 2; ++h) {  // 64 bytes = pieces 2h, 2h + 1: each 32 bytes hold group 2j low, 2j + 1 high
@@ -207,17 +260,57 @@ template <bool kFive> struct QK {
         u[j] = _mm512_or_si512(u[j], _mm512_slli_epi16(h, 4));
       }
     }
+  }
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    codes(p, u);
     __m128i sc, mn;
     k4_scales(p + 4, &sc, &mn);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(ld16(p))), dmin = _mm256_set1_ps(-_cvtsh_ss(ld16(p + 2)));
     a = dup2(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc))));
     b = dup2(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn))));
   }
+  // w = d·sc·u + b: integer scales as int16 words (scale_words), the super-block scale d alone.
+  TZ_INLINE static void unit_int(const uint8_t* p, __m512i* u, __m512i& s01, __m512i& s23, float& d, __m512& b) {
+    codes_in_place(p, u);
+    __m128i sc, mn;
+    k4_scales(p + 4, &sc, &mn);
+    scale_words<Order>(_mm512_castsi128_si512(_mm_cvtepu8_epi16(sc)), s01, s23);
+    d = _cvtsh_ss(ld16(p));
+    b = dup2(_mm256_mul_ps(_mm256_set1_ps(-_cvtsh_ss(ld16(p + 2))), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn))));
+  }
 };
 
-struct Q6_K {
+// The order in which Q2_K, Q3_K and Q6_K lay their bits: the two 128-value halves side by side,
+// so piece c = values [32c, 32c + 32) then [128 + 32c, 128 + 32c + 32); one 64-byte load of both
+// halves' bit fields then yields a whole piece per shift.
+struct SplitHalvesOrder {
+  static constexpr int group(int c, int k) { return k < 2 ? 2 * c + k : 8 + 2 * c + (k - 2); }  // per 16 values
+  static void permute_acts(const int8_t* q, int8_t* out) {
+    for (int c = 0; c < 4; ++c) {
+      std::memcpy(out + 64 * c, q + 32 * c, 32);
+      std::memcpy(out + 64 * c + 32, q + 128 + 32 * c, 32);
+    }
+  }
+};
+
+struct Q6_K : SplitHalvesOrder {
   static constexpr int kBlock = 256, kBytes = 210;
-  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+  // In SplitHalvesOrder: low 4 bits from ql (halves at p and p + 64; values 32c.. in the low
+  // nibbles of bytes 32c..  for c < 2, the high nibbles of bytes 32(c-2).. for c >= 2), bits 4-5
+  // from crumb c of qh (both halves: p + 128, 64 bytes).
+  TZ_INLINE static void codes_in_place(const uint8_t* p, __m512i* u) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i q0 = cat(ld32(p), ld32(p + 64)), q1 = cat(ld32(p + 32), ld32(p + 96));
+    const __m512i qh = _mm512_loadu_si512(p + 128);
+    const __m512i h0 = _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30), h1 = _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30);
+    const __m512i h2 = _mm512_and_si512(qh, m30), h3 = _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30);
+    // (a & 0x0f) | h: vpternlog 0xF8 = A | (B & C) with A = h, B = a, C = m4.
+    u[0] = _mm512_ternarylogic_epi32(h0, q0, m4, 0xF8);
+    u[1] = _mm512_ternarylogic_epi32(h1, q1, m4, 0xF8);
+    u[2] = _mm512_ternarylogic_epi32(h2, _mm512_srli_epi16(q0, 4), m4, 0xF8);
+    u[3] = _mm512_ternarylogic_epi32(h3, _mm512_srli_epi16(q1, 4), m4, 0xF8);
+  }
+  TZ_INLINE static void codes(const uint8_t* p, __m512i* u) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {  // 128 values: ql[64] low nibbles = values 0..63, high = 64..127
       const __m512i ql = _mm512_loadu_si512(p + 64 * h);
@@ -226,21 +319,48 @@ struct Q6_K {
       u[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16(hi0, 4));
       u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_slli_epi16(hi1, 4));
     }
+  }
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    codes(p, u);
     const __m512 dl = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(ld16(p + 208))), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld16b(p + 192))));
     a = dl;
     b = _mm512_mul_ps(dl, _mm512_set1_ps(-32.f));
   }
+  TZ_INLINE static void unit_int(const uint8_t* p, __m512i* u, __m512i& s01, __m512i& s23, float& d, __m512& b) {
+    codes_in_place(p, u);
+    const __m128i sc = ld16b(p + 192);
+    scale_words<SplitHalvesOrder>(_mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc)), s01, s23);
+    d = _cvtsh_ss(ld16(p + 208));
+    b = _mm512_mul_ps(_mm512_set1_ps(-32.f * d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)));
+  }
 };
 
-struct Q2_K {
+struct Q2_K : SplitHalvesOrder {
   static constexpr int kBlock = 256, kBytes = 84;
-  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+  TZ_INLINE static void codes_in_place(const uint8_t* p, __m512i* u) {  // SplitHalvesOrder: crumb c of both halves
+    const __m512i m2 = _mm512_set1_epi8(3), q = _mm512_loadu_si512(p + 16);
+    u[0] = _mm512_and_si512(q, m2);
+    u[1] = _mm512_and_si512(_mm512_srli_epi16(q, 2), m2);
+    u[2] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m2);
+    u[3] = _mm512_and_si512(_mm512_srli_epi16(q, 6), m2);
+  }
+  TZ_INLINE static void codes(const uint8_t* p, __m512i* u) {
     const __m512i m2 = _mm512_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {
       const __m256i q = ld32(p + 16 + 32 * h);
       u[2 * h] = _mm512_and_si512(shifted2(q, 0, 2), m2);
       u[2 * h + 1] = _mm512_and_si512(shifted2(q, 4, 6), m2);
     }
+  }
+  TZ_INLINE static void unit_int(const uint8_t* p, __m512i* u, __m512i& s01, __m512i& s23, float& d, __m512& b) {
+    codes_in_place(p, u);
+    const __m128i s = ld16b(p);
+    scale_words<SplitHalvesOrder>(_mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(s, _mm_set1_epi8(15)))), s01, s23);
+    d = _cvtsh_ss(ld16(p + 80));
+    b = _mm512_mul_ps(_mm512_set1_ps(-_cvtsh_ss(ld16(p + 82))), _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_cvtepu8_epi32(s), 4)));
+  }
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    codes(p, u);
     const __m512i s = _mm512_cvtepu8_epi32(ld16b(p));
     const __m512 d = _mm512_set1_ps(_cvtsh_ss(ld16(p + 80))), dmin = _mm512_set1_ps(-_cvtsh_ss(ld16(p + 82)));
     a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(s, _mm512_set1_epi32(15))));
@@ -248,9 +368,19 @@ struct Q2_K {
   }
 };
 
-struct Q3_K {
+struct Q3_K : SplitHalvesOrder {
   static constexpr int kBlock = 256, kBytes = 110;
-  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+  // SplitHalvesOrder: crumb c of both halves (p + 32, 64 bytes); the third bit of value 32b + j is
+  // bit b of hm[j], so piece c takes bits c (low 32 bytes) and 4 + c (high) of hm.
+  TZ_INLINE static void codes_in_place(const uint8_t* p, __m512i* u) {
+    const __m512i m2 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4), q = _mm512_loadu_si512(p + 32);
+    const __m256i hm = ld32(p);
+    for (int c = 0; c < 4; ++c) {
+      const __m512i hb = _mm512_and_si512(_mm512_slli_epi16(shifted2(hm, c, 4 + c), 2), m4);
+      u[c] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 2 * c), m2), hb);
+    }
+  }
+  TZ_INLINE static void codes(const uint8_t* p, __m512i* u) {
     const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
     const __m256i hm = ld32(p);
     for (int h = 0; h < 2; ++h) {
@@ -261,6 +391,9 @@ struct Q3_K {
         u[2 * h + c] = _mm512_or_si512(lo, _mm512_slli_epi16(hb, 2));
       }
     }
+  }
+  // The 16 signed 6-bit scales as int32.
+  TZ_INLINE static __m512i scales(const uint8_t* p) {
     // Scale i: low 4 bits = nibble (i / 8) of byte i % 8; high 2 bits = crumb i / 4 of byte 8 + i % 4.
     uint64_t s8;
     uint32_t s4;
@@ -273,9 +406,20 @@ struct Q3_K {
     const __m512i hi = _mm512_and_si512(
         _mm512_srlv_epi32(_mm512_set1_epi32(int(s4)), _mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26, 4, 12, 20, 28, 6, 14, 22, 30)),
         _mm512_set1_epi32(3));
-    const __m512i sc = _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+    return _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi32(32));
+  }
+  TZ_INLINE static void unit(const uint8_t* p, __m512i* u, __m512& a, __m512& b) {
+    codes(p, u);
+    const __m512i sc = scales(p);
     a = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(ld16(p + 108))), _mm512_cvtepi32_ps(sc));
     b = _mm512_mul_ps(a, _mm512_set1_ps(-4.f));
+  }
+  TZ_INLINE static void unit_int(const uint8_t* p, __m512i* u, __m512i& s01, __m512i& s23, float& d, __m512& b) {
+    codes_in_place(p, u);
+    const __m512i sc = scales(p);
+    scale_words<SplitHalvesOrder>(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(sc)), s01, s23);
+    d = _cvtsh_ss(ld16(p + 108));
+    b = _mm512_mul_ps(_mm512_set1_ps(-4.f * d), _mm512_cvtepi32_ps(sc));
   }
 };
 
@@ -294,7 +438,7 @@ inline void unit_generic(DecodeRowFn decode, const uint8_t* p, int64_t values, _
 
 // acc[t] += Σ over the unit at value offset `off` for NT tokens.
 template <int NT>
-inline void dot_unit(const __m512i* u, __m512 av, __m512 bv, const Q8Row* x, int64_t off, __m512* acc) {
+TZ_INLINE void dot_unit(const __m512i* u, __m512 av, __m512 bv, const Q8Row* x, int64_t off, __m512* acc) {
   // Lane l of piece c (values 64c + 4l .. +3) belongs to sub-block 4c + l/4.
   const __m512i idx0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __m512i four = _mm512_set1_epi32(4);
@@ -315,6 +459,31 @@ inline void dot_unit(const __m512i* u, __m512 av, __m512 bv, const Q8Row* x, int
   }
 }
 
+// The K-quants: integer sub-block scales. Each piece's dwords (4 products, |·| <= 4·63·127 for
+// 6-bit codes) pack to int16 and meet their scales in vpdpwssd, so a unit's dot product stays in
+// int32 (|·| < 2^24, exact in f32) until one convert and one FMA by d·d_x (q8_K: one activation
+// scale per 256 values) — instead of a convert, permute and FMA per piece.
+template <int NT>
+TZ_INLINE void dot_unit_int(const __m512i* u, __m512i s01, __m512i s23, float d, __m512 bv, const Q8Row* x, int64_t off, __m512* acc) {
+  for (int t = 0; t < NT; ++t) {
+    const int8_t* q = x[t].q + off;
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i p0 = _mm512_dpbusd_epi32(z, u[0], _mm512_loadu_si512(q));
+    const __m512i p1 = _mm512_dpbusd_epi32(z, u[1], _mm512_loadu_si512(q + 64));
+    const __m512i p2 = _mm512_dpbusd_epi32(z, u[2], _mm512_loadu_si512(q + 128));
+    const __m512i p3 = _mm512_dpbusd_epi32(z, u[3], _mm512_loadu_si512(q + 192));
+    __m512i i = _mm512_dpwssd_epi32(z, _mm512_packs_epi32(p0, p1), s01);
+    i = _mm512_dpwssd_epi32(i, _mm512_packs_epi32(p2, p3), s23);
+    const __m512 s = _mm512_fmadd_ps(bv, _mm512_loadu_ps(x[t].s16 + off / 16), acc[t]);
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(d * x[t].d16[off / 16]), s);
+  }
+}
+
+template <class D>
+concept PermutesActs = requires(const int8_t* q, int8_t* o) { D::permute_acts(q, o); };
+template <class D>
+concept IntScaled = requires(const uint8_t* p, __m512i* u, __m512i& s, float& d, __m512& b) { D::unit_int(p, u, s, s, d, b); };
+
 // Rows [r0, r1) for NT tokens starting at x, outputs y[t·ldy + r].
 template <class D, int NT>
 void rows_nt(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
@@ -322,6 +491,17 @@ void rows_nt(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
   const int64_t full = w.cols / 256, rest = w.cols % 256;  // rest: 32-value-block rows only
   const int64_t unit_bytes = 256 / D::kBlock * D::kBytes;
   const DecodeRowFn generic = ggml_decoder__avx512(w.type);
+  Q8Row xp[NT];
+  if constexpr (PermutesActs<D>) {
+    thread_local AlignedBytes buf;
+    const int64_t k_pad = ggml_k_pad(w.cols);
+    int8_t* q = reinterpret_cast<int8_t*>(buf.get(size_t(NT * k_pad)));
+    for (int t = 0; t < NT; ++t) {
+      for (int64_t v0 = 0; v0 < k_pad; v0 += 256) D::permute_acts(x[t].q + v0, q + t * k_pad + v0);
+      xp[t] = {q + t * k_pad, x[t].d16, x[t].s16};
+    }
+    x = xp;
+  }
   for (int64_t r = g.r0; r < g.r1; ++r) {
     const uint8_t* row = w.row(r);
     __m512 acc[NT];
@@ -329,8 +509,15 @@ void rows_nt(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
     __m512i u[4];
     __m512 a, b;
     for (int64_t un = 0; un < full; ++un) {
-      D::unit(row + un * unit_bytes, u, a, b);
-      dot_unit<NT>(u, a, b, x, 256 * un, acc);
+      if constexpr (IntScaled<D>) {
+        __m512i s01, s23;
+        float d;
+        D::unit_int(row + un * unit_bytes, u, s01, s23, d, b);
+        dot_unit_int<NT>(u, s01, s23, d, b, x, 256 * un, acc);
+      } else {
+        D::unit(row + un * unit_bytes, u, a, b);
+        dot_unit<NT>(u, a, b, x, 256 * un, acc);
+      }
     }
     if (rest > 0) {
       unit_generic(generic, row + full * unit_bytes, rest, u, a, b);

@@ -1,0 +1,89 @@
+// GGUF-block GEMM benchmark. For every type × n × threads: the dense f32 GEMM on the dequantized
+// weights (OpenBLAS; also the error reference), then ggml_gemm on the blocks (ratio to f32).
+#include "bench/ggml_bench.h"
+
+#include <fmt/core.h>
+
+#include <map>
+
+#include "bench/membw.h"
+#include "tensorzip/dispatch.h"
+#include "tensorzip/error.h"
+#include "tensorzip/gemm.h"
+#include "tensorzip/ggml_gemm.h"
+#include "tensorzip/io/ggml_blocks.h"
+#include "tensorzip/io/gguf.h"
+#include "tensorzip/runtime.h"
+
+namespace tz::bench {
+
+int ggml_bench_cases(const GgmlBenchOptions& o) {
+  return int(o.types.size() * o.n.size() * std::max<size_t>(1, o.threads.size()));
+}
+
+void bench_ggml(const GgmlBenchOptions& o, Reporter& rep, const std::function<void(const std::string&)>& progress) {
+  require(o.m > 0 && o.k > 0 && o.k % 256 == 0, "bench ggml: --m must be positive and --k a positive multiple of 256");
+  for (int64_t n : o.n) require(n > 0, "bench ggml: --n values must be positive");
+  std::vector<uint32_t> types;
+  for (const auto& name : o.types) {
+    const io::GgmlTypeInfo* ti = io::ggml_type_by_name(name);
+    require(ti != nullptr && ggml_gemm_supported(ti->id) && io::ggml_quantize_supported(ti->id),
+            "bench ggml: --types: '" + name + "' is not a block type this build can write and run");
+    types.push_back(ti->id);
+  }
+  const std::vector<int> threads = o.threads.empty() ? std::vector<int>{num_threads()} : o.threads;
+  const int64_t m = o.m, k = o.k;
+  std::map<int, MembwResult> membw;
+  bool any_mem_bound = false;
+  for (int64_t n : o.n) any_mem_bound |= n <= 8;
+  if (o.cold && any_mem_bound)
+    for (int t : threads) membw[t] = measure_membw(t);
+
+  const auto w = gaussian(size_t(m * k), 7, 0.02f);
+  for (uint32_t type : types) {
+    const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
+    std::vector<uint8_t> blocks(size_t(m * k) / ti->block_values * ti->block_bytes);
+    io::quantize_ggml(type, w.data(), blocks.data(), size_t(m * k));
+    const GgmlMatrix g0 = GgmlMatrix::from_blocks(type, m, k, blocks.data(), "bench");
+    std::vector<float> wd(size_t(m * k));
+    g0.dequantize(wd.data());
+    const int g_copies = copies_for(g0.bytes(), o.cold), f32_copies = copies_for(wd.size() * 4, o.cold);
+    std::vector<GgmlMatrix> cold_gs;  // each its own copy of the blocks
+    for (int i = 0; i < g_copies; ++i) cold_gs.push_back(GgmlMatrix::from_blocks(type, m, k, blocks.data(), "bench"));
+    const std::vector<std::vector<float>> wfs(size_t(f32_copies), wd);
+    for (int64_t n : o.n) {
+      const auto x = gaussian(size_t(n * k), 8);
+      std::vector<float> ref(size_t(n * m)), y(ref.size());
+      gemm_f32_openblas(n, m, k, x.data(), k, wd.data(), k, ref.data(), m);
+      const std::string shape = fmt::format("m={} k={} n={}", m, k, n);
+      const double flops = 2.0 * double(n) * double(m) * double(k);
+      const double act_bytes = double(n * k) * 4 + double(n * m) * 4;
+      for (int t : threads) {
+        set_num_threads(t);
+        progress(fmt::format("ggml {} {} threads={}", ti->name, shape, t));
+        const auto row = [&](const std::string& impl, const std::string& base, double base_ms, double wbytes, int copies,
+                             const std::function<void(int)>& fn) {
+          fn(0);
+          const double err = max_rel_err(y.data(), ref.data(), y.size());
+          const Timing tt = time_it(fn, o.cold ? std::max(o.warmup, copies) : o.warmup, o.repeats, o.budget_s);
+          Row r{"ggml_gemm", impl, base, ti->name, shape, o.cold ? "cold" : "hot", t, tt, flops, wbytes + act_bytes, base_ms, err,
+                std::nullopt, {}};
+          if (o.cold && n <= 8 && membw.count(t)) r.roofline_gbps = membw[t].gbps_best;
+          r.extra["copies"] = copies;
+          r.extra["weight_bytes"] = wbytes;
+          r.extra["bits_per_weight"] = 8.0 * double(g0.bytes()) / double(m * k);
+          return std::pair<Row, Timing>{r, tt};
+        };
+        auto [rf, tf] = row("f32_openblas", "", 0, double(m * k) * 4, f32_copies, [&](int i) {
+          gemm_f32_openblas(n, m, k, x.data(), k, wfs[size_t(i % f32_copies)].data(), k, y.data(), m);
+        });
+        rep.add(rf);
+        auto [rg, tg] = row(chosen_kernel("ggml_gemm"), "f32", tf.ms_median, double(g0.bytes()), g_copies,
+                            [&](int i) { ggml_gemm(cold_gs[size_t(i % g_copies)], x.data(), n, k, y.data(), m); });
+        rep.add(rg);
+      }
+    }
+  }
+}
+
+}  // namespace tz::bench
