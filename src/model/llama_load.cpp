@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <span>
 
 #include "core/json.h"
 #include "tensorzip/convert.h"
@@ -225,9 +226,8 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
   LlamaConfig& c = h.cfg;
   try {
     const std::string type = j.value("model_type", "llama");
-    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "phi3" || type == "olmo2",
-            label + ": model_type '" + type + "' is not supported (llama, mistral, qwen2, phi3, olmo2)");
-    set_architecture(c, type == "mistral" ? "llama" : type);
+    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "phi3" || type == "gemma2" || type == "olmo2",
+            label + ": model_type '" + type + "' is not supported (llama, mistral, qwen2, phi3, gemma2, olmo2)");
     constexpr int64_t kMax = (int64_t(1) << 24) - 1;
     const auto integer = [&](const char* key, std::optional<int64_t> def = std::nullopt) {
       return int(json_io::get_int(j, key, label, 1, kMax, def));
@@ -241,7 +241,27 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
     c.seq_len = integer("max_position_embeddings", 2048);
     c.norm_eps = float(json_io::get_number(j, "rms_norm_eps", label, 1e-30, 1.0, 1e-6));
     c.rope_theta = float(json_io::get_number(j, "rope_theta", label, 1e-3, 1e30, 10000.0));
-    const auto tie = j.value("tie_word_embeddings", nlohmann::json(false));
+    set_architecture(c, type == "mistral" ? "llama" : type);  // after dim: gemma2's embedding scale is sqrt(dim)
+    // Gemma 2 (transformers' Gemma2Config defaults where a key is absent): its own head size, a
+    // window on alternate layers, soft-capped scores and logits, tanh-GELU, tied embeddings.
+    const bool gemma2 = type == "gemma2";
+    if (gemma2) {
+      c.head_dim = integer("head_dim", 256);
+      c.sliding_window = integer("sliding_window", 4096);
+      const auto softcap = [&](const char* key, double def) {  // null: off
+        return j.contains(key) && j[key].is_null() ? 0.f : float(json_io::get_number(j, key, label, 0.0, 1e30, def));
+      };
+      c.attn_softcap = softcap("attn_logit_softcapping", 50.0);
+      c.final_softcap = softcap("final_logit_softcapping", 30.0);
+      // Scores are scaled by query_pre_attn_scalar^-1/2; the decoder (as llama.cpp for 2B / 9B) by head_dim^-1/2.
+      const int64_t qs = json_io::get_int(j, "query_pre_attn_scalar", label, 1, kMax, int64_t(c.head_dim));
+      require(qs == c.head_dim, label + ": query_pre_attn_scalar " + std::to_string(qs) + " is not head_dim " +
+                                    std::to_string(c.head_dim) + " (only that attention scale is supported)");
+      for (const char* key : {"hidden_activation", "hidden_act"})
+        if (j.contains(key) && !j[key].is_null())
+          require(j[key] == "gelu_pytorch_tanh", label + ": " + key + " '" + j[key].dump() + "' is not supported (gelu_pytorch_tanh)");
+    }
+    const auto tie = j.value("tie_word_embeddings", nlohmann::json(gemma2));
     require(tie.is_boolean(), label + ": 'tie_word_embeddings' is not true or false");
     h.tie_word_embeddings = tie.get<bool>();
     require(j.value("rope_scaling", nlohmann::json()).is_null(), label + ": rope_scaling is not supported yet");
@@ -329,7 +349,12 @@ LlamaSource load_hf_llama(const std::string& path) {
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const auto L = [&](const char* what) { return layer(l, what); };
-    if (c.pre_norms) {
+    if (c.arch == "gemma2") {  // norms before and after both attention and the MLP, each stored as w for (1 + w)
+      get(p + "input_layernorm.weight", L("attention_norm"));
+      get(p + "post_attention_layernorm.weight", L("post_attention_norm"));
+      get(p + "pre_feedforward_layernorm.weight", L("ffn_norm"));
+      get(p + "post_feedforward_layernorm.weight", L("post_ffn_norm"));
+    } else if (c.pre_norms) {
       get(p + "input_layernorm.weight", L("attention_norm"));
       get(p + "post_attention_layernorm.weight", L("ffn_norm"));
     } else {  // olmo2: norms after attention and after the MLP
@@ -359,6 +384,12 @@ LlamaSource load_hf_llama(const std::string& path) {
     }
   }
   get("model.norm.weight", "norm");
+  if (c.arch == "gemma2")  // the decoder multiplies by the norm weight itself, as the GGUF converter stores it: 1 + w
+    for (auto& [name, t] : s.tensors)
+      if (name == "norm" || name.ends_with("_norm")) {
+        t = t.clone();  // f32 tensors may be the mapped file's read-only pages
+        for (float& v : std::span(t.data<float>(), size_t(t.numel()))) v += 1.f;
+      }
   bool has_head = false;
   for (const auto& f : opened) has_head |= f.find("lm_head.weight") != nullptr;
   if (has_head && !tie) get("lm_head.weight", "output");

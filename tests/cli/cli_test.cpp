@@ -135,6 +135,32 @@ TEST(Cli, BenchMpGemmFamiliesAndBaselines) {
   EXPECT_NE(test::run_cli("bench mpgemm --bits 9").code, 0);
 }
 
+TEST(Cli, BenchGgmlTypesAgainstF32) {
+  auto r = test::run_cli("bench ggml --m 40 --k 512 --n 1,5 --types q4_0,q4_K,q6_K --threads 1 --repeats 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::map<std::string, int> per_type;
+  int f32 = 0;
+  while (std::getline(lines, line)) {
+    const json j = json::parse(line);
+    if (j["impl"] == "f32_openblas") {
+      ++f32;
+      continue;
+    }
+    per_type[j["dtype"]]++;
+    EXPECT_EQ(j["baseline"], "f32") << line;
+    EXPECT_LT(j["max_rel_err"].get<double>(), 3e-2) << line;  // int8 activations against f32 on the same weights
+    EXPECT_GT(j["bits_per_weight"].get<double>(), 4.0) << line;
+  }
+  EXPECT_EQ(f32, 6);
+  EXPECT_EQ(per_type, (std::map<std::string, int>{{"q4_0", 2}, {"q4_K", 2}, {"q6_K", 2}}));
+  const auto bad = test::run_cli("bench ggml --types q7_X");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("q7_X"), std::string::npos) << bad.err;
+  EXPECT_NE(test::run_cli("bench ggml --k 300").code, 0);
+}
+
 TEST(Cli, BenchFftConvAgainstFftw) {
   auto r = test::run_cli("bench fftconv --b 1 --h 3 --n 256,1K --threads 1 --dtype f32,bf16 --repeats 2 --json");
   if (r.code != 0 && r.err.find("fftconv") != std::string::npos && r.err.find("not") != std::string::npos)
