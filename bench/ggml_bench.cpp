@@ -55,31 +55,25 @@ void bench_ggml(const GgmlBenchOptions& o, Reporter& rep, const std::function<vo
       const auto x = gaussian(size_t(n * k), 8);
       std::vector<float> ref(size_t(n * m)), y(ref.size());
       gemm_f32_openblas(n, m, k, x.data(), k, wd.data(), k, ref.data(), m);
-      const std::string shape = fmt::format("m={} k={} n={}", m, k, n);
-      const double flops = 2.0 * double(n) * double(m) * double(k);
-      const double act_bytes = double(n * k) * 4 + double(n * m) * 4;
+      GemmCase c;
+      c.op = "ggml_gemm", c.dtype = ti->name, c.shape = fmt::format("m={} k={} n={}", m, k, n);
+      c.cold = o.cold;
+      c.flops = 2.0 * double(n) * double(m) * double(k);
+      c.act_bytes = double(n * k) * 4 + double(n * m) * 4;
+      c.warmup = o.warmup, c.repeats = o.repeats, c.budget_s = o.budget_s;
+      c.y = &y, c.ref = &ref;
       for (int t : threads) {
         set_num_threads(t);
-        progress(fmt::format("ggml {} {} threads={}", ti->name, shape, t));
-        const auto row = [&](const std::string& impl, const std::string& base, double base_ms, double wbytes, int copies,
-                             const std::function<void(int)>& fn) {
-          fn(0);
-          const double err = max_rel_err(y.data(), ref.data(), y.size());
-          const Timing tt = time_it(fn, o.cold ? std::max(o.warmup, copies) : o.warmup, o.repeats, o.budget_s);
-          Row r{"ggml_gemm", impl, base, ti->name, shape, o.cold ? "cold" : "hot", t, tt, flops, wbytes + act_bytes, base_ms, err,
-                std::nullopt, {}};
-          if (o.cold && n <= 8 && membw.count(t)) r.roofline_gbps = membw[t].gbps_best;
-          r.extra["copies"] = copies;
-          r.extra["weight_bytes"] = wbytes;
-          r.extra["bits_per_weight"] = 8.0 * double(g0.bytes()) / double(m * k);
-          return std::pair<Row, Timing>{r, tt};
-        };
-        auto [rf, tf] = row("f32_openblas", "", 0, double(m * k) * 4, f32_copies, [&](int i) {
+        progress(fmt::format("ggml {} {} threads={}", ti->name, c.shape, t));
+        c.threads = t;
+        c.roofline_gbps = o.cold && n <= 8 && membw.count(t) ? std::optional<double>(membw[t].gbps_best) : std::nullopt;
+        const Row rf = time_gemm_case(c, "f32_openblas", "", 0, double(m * k) * 4, f32_copies, [&](int i) {
           gemm_f32_openblas(n, m, k, x.data(), k, wfs[size_t(i % f32_copies)].data(), k, y.data(), m);
         });
         rep.add(rf);
-        auto [rg, tg] = row(chosen_kernel("ggml_gemm"), "f32", tf.ms_median, double(g0.bytes()), g_copies,
-                            [&](int i) { ggml_gemm(cold_gs[size_t(i % g_copies)], x.data(), n, k, y.data(), m); });
+        Row rg = time_gemm_case(c, chosen_kernel("ggml_gemm"), "f32", rf.t.ms_median, double(g0.bytes()), g_copies,
+                                [&](int i) { ggml_gemm(cold_gs[size_t(i % g_copies)], x.data(), n, k, y.data(), m); });
+        rg.extra["bits_per_weight"] = 8.0 * double(g0.bytes()) / double(m * k);
         rep.add(rg);
       }
     }

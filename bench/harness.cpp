@@ -95,4 +95,16 @@ void Reporter::add(const Row& r) {
   std::fflush(stdout);
 }
 
+Row time_gemm_case(const GemmCase& c, const std::string& impl, const std::string& baseline, double baseline_ms,
+                   double weight_bytes, int copies, const std::function<void(int)>& fn) {
+  fn(0);
+  const double err = max_rel_err(c.y->data(), c.ref->data(), c.y->size());
+  const Timing tt = time_it(fn, c.cold ? std::max(c.warmup, copies) : c.warmup, c.repeats, c.budget_s);
+  Row r{c.op, impl, baseline, c.dtype, c.shape, c.cold ? "cold" : "hot", c.threads, tt, c.flops, weight_bytes + c.act_bytes,
+        baseline_ms, err, c.roofline_gbps, {}};
+  r.extra["copies"] = copies;
+  r.extra["weight_bytes"] = weight_bytes;
+  return r;
+}
+
 }  // namespace tz::bench

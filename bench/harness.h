@@ -40,6 +40,24 @@ class Reporter {
   bool header_done_ = false;
 };
 
+// What every row of one weight-streaming GEMM case (bench mpgemm, bench ggml) shares.
+struct GemmCase {
+  std::string op, dtype, shape;
+  int threads = 1;
+  bool cold = false;
+  double flops = 0, act_bytes = 0;  // per run; act_bytes: activations in + outputs out
+  int warmup = 1, repeats = 10;
+  double budget_s = 1.0;
+  std::optional<double> roofline_gbps;   // memory-bound cold cases: the bandwidth measured in the run
+  const std::vector<float>* y = nullptr;    // fn's output and its reference (max_rel_err)
+  const std::vector<float>* ref = nullptr;
+};
+// Runs fn(0) once for the error against the reference, then times fn(i) cycling through `copies`
+// weight copies (cold: after warming up over every copy once — page state, clocks). extra holds
+// copies and weight_bytes; the row's t.ms_median is the baseline of the next ones.
+Row time_gemm_case(const GemmCase& c, const std::string& impl, const std::string& baseline, double baseline_ms,
+                   double weight_bytes, int copies, const std::function<void(int)>& fn);
+
 // n Gaussian values (mean 0, standard deviation sd) from a fixed seed: benchmark operands.
 std::vector<float> gaussian(size_t n, uint32_t seed, float sd = 1.f);
 

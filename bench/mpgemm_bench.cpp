@@ -73,23 +73,22 @@ void bench_mpgemm(const MpGemmBenchOptions& o, Reporter& rep, const std::functio
       const auto x = gaussian(size_t(n * k), 8);
       std::vector<float> ref(size_t(n * m)), y(ref.size());
       gemm_f32_openblas(n, m, k, x.data(), k, wd.data(), k, ref.data(), m);
-      const std::string shape = fmt::format("m={} k={} n={}", m, k, n);
-      const double flops = 2.0 * double(n) * double(m) * double(k);
-      const double act_bytes = double(n * k) * 4 + double(n * m) * 4;
+      GemmCase c;
+      c.op = "mpgemm", c.dtype = fname, c.shape = fmt::format("m={} k={} n={}", m, k, n);
+      c.cold = o.cold;
+      c.flops = 2.0 * double(n) * double(m) * double(k);
+      c.act_bytes = double(n * k) * 4 + double(n * m) * 4;
+      c.warmup = o.warmup, c.repeats = o.repeats, c.budget_s = o.budget_s;
+      c.y = &y, c.ref = &ref;
       for (int t : threads) {
         set_num_threads(t);
-        progress(fmt::format("mpgemm {} {} threads={}", fname, shape, t));
+        progress(fmt::format("mpgemm {} {} threads={}", fname, c.shape, t));
+        c.threads = t;
+        c.roofline_gbps = o.cold && n <= 8 && membw.count(t) ? std::optional<double>(membw[t].gbps_best) : std::nullopt;
         const auto row = [&](const std::string& impl, const std::string& base, double base_ms, double wbytes, int copies,
                              const std::function<void(int)>& fn) {
-          fn(0);
-          const double err = max_rel_err(y.data(), ref.data(), y.size());
-          // Cold: warm up over every copy once (page state, clocks), then time cycling through them.
-          const Timing tt = time_it(fn, o.cold ? std::max(o.warmup, copies) : o.warmup, o.repeats, o.budget_s);
-          Row r{"mpgemm", impl, base, fname, shape, o.cold ? "cold" : "hot", t, tt, flops, wbytes + act_bytes, base_ms, err, std::nullopt, {}};
-          if (o.cold && n <= 8 && membw.count(t)) r.roofline_gbps = membw[t].gbps_best;
-          r.extra["copies"] = copies;
-          r.extra["weight_bytes"] = wbytes;
-          return std::pair<Row, Timing>{r, tt};
+          Row r = time_gemm_case(c, impl, base, base_ms, wbytes, copies, fn);
+          return std::pair<Row, Timing>{r, r.t};
         };
         auto [rf, tf] = row("f32_openblas", "", 0, double(m * k) * 4, f32_copies, [&](int i) {
           gemm_f32_openblas(n, m, k, x.data(), k, wfs[size_t(i % f32_copies)].data(), k, y.data(), m);
