@@ -36,11 +36,7 @@ void bench_gemm(const GemmBenchOptions& o, Reporter& rep, const std::function<vo
   // Weights: f32 master and bf16 copies, replicated for --cold so each rep reads fresh DRAM.
   const size_t wn = size_t(m * k);
   const auto w_master = gaussian(wn, 1);
-  std::map<int, MembwResult> membw;
-  bool any_mem_bound = false;
-  for (int64_t n : o.n) any_mem_bound |= n <= 8;
-  if (o.cold && any_mem_bound)
-    for (int t : threads) membw[t] = measure_membw(t);
+  std::map<int, MembwResult> membw = gemm_rooflines(o.cold, o.n, threads);
 
   for (const auto& dt : o.dtypes) {
     const bool bf = dt == "bf16";

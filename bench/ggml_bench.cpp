@@ -33,11 +33,7 @@ void bench_ggml(const GgmlBenchOptions& o, Reporter& rep, const std::function<vo
   }
   const std::vector<int> threads = o.threads.empty() ? std::vector<int>{num_threads()} : o.threads;
   const int64_t m = o.m, k = o.k;
-  std::map<int, MembwResult> membw;
-  bool any_mem_bound = false;
-  for (int64_t n : o.n) any_mem_bound |= n <= 8;
-  if (o.cold && any_mem_bound)
-    for (int t : threads) membw[t] = measure_membw(t);
+  std::map<int, MembwResult> membw = gemm_rooflines(o.cold, o.n, threads);
 
   const auto w = gaussian(size_t(m * k), 7, 0.02f);
   for (uint32_t type : types) {

@@ -38,4 +38,13 @@ MembwResult measure_membw(int threads, size_t bytes, int passes) {
   return {gb / (t.ms_min / 1e3), gb / (t.ms_median / 1e3)};
 }
 
+std::map<int, MembwResult> gemm_rooflines(bool cold, const std::vector<int64_t>& ns, const std::vector<int>& threads) {
+  std::map<int, MembwResult> bw;
+  bool any_mem_bound = false;
+  for (int64_t n : ns) any_mem_bound |= n <= 8;
+  if (cold && any_mem_bound)
+    for (int t : threads) bw[t] = measure_membw(t);
+  return bw;
+}
+
 }  // namespace tz::bench

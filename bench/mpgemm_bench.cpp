@@ -49,11 +49,7 @@ void bench_mpgemm(const MpGemmBenchOptions& o, Reporter& rep, const std::functio
   for (int64_t n : o.n) require(n > 0, "bench mpgemm: --n values must be positive");
   const std::vector<int> threads = o.threads.empty() ? std::vector<int>{num_threads()} : o.threads;
   const int64_t m = o.m, k = o.k;
-  std::map<int, MembwResult> membw;
-  bool any_mem_bound = false;
-  for (int64_t n : o.n) any_mem_bound |= n <= 8;
-  if (o.cold && any_mem_bound)
-    for (int t : threads) membw[t] = measure_membw(t);
+  std::map<int, MembwResult> membw = gemm_rooflines(o.cold, o.n, threads);
 
   const auto w = gaussian(size_t(m * k), 7);
   for (const auto& b : o.bits) {
