@@ -95,6 +95,18 @@ void Reporter::add(const Row& r) {
   std::fflush(stdout);
 }
 
+GemmCase gemm_case(const std::string& op, const std::string& dtype, int64_t m, int64_t k, int64_t n, bool cold, int warmup,
+                   int repeats, double budget_s, const std::vector<float>& y, const std::vector<float>& ref) {
+  GemmCase c;
+  c.op = op, c.dtype = dtype, c.shape = fmt::format("m={} k={} n={}", m, k, n);
+  c.cold = cold;
+  c.flops = 2.0 * double(n) * double(m) * double(k);
+  c.act_bytes = double(n * k) * 4 + double(n * m) * 4;
+  c.warmup = warmup, c.repeats = repeats, c.budget_s = budget_s;
+  c.y = &y, c.ref = &ref;
+  return c;
+}
+
 Row time_gemm_case(const GemmCase& c, const std::string& impl, const std::string& baseline, double baseline_ms,
                    double weight_bytes, int copies, const std::function<void(int)>& fn) {
   fn(0);

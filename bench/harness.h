@@ -1,6 +1,7 @@
 // Benchmark harness shared by every `tensorzip bench <op>`: timing with warm-up and repeats (min
 // and median), error against a reference, result rows printed as a table or JSON lines.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -52,6 +53,9 @@ struct GemmCase {
   const std::vector<float>* y = nullptr;    // fn's output and its reference (max_rel_err)
   const std::vector<float>* ref = nullptr;
 };
+// Y[n, m] = X[n, k] · Wᵀ with f32 activations and outputs: shape, flops and act_bytes filled in.
+GemmCase gemm_case(const std::string& op, const std::string& dtype, int64_t m, int64_t k, int64_t n, bool cold, int warmup,
+                   int repeats, double budget_s, const std::vector<float>& y, const std::vector<float>& ref);
 // Runs fn(0) once for the error against the reference, then times fn(i) cycling through `copies`
 // weight copies (cold: after warming up over every copy once — page state, clocks). extra holds
 // copies and weight_bytes; the row's t.ms_median is the baseline of the next ones.

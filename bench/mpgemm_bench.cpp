@@ -69,13 +69,7 @@ void bench_mpgemm(const MpGemmBenchOptions& o, Reporter& rep, const std::functio
       const auto x = gaussian(size_t(n * k), 8);
       std::vector<float> ref(size_t(n * m)), y(ref.size());
       gemm_f32_openblas(n, m, k, x.data(), k, wd.data(), k, ref.data(), m);
-      GemmCase c;
-      c.op = "mpgemm", c.dtype = fname, c.shape = fmt::format("m={} k={} n={}", m, k, n);
-      c.cold = o.cold;
-      c.flops = 2.0 * double(n) * double(m) * double(k);
-      c.act_bytes = double(n * k) * 4 + double(n * m) * 4;
-      c.warmup = o.warmup, c.repeats = o.repeats, c.budget_s = o.budget_s;
-      c.y = &y, c.ref = &ref;
+      GemmCase c = gemm_case("mpgemm", fname, m, k, n, o.cold, o.warmup, o.repeats, o.budget_s, y, ref);
       for (int t : threads) {
         set_num_threads(t);
         progress(fmt::format("mpgemm {} {} threads={}", fname, c.shape, t));
