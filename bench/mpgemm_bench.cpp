@@ -95,8 +95,9 @@ void bench_mpgemm(const MpGemmBenchOptions& o, Reporter& rep, const std::functio
           rl.extra["ratio_to_f32"] = tf.ms_median / tl.ms_median;
           rep.add(rl);
         }
-        // The int8-tile path on the same packed weights (what Auto picks from mpgemm_int8_min_tokens on).
-        if (chosen_kernel("mpgemm_int8").find("__amx") != std::string::npos && mpgemm_int8_supported(lut0)) {
+        // The int8 path on the same packed weights (what Auto picks from mpgemm_int8_min_tokens on), where
+        // it has a vector kernel.
+        if (chosen_kernel("mpgemm_int8").find("__ref") == std::string::npos && mpgemm_int8_supported(lut0)) {
           auto [ri, ti] = row("int8_" + chosen_kernel("mpgemm_int8"), "f32", tf.ms_median, double(lut0.bytes()), lut_copies, [&](int i) {
             mpgemm(luts[size_t(i % lut_copies)], x.data(), n, k, y.data(), m, LutMode::Fast, MpGemmPath::Int8);
           });

@@ -3,6 +3,8 @@
 # so one binary runs on any x86-64 and dispatch picks the variant at run time.
 set(TZ_ISA_FLAGS_scalar "")
 set(TZ_ISA_FLAGS_avx2   -mavx2 -mfma -mf16c -mbmi2)
+set(TZ_ISA_FLAGS_avxvnni ${TZ_ISA_FLAGS_avx2} -mavxvnni)
+set(TZ_ISA_FLAGS_avx512vnni ${TZ_ISA_FLAGS_avx2} -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni)
 set(TZ_ISA_FLAGS_avx512 -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq
                         -mavx512vnni -mavx512bf16 -mavx512vbmi)
 set(TZ_ISA_FLAGS_amx    ${TZ_ISA_FLAGS_avx512} -mamx-tile -mamx-bf16 -mamx-int8)

@@ -25,6 +25,7 @@ std::vector<Isa> supported_isas();
 class ScopedIsa {
  public:
   explicit ScopedIsa(Isa isa) { reset_isa_cap_for_testing(isa); }
+  explicit ScopedIsa(const std::string& cap) { reset_isa_cap_for_testing(cap); }  // one of isa_cap_names()
   ~ScopedIsa() { reset_isa_cap_for_testing(Isa::Amx); }
 };
 

@@ -1,6 +1,8 @@
 // Run-time CPU features and ISA levels. Detection uses CPUID *and* XGETBV (the OS must save the
 // wider register state), and asks Linux for permission to use AMX tile data before any thread
-// touches a tile. TENSORZIP_ISA=scalar|avx2|avx512|amx caps the level every dispatch sees.
+// touches a tile. TENSORZIP_ISA=scalar|avx2|avxvnni|avx512f|avx512vnni|avx512|amx caps what every
+// dispatch sees: a level plus the extensions the cap lets through (avx2: no AVX-VNNI; avx512f: AVX-512
+// F/BW/VL/DQ only; avx512vnni adds VNNI and VBMI; avx512 adds BF16 and FP16; amx: everything).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,6 +29,8 @@ struct CpuInfo {
   Isa max_isa = Isa::Scalar;      // best level this machine supports
   Isa active_isa = Isa::Scalar;   // min(max_isa, TENSORZIP_ISA cap)
   bool capped = false;            // TENSORZIP_ISA was set
+  std::string cap = "amx";        // the cap's name (isa_cap_names())
+  uint32_t cap_extras = 0;        // extensions beyond the level's own that the cap lets through
   bool has(uint32_t f) const { return (features & f) == f; }
 };
 
@@ -36,6 +40,9 @@ const CpuInfo& cpu_info();
 uint32_t active_features();
 // Re-read TENSORZIP_ISA (tests); also re-resolves every dispatch table.
 void reset_isa_cap_for_testing(Isa cap);
+void reset_isa_cap_for_testing(const std::string& cap);  // one of isa_cap_names()
+// The caps TENSORZIP_ISA takes, lowest first.
+std::vector<std::string> isa_cap_names();
 std::vector<std::string> feature_names(uint32_t features);
 
 // Features each level needs (a variant may ask for more, e.g. Avx512Bf16).

@@ -23,14 +23,17 @@ namespace tz {
 
 enum class LutMode { Fast, Exact };
 
-// Which algorithm computes a Fast-mode product. Auto: LUT for decode (few tokens), int8 tiles
-// (activations quantized per token, AMX TDPBSSD) for prefill when the CPU has AMX-INT8 and the
-// group is a multiple of 64 (or the whole row). Exact mode always uses the LUT with f32 tables.
+// Which algorithm computes a Fast-mode product. Auto: LUT for decode (few tokens), the int8 path
+// (activations quantized per token; AMX TDPBSSD tiles, or VPDPBUSD / VPMADDUBSW on AVX-512-VNNI,
+// AVX-VNNI, AVX2) for prefill when the group is a multiple of 64 (or the whole row). Exact mode
+// always uses the LUT with f32 tables.
 enum class MpGemmPath { Auto, Lut, Int8 };
-// Tokens from which Auto switches to the int8 path: the int8 path decodes the weights once per call
-// (O(m·k)), the LUT path's cost grows with bits x tokens. Measured crossover (4096², 2 threads,
-// docs/benchmarks.md): ~32 tokens at 1–2 bits, ~24 at 3–4 bits.
-inline int64_t mpgemm_int8_min_tokens(int bits) { return bits <= 2 ? 32 : 24; }
+// Tokens from which Auto switches to the int8 path, for the kernels dispatch picks on this CPU: the
+// int8 path decodes the weights once per call (O(m·k)), the LUT path's cost grows with bits x
+// tokens. Measured crossovers (4096², 2 threads, docs/benchmarks.md): AMX ~32 tokens at 1–2 bits,
+// ~24 at 3–4; AVX-512-VNNI beside the VBMI LUT kernel ~96 at 1–2 bits, ~48 at 3–4, 32 above;
+// beside the AVX2 LUT kernel every prefill block (5 tokens on) is faster on the int8 path.
+int64_t mpgemm_int8_min_tokens(int bits);
 
 class LutWeights {
  public:

@@ -49,10 +49,42 @@ Isa level_of(uint32_t f) {
   return Isa::Scalar;
 }
 
-Isa cap_from_env(bool* capped) {
+// Named caps: a level plus the extras it lets through. Finer than the levels so that every variant
+// can be run on a machine that has more (avx2 without AVX-VNNI, AVX-512 without VNNI/VBMI/BF16).
+struct IsaCap {
+  const char* name;
+  Isa level;
+  uint32_t extras;
+};
+constexpr uint32_t kAllExtras = kAvxVnni | kAvx512Vnni | kAvx512Bf16 | kAvx512Vbmi | kAvx512Fp16 | kAmxBf16 | kAmxInt8;
+constexpr IsaCap kCaps[] = {
+    {"scalar", Isa::Scalar, 0},
+    {"avx2", Isa::Avx2, 0},
+    {"avxvnni", Isa::Avx2, kAvxVnni},
+    {"avx512f", Isa::Avx512, kAvxVnni},
+    {"avx512vnni", Isa::Avx512, kAvxVnni | kAvx512Vnni | kAvx512Vbmi},
+    {"avx512", Isa::Avx512, kAllExtras},
+    {"amx", Isa::Amx, kAllExtras},
+};
+
+const IsaCap& cap_named(const std::string& name) {
+  for (const IsaCap& c : kCaps)
+    if (name == c.name) return c;
+  std::string all;
+  for (const IsaCap& c : kCaps) all += std::string(all.empty() ? "" : ", ") + c.name;
+  throw Error("TENSORZIP_ISA='" + name + "': expected one of " + all);
+}
+
+const IsaCap& cap_from_env(bool* capped) {
   const char* env = std::getenv("TENSORZIP_ISA");
   *capped = env != nullptr && *env != '\0';
-  return *capped ? isa_from_name(env) : Isa::Amx;
+  return cap_named(*capped ? env : "amx");
+}
+
+void apply_cap(CpuInfo& info, const IsaCap& cap) {
+  info.active_isa = int(cap.level) < int(info.max_isa) ? cap.level : info.max_isa;
+  info.cap = cap.name;
+  info.cap_extras = cap.extras;
 }
 
 CpuInfo detect() {
@@ -117,8 +149,7 @@ CpuInfo detect() {
   }
   info.features = f;
   info.max_isa = level_of(f);
-  const Isa cap = cap_from_env(&info.capped);
-  info.active_isa = int(cap) < int(info.max_isa) ? cap : info.max_isa;
+  apply_cap(info, cap_from_env(&info.capped));
   return info;
 }
 
@@ -142,7 +173,13 @@ const char* isa_name(Isa isa) {
 Isa isa_from_name(const std::string& name) {
   for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx})
     if (name == isa_name(i)) return i;
-  throw Error("TENSORZIP_ISA='" + name + "': expected one of scalar, avx2, avx512, amx");
+  throw Error("ISA level '" + name + "': expected one of scalar, avx2, avx512, amx");
+}
+
+std::vector<std::string> isa_cap_names() {
+  std::vector<std::string> out;
+  for (const IsaCap& c : kCaps) out.push_back(c.name);
+  return out;
 }
 
 uint32_t isa_level_features(Isa isa) {
@@ -163,17 +200,20 @@ uint32_t active_features() {
   if (int(info.active_isa) >= int(Isa::Avx2)) allowed |= kAvx2Family;
   if (int(info.active_isa) >= int(Isa::Avx512)) allowed |= kAvx512Family;
   if (int(info.active_isa) >= int(Isa::Amx)) allowed |= kAmxFamily;
-  return info.features & allowed;
+  return info.features & allowed & (isa_level_features(info.active_isa) | info.cap_extras);
 }
 
-void reset_isa_cap_for_testing(Isa cap) {
+void reset_isa_cap_for_testing(const std::string& cap) {
   static std::mutex m;
   std::lock_guard<std::mutex> lock(m);
+  const IsaCap& c = cap_named(cap);
   CpuInfo& info = mutable_info();
   info.capped = true;
-  info.active_isa = int(cap) < int(info.max_isa) ? cap : info.max_isa;
+  apply_cap(info, c);
   detail::bump_dispatch_epoch();
 }
+
+void reset_isa_cap_for_testing(Isa cap) { reset_isa_cap_for_testing(std::string(isa_name(cap))); }
 
 std::vector<std::string> feature_names(uint32_t f) {
   static const std::pair<uint32_t, const char*> names[] = {

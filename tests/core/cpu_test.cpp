@@ -37,4 +37,31 @@ TEST(Cpu, CapMasksFeaturesAndSwitchesKernels) {
   EXPECT_THROW(chosen_kernel("no_such_op"), Error);
 }
 
+// The finer caps: each lets through only its level's features and its own extensions, so a
+// variant that needs an extension is skipped below it (avx2 hides AVX-VNNI, avx512f hides
+// AVX-512-VNNI/VBMI/BF16, avx512vnni hides BF16), and the int8 prefill kernel follows.
+TEST(Cpu, FinerCapsMaskExtensions) {
+  const std::vector<std::string> names = isa_cap_names();
+  ASSERT_EQ(names.front(), "scalar");
+  ASSERT_EQ(names.back(), "amx");
+  for (const std::string& name : names) {
+    test::ScopedIsa cap(name);
+    const uint32_t f = active_features();
+    EXPECT_EQ(cpu_info().cap, name);
+    EXPECT_EQ(f & ~cpu_info().features, 0u) << name;  // never more than the machine has
+    if (name == "avx2") EXPECT_FALSE(f & (kAvxVnni | kAvx512F)) << name;
+    if (name == "avxvnni") EXPECT_FALSE(f & kAvx512F) << name;
+    if (name == "avx512f") EXPECT_FALSE(f & (kAvx512Vnni | kAvx512Vbmi | kAvx512Bf16)) << name;
+    if (name == "avx512vnni") EXPECT_FALSE(f & kAvx512Bf16) << name;
+    const std::string int8 = chosen_kernel("mpgemm_int8");
+    if (name == "scalar") EXPECT_EQ(int8, "qgemm_qbg_i8_f32__ref");
+    if (name == "avx2" && cpu_info().has(kAvx2)) EXPECT_EQ(int8, "qgemm_qbg_i8_f32_16x6__avx2");
+    if (name == "avxvnni" && cpu_info().has(kAvxVnni)) EXPECT_EQ(int8, "qgemm_qbg_i8_f32_16x6__avxvnni");
+    if (name == "avx512vnni" && cpu_info().has(isa_level_features(Isa::Avx512) | kAvx512Vnni))
+      EXPECT_EQ(int8, "qgemm_qbg_i8_f32_32x6__avx512vnni");
+  }
+  EXPECT_THROW(reset_isa_cap_for_testing(std::string("avx9000")), Error);
+  reset_isa_cap_for_testing(Isa::Amx);
+}
+
 }  // namespace tz

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "kernels/mpgemm/mpgemm.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/dispatch.h"
 #include "tensorzip/error.h"
@@ -133,7 +134,7 @@ TEST(MpGemm, FastModeIsIdenticalOnEveryPath) {
     for (Isa isa : test::supported_isas()) {
       test::ScopedIsa cap(isa);
       std::vector<float> y(size_t(n * m));
-      mpgemm(lw, x.data(), n, k, y.data(), m, LutMode::Fast);
+      mpgemm(lw, x.data(), n, k, y.data(), m, LutMode::Fast, MpGemmPath::Lut);  // Auto may take the int8 path
       out.push_back(y);
     }
     for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << name_of(c, m, k, n) << " path " << i;
@@ -185,6 +186,43 @@ TEST_P(MpGemmIsa, Int8PathMatchesReference) {
                       LutMode::Fast, MpGemmPath::Int8), Error);
   EXPECT_THROW(mpgemm(LutWeights::pack(quantize_rtn_ref(w.data(), 64, 96, QuantFormat{})), x.data(), 1, 96, y.data(), 64,
                       LutMode::Exact, MpGemmPath::Int8), Error);
+}
+
+// Every vector int8 variant (AVX2, AVX-VNNI, AVX-512-VNNI, AMX: each cap that changes the choice)
+// computes the scalar twin's integer sums from the same int8 activations: outputs agree to the
+// rounding of the float epilogue (1e-5 of max|y|), on odd shapes, 1-8 bits (8 bits: AVX2's split
+// of the codes), symmetric, asymmetric, ternary, one group per row, 1 and 2 threads.
+TEST(MpGemm, Int8VariantsMatchScalarTwin) {
+  struct Int8Case { int bits; bool sym; bool ternary; int group; DType scale; };
+  const Int8Case cases[] = {{1, true, false, 128, DType::F32}, {2, true, false, 128, DType::F32}, {4, false, false, 64, DType::F16}, {3, true, false, 0, DType::F32},
+                            {1, true, true, 64, DType::F16},  {7, false, false, 128, DType::F32}, {8, false, false, 64, DType::F16},
+                            {8, true, false, 0, DType::F32}};
+  const Shape3 shapes[] = {{37, 4095}, {1, 257}, {33, 64}, {7, 31}, {64, 512}};
+  std::vector<std::string> seen;
+  for (const std::string& cap : isa_cap_names()) {
+    test::ScopedIsa scoped(cap);
+    const std::string kernel = chosen_kernel("mpgemm_int8");
+    if (kernel.find("__ref") != std::string::npos || std::find(seen.begin(), seen.end(), kernel) != seen.end()) continue;
+    seen.push_back(kernel);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (const auto& ic : cases)
+        for (const auto& s : shapes)
+          for (int64_t n : {1, 5, 7, 13}) {
+            const Case c{ic.bits, ic.sym, ic.ternary, ic.group, ic.scale};
+            const auto w = test::random_floats(size_t(s.m * s.k), 71);
+            const auto x = test::random_floats(size_t(n * s.k), 72);
+            const LutWeights lw = LutWeights::pack(quantize_rtn_ref(w.data(), s.m, s.k, fmt_of(c)));
+            if (!mpgemm_int8_supported(lw)) continue;
+            std::vector<float> ref(size_t(n * s.m)), y(ref.size(), NAN);
+            kernels::mpgemm_int8__ref(lw, x.data(), n, s.k, ref.data(), s.m);
+            mpgemm(lw, x.data(), n, s.k, y.data(), s.m, LutMode::Fast, MpGemmPath::Int8);
+            EXPECT_LE(test::max_rel_err(y, ref), 1e-5) << kernel << " " << threads << " thr " << name_of(c, s.m, s.k, n);
+          }
+    }
+  }
+  set_num_threads(2);
+  EXPECT_FALSE(seen.empty());
 }
 
 // The low-rank branch added in the kernel's output tiles equals the product plus the branch

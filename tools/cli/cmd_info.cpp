@@ -28,6 +28,7 @@ void add_info(CLI::App& app) {
       j["max_isa"] = isa_name(c.max_isa);
       j["active_isa"] = isa_name(c.active_isa);
       j["isa_capped"] = c.capped;
+      j["isa_cap"] = c.cap;
       j["threads"] = num_threads();
       j["hardware_threads"] = hardware_threads();
       j["blas"] = {{"library", "OpenBLAS"}, {"core", openblas_core_name()}};
@@ -52,7 +53,7 @@ void add_info(CLI::App& app) {
     fmt::print("features   {}\n", feats);
     fmt::print("amx        {}\n", c.amx_permission ? "tile data permission granted" : "not available");
     fmt::print("isa        max {}, active {}{}\n", isa_name(c.max_isa), isa_name(c.active_isa),
-               c.capped ? " (capped by TENSORZIP_ISA)" : "");
+               c.capped ? " (capped by TENSORZIP_ISA=" + c.cap + ")" : "");
     fmt::print("threads    {} (of {} online)\n", num_threads(), hardware_threads());
     fmt::print("blas       OpenBLAS, core {}\n", openblas_core_name());
     fmt::print("\n{:<20} {}\n", "op", "kernel chosen (other variants; * = available)");

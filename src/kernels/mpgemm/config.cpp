@@ -37,6 +37,9 @@ KernelOp& mpgemm_lut_tables_op() {
 KernelOp& mpgemm_int8_op() {
   static KernelOp op("mpgemm_int8", {
       {"qgemm_qbg_i8_f32_32x32__amx", Isa::Amx, kAmxInt8, to_any(mpgemm_int8__amx)},
+      {"qgemm_qbg_i8_f32_32x6__avx512vnni", Isa::Avx512, kAvx512Vnni, to_any(mpgemm_int8__avx512vnni)},
+      {"qgemm_qbg_i8_f32_16x6__avxvnni", Isa::Avx2, kAvxVnni, to_any(mpgemm_int8__avxvnni)},
+      {"qgemm_qbg_i8_f32_16x6__avx2", Isa::Avx2, 0, to_any(mpgemm_int8__avx2)},
       {"qgemm_qbg_i8_f32__ref", Isa::Scalar, 0, to_any(mpgemm_int8__ref)},
   });
   return op;
@@ -140,6 +143,13 @@ void run_block(const LutWeights& w, LutMode mode, int64_t t0, int64_t t1, Column
 
 }  // namespace
 
+int64_t mpgemm_int8_min_tokens(int bits) {
+  const auto int8 = detail::mpgemm_int8_op().chosen().fn;
+  if (int8 == detail::to_any(kernels::mpgemm_int8__amx)) return bits <= 2 ? 32 : 24;
+  if (detail::mpgemm_lut_op().chosen().fn == detail::to_any(kernels::lut_kernel__avx512)) return bits <= 2 ? 96 : bits <= 4 ? 48 : 32;
+  return kMaxNb + 1;
+}
+
 bool mpgemm_int8_supported(const LutWeights& w) {
   return w.planes() <= 8 && (w.group_cols() % 64 == 0 || w.groups() == 1);
 }
@@ -160,8 +170,9 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
     require(mpgemm_int8_supported(w), "mpgemm: the int8 path needs a group that is a multiple of 64 or the whole row");
   }
   auto& int8 = detail::mpgemm_int8_op();
-  const bool amx = std::string(int8.chosen().name).find("__amx") != std::string::npos;
-  if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast && amx &&
+  // Auto takes the int8 path wherever it has a vector kernel (VNNI, AVX2 or AMX), not the scalar twin.
+  const bool int8_fast = int8.chosen().fn != detail::to_any(kernels::mpgemm_int8__ref);
+  if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast && int8_fast &&
                                    n >= mpgemm_int8_min_tokens(w.planes()) && mpgemm_int8_supported(w))) {
     int8.get<kernels::Int8GemmFn>()(w, x, n, ldx, y, ldy);
     // The int8 tile kernel has no epilogue hook: the branch follows as one more pass (prefill only,

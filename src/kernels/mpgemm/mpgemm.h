@@ -53,6 +53,9 @@ void dequant_kernel__avx512(const DequantArgs&);
 // Int8 path (prefill): whole product, threads inside. Needs mpgemm_int8_supported(w).
 using Int8GemmFn = void (*)(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
 void mpgemm_int8__amx(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
+void mpgemm_int8__avx512vnni(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
+void mpgemm_int8__avxvnni(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
+void mpgemm_int8__avx2(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
 void mpgemm_int8__ref(const LutWeights&, const float*, int64_t, int64_t, float*, int64_t);
 
 // Offset term of format f: w = s·(q − zero); the LUT computes Σ s·(q − half)·a, so each group adds
