@@ -41,17 +41,6 @@ struct Int8Coefs {
   const float* offsets(int64_t t, int64_t g, int64_t) const { return wz.data() + size_t(((t - t0) * ng + g) * 16); }
 };
 
-inline float stored_scale(const uint8_t* p, int i, int sb) {
-  if (sb == 4) {
-    float v;
-    std::memcpy(&v, p + 4 * i, 4);
-    return v;
-  }
-  uint16_t h;
-  std::memcpy(&h, p + 2 * i, 2);
-  return f16_to_f32_scalar(h);
-}
-
 inline void int8_coefs(const LutWeights& w, int64_t t0, int64_t nt, Int8Coefs& c) {
   const int64_t ng = w.groups();
   const int sb = w.scale_bytes();

@@ -2,7 +2,9 @@
 // A LUT kernel computes 16-row tiles [t0, t1) for nb <= 4 activation columns whose tables are built.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
+#include "tensorzip/convert.h"
 #include "tensorzip/mpgemm.h"
 
 namespace tz::kernels {
@@ -65,5 +67,20 @@ void mpgemm_int8__ref(const LutWeights&, const float*, int64_t, int64_t, float*,
 inline int64_t lut_scale_block(const LutWeights& w) { return w.group_cols() % 64 == 0 ? 64 : 32; }
 
 inline float lut_half(const QuantFormat& f) { return 0.5f * float((1 << f.bits) - 1); }
+
+// Scale i of a group's stored scales (sb = 4: f32, 2: f16). Internal linkage: this header is
+// included by files built with different ISA flags, and one inline copy must not serve them all.
+namespace {
+inline float stored_scale(const uint8_t* p, int i, int sb) {
+  if (sb == 4) {
+    float v;
+    std::memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  uint16_t h;
+  std::memcpy(&h, p + 2 * i, 2);
+  return f16_to_f32_scalar(h);
+}
+}  // namespace
 
 }  // namespace tz::kernels

@@ -23,20 +23,6 @@ void mpgemm_ref(const QuantMatrix& q, const float* x, int64_t n, int64_t ldx, fl
 }
 
 namespace kernels {
-namespace {
-
-float scale_at(const uint8_t* p, int i, int sb) {
-  if (sb == 4) {
-    float v;
-    std::memcpy(&v, p + 4 * i, 4);
-    return v;
-  }
-  uint16_t h;
-  std::memcpy(&h, p + 2 * i, 2);
-  return f16_to_f32_scalar(h);
-}
-
-}  // namespace
 
 void lut_tables__ref(const float* x, int64_t k, int64_t k_pad, int64_t scale_block, LutMode mode,
                      const float* ts, void* tab) {
@@ -99,10 +85,10 @@ void lut_kernel__ref(const LutArgs& a) {
             }
           }
           const uint8_t* sc = blk + nc * P * 64;
-          const float ws = scale_at(sc, rr, sb);
+          const float ws = stored_scale(sc, rr, sb);
           yacc = std::fma(facc, ws * 0.5f, yacc);
           if (zero_term) {
-            const float z = w.has_zeros() ? scale_at(sc + 16 * sb, rr, sb) : 1.f;
+            const float z = w.has_zeros() ? stored_scale(sc + 16 * sb, rr, sb) : 1.f;
             yacc = std::fma(ws * (half - z), a.cols[n].sa[g], yacc);
           }
         }
