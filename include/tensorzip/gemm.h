@@ -26,7 +26,8 @@ void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, 
 struct PackedBf16Weights {
   int64_t m = 0, k = 0;
   std::vector<uint16_t> w;      // [m, k] as given, when not packed into tiles
-  LargeVector<uint16_t> tiles;  // AMX layout (then w is empty), or empty
+  LargeVector<uint16_t> tiles;  // the chosen kernel's packed layout (then w is empty), or empty
+  std::string packed_by;        // that kernel (packed weights run only while it is still chosen)
 };
 PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int64_t ldw);
 // The same straight from f32 weights (rounded to nearest-even bf16): W = w [m, k] (row stride ldw),

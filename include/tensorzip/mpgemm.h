@@ -33,6 +33,7 @@ enum class MpGemmPath { Auto, Lut, Int8 };
 // tokens. Measured crossovers (4096², 2 threads, docs/benchmarks.md): AMX ~32 tokens at 1–2 bits,
 // ~24 at 3–4; AVX-512-VNNI beside the VBMI LUT kernel ~96 at 1–2 bits, ~48 at 3–4, 32 above;
 // beside the AVX2 LUT kernel every prefill block (5 tokens on) is faster on the int8 path.
+// INT64_MAX where only the scalar twin of the int8 path runs (Auto then never takes it).
 int64_t mpgemm_int8_min_tokens(int bits);
 
 class LutWeights {

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numeric>
 
-#include "core/dispatch.h"
 #include "kernels/lora/lora.h"
 #include "lowrank/lapack.h"
 #include "tensorzip/convert.h"
@@ -14,19 +13,6 @@
 #include "tensorzip/runtime.h"
 
 namespace tz {
-namespace detail {
-namespace {
-using LoraKernelsFn = const kernels::lora::Kernels* (*)();
-}
-KernelOp& lora_bgmv_op() {
-  static KernelOp op("lora_bgmv", {
-      {"lora_bgmv_f32__avx512", Isa::Avx512, 0, to_any(kernels::lora::kernels__avx512)},
-      {"lora_bgmv_f32__avx2", Isa::Avx2, 0, to_any(kernels::lora::kernels__avx2)},
-      {"lora_bgmv_f32__ref", Isa::Scalar, 0, to_any(kernels::lora::kernels__ref)},
-  });
-  return op;
-}
-}  // namespace detail
 
 namespace {
 
@@ -263,7 +249,7 @@ int32_t AdapterBank::add(const LoraAdapter& ad) {
   return int32_t(adapters_.size() - 1);
 }
 
-const char* AdapterBank::kernel() const { return detail::lora_bgmv_op().chosen().name; }
+const char* AdapterBank::kernel() const { return detail::lora_bgmv_family().chosen_name(); }
 
 namespace {
 // Rows grouped by adapter (counting sort): rows[off[i] .. off[i+1]) use adapter i.
@@ -285,7 +271,7 @@ void group_rows(const int32_t* ids, int64_t n, int64_t count, std::vector<int32_
 void AdapterBank::apply(const float* x, int64_t n, const int32_t* ids, float* y) const {
   if (n == 0) return;
   require(x != nullptr && ids != nullptr && y != nullptr, "adapter bank: null buffer");
-  const auto* k = detail::lora_bgmv_op().get<detail::LoraKernelsFn>()();
+  const kernels::lora::Kernels* k = &detail::lora_bgmv_family().config();
   std::vector<int32_t> rows;
   std::vector<int64_t> off;
   group_rows(ids, n, size(), rows, off);

@@ -215,7 +215,7 @@ TEST(MpGemm, Int8VariantsMatchScalarTwin) {
             const LutWeights lw = LutWeights::pack(quantize_rtn_ref(w.data(), s.m, s.k, fmt_of(c)));
             if (!mpgemm_int8_supported(lw)) continue;
             std::vector<float> ref(size_t(n * s.m)), y(ref.size(), NAN);
-            kernels::mpgemm_int8__ref(lw, x.data(), n, s.k, ref.data(), s.m);
+            kernels::qgemm_qbg_i8_f32__ref(lw, x.data(), n, s.k, ref.data(), s.m);
             mpgemm(lw, x.data(), n, s.k, y.data(), s.m, LutMode::Fast, MpGemmPath::Int8);
             EXPECT_LE(test::max_rel_err(y, ref), 1e-5) << kernel << " " << threads << " thr " << name_of(c, s.m, s.k, n);
           }

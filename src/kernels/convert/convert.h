@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dispatch.h"
+
 namespace tz::kernels {
 
 using F32ToHalfFn = void (*)(const float*, uint16_t*, size_t);
@@ -24,4 +26,20 @@ void convert_bf16_f32__avx512(const uint16_t*, float*, size_t);
 void convert_f32_f16__avx512(const float*, uint16_t*, size_t);
 void convert_f16_f32__avx512(const uint16_t*, float*, size_t);
 
+// Families "convert_f32_bf16", "convert_f32_f16" (ToHalfConfig) and "convert_bf16_f32",
+// "convert_f16_f32" (FromHalfConfig).
+struct ToHalfConfig {
+  F32ToHalfFn convert;
+};
+struct FromHalfConfig {
+  HalfToF32Fn convert;
+};
+
 }  // namespace tz::kernels
+
+namespace tz::detail {
+KernelFamily<kernels::ToHalfConfig>& convert_f32_bf16_family();
+KernelFamily<kernels::FromHalfConfig>& convert_bf16_f32_family();
+KernelFamily<kernels::ToHalfConfig>& convert_f32_f16_family();
+KernelFamily<kernels::FromHalfConfig>& convert_f16_f32_family();
+}  // namespace tz::detail

@@ -94,7 +94,7 @@ void conv_row(const DirectPlan& dp, const uint32_t* pairs, const uint16_t* u, fl
 
 }  // namespace
 
-void direct_conv_rows__amx(const DirectPlan& dp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
+void fftconv_bf16_direct_toeplitz32__amx(const DirectPlan& dp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
                            void* workspace) {
   load_tile_config_16x64();
   auto* ubuf = static_cast<uint16_t*>(workspace);

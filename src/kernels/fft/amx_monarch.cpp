@@ -486,7 +486,7 @@ void conv_row(Row& w, int64_t channel, const uint16_t* u, float* y) {
 
 }  // namespace
 
-void monarch_conv_rows__amx(const MonarchPlan& mp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
+void fftconv_bf16_monarch16_rows__amx(const MonarchPlan& mp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
                             void* workspace, bool stream_y) {
   // Tiles 0-4 as 16 x 64 bytes; 5: an 8-row data tile; 6, 7: the DFT tiles' first 8 column pairs
   // (16 x 32 bytes) — the causal first stage's half product.

@@ -88,7 +88,7 @@ struct Vec8 {
 
 }  // namespace
 
-void conv_group__avx2(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+void fftconv_r32_radix4_8rows__avx2(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec8>*>(ws);
   conv_group<Vec8>(pc, group, io, z);
 }

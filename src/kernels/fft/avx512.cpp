@@ -68,7 +68,7 @@ struct Vec16 {
 
 }  // namespace
 
-void conv_group__avx512(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+void fftconv_r32_radix4_16rows__avx512(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec16>*>(ws);
   conv_group<Vec16>(pc, group, io, z);
 }

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <mutex>
 
-#include "core/dispatch.h"
 #include "kernels/fft/direct.h"
 #include "kernels/fft/fft.h"
 #include "kernels/fft/monarch.h"
@@ -19,34 +18,34 @@
 
 namespace tz {
 namespace detail {
-KernelOp& fftconv_op() {
-  static KernelOp op("fftconv", {
-      {"fftconv_r32_radix4_16rows__avx512", Isa::Avx512, 0, to_any(kernels::fft::conv_group__avx512)},
-      {"fftconv_r32_radix4_8rows__avx2", Isa::Avx2, 0, to_any(kernels::fft::conv_group__avx2)},
-      {"fftconv_r32_radix4__ref", Isa::Scalar, 0, to_any(kernels::fft::conv_group__ref)},
+using namespace kernels::fft;
+
+KernelFamily<FftConvConfig>& fftconv_family() {
+  static KernelFamily<FftConvConfig> f("fftconv", {
+      {"fftconv_r32_radix4_16rows__avx512", Isa::Avx512, 0,
+       {fftconv_r32_radix4_16rows__avx512, corr_group__avx512, dk_group__avx512, conv_stage__avx512, 16}},
+      {"fftconv_r32_radix4_8rows__avx2", Isa::Avx2, 0,
+       {fftconv_r32_radix4_8rows__avx2, corr_group__avx2, dk_group__avx2, conv_stage__avx2, 8}},
+      {"fftconv_r32_radix4__ref", Isa::Scalar, 0, {fftconv_r32_radix4__ref, corr_group__ref, dk_group__ref, conv_stage__ref, 1}},
   });
-  return op;
+  return f;
 }
-namespace {
-// Marks "no matrix-unit variant": conv_bf16 then runs the fp32 kernel, converting on load.
-void fftconv_bf16_via_f32() {}
-}  // namespace
-KernelOp& fftconv_bf16_op() {
-  static KernelOp op("fftconv_bf16", {
-      {"fftconv_bf16_monarch16_rows__amx", Isa::Amx, 0, to_any(kernels::fft::monarch_conv_rows__amx)},
-      {"fftconv_bf16_via_f32__ref", Isa::Scalar, 0, to_any(fftconv_bf16_via_f32)},
+
+// "…_via_f32" / "…_none": no kernel of their own (the names say what runs instead).
+KernelFamily<MonarchConfig>& fftconv_bf16_family() {
+  static KernelFamily<MonarchConfig> f("fftconv_bf16", {
+      {"fftconv_bf16_monarch16_rows__amx", Isa::Amx, 0, {fftconv_bf16_monarch16_rows__amx, make_monarch_plan}},
+      {"fftconv_bf16_via_f32__ref", Isa::Scalar, 0, {}},
   });
-  return op;
+  return f;
 }
-namespace {
-void fftconv_bf16_direct_none() {}  // no direct variant without AMX
-}  // namespace
-KernelOp& fftconv_bf16_direct_op() {
-  static KernelOp op("fftconv_bf16_direct", {
-      {"fftconv_bf16_direct_toeplitz32__amx", Isa::Amx, 0, to_any(kernels::fft::direct_conv_rows__amx)},
-      {"fftconv_bf16_direct_none__ref", Isa::Scalar, 0, to_any(fftconv_bf16_direct_none)},
+
+KernelFamily<DirectConfig>& fftconv_bf16_direct_family() {
+  static KernelFamily<DirectConfig> f("fftconv_bf16_direct", {
+      {"fftconv_bf16_direct_toeplitz32__amx", Isa::Amx, 0, {fftconv_bf16_direct_toeplitz32__amx, make_direct_plan}},
+      {"fftconv_bf16_direct_none__ref", Isa::Scalar, 0, {}},
   });
-  return op;
+  return f;
 }
 }  // namespace detail
 
@@ -170,10 +169,7 @@ class ThreadWorkspaces {
 struct FftConvPlan::Impl {
   mutable WorkspaceCache workspaces;
   kernels::fft::PlanCore core;
-  kernels::fft::ConvGroupFn fn = nullptr;
-  kernels::fft::CorrGroupFn corr = nullptr;  // same lane count as fn: the plan's spectra layout
-  kernels::fft::DkGroupFn dk = nullptr;
-  kernels::fft::ConvStageFn stage = nullptr;
+  kernels::fft::FftConvConfig fp32{};  // the fp32 kernels the plan's spectra are laid out for
   int64_t nk = 0;
   const char* kernel = "";
   // bf16 Monarch path (dtype Bf16 plans on AMX CPUs only).
@@ -201,14 +197,9 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   pc.h = h;
   pc.mode = opt.mode;
   pc.m = opt.mode == ConvMode::Causal ? n : n / 2;
-  auto& op = detail::fftconv_op();
-  impl->fn = op.get<ConvGroupFn>();
-  impl->kernel = op.chosen().name;
-  const std::string kname = impl->kernel;
-  pc.lanes = kname.find("16rows") != std::string::npos ? 16 : kname.find("8rows") != std::string::npos ? 8 : 1;
-  impl->corr = pc.lanes == 16 ? corr_group__avx512 : pc.lanes == 8 ? corr_group__avx2 : corr_group__ref;
-  impl->dk = pc.lanes == 16 ? dk_group__avx512 : pc.lanes == 8 ? dk_group__avx2 : dk_group__ref;
-  impl->stage = pc.lanes == 16 ? conv_stage__avx512 : pc.lanes == 8 ? conv_stage__avx2 : conv_stage__ref;
+  impl->fp32 = detail::fftconv_family().config();
+  impl->kernel = detail::fftconv_family().chosen_name();
+  pc.lanes = impl->fp32.lanes;
   impl->nk = nk;
   pc.tw = Twiddles::make(pc.m);
   pc.perm = digit_reversal(pc.m);
@@ -255,25 +246,25 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   impl->kernel_bf16 = impl->kernel;
   if (opt.dtype == ConvDtype::Bf16 && opt.freq_mask.empty() && direct_supported(n) &&
       (opt.bf16_path == ConvBf16Path::Direct || opt.bf16_path == ConvBf16Path::Auto)) {
-    auto& dop = detail::fftconv_bf16_direct_op();
+    const DirectConfig& dc = detail::fftconv_bf16_direct_family().config();
     const bool causal = opt.mode == ConvMode::Causal;
     const double fft_work = double(pc.m) * std::log2(double(pc.m));
-    if (dop.chosen().isa == Isa::Amx &&
+    if (dc.rows != nullptr &&
         (opt.bf16_path == ConvBf16Path::Direct || double(direct_tile_products(n, nk, causal)) < kDirectPerFftWork * fft_work)) {
-      impl->direct = std::make_unique<DirectPlan>(make_direct_plan(n, h, k, nk, causal));
-      impl->direct_fn = dop.get<DirectRowsFn>();
-      impl->kernel_bf16 = dop.chosen().name;
+      impl->direct = std::make_unique<DirectPlan>(dc.plan(n, h, k, nk, causal));
+      impl->direct_fn = dc.rows;
+      impl->kernel_bf16 = detail::fftconv_bf16_direct_family().chosen_name();
     }
   }
   const bool want_monarch = opt.bf16_path == ConvBf16Path::Monarch ||
                             (opt.bf16_path == ConvBf16Path::Auto && pc.m >= kMonarchAutoMinM);
   if (opt.dtype == ConvDtype::Bf16 && !impl->direct && want_monarch && monarch_supported(pc.m)) {
-    auto& bop = detail::fftconv_bf16_op();
-    if (bop.chosen().isa == Isa::Amx) {
+    const MonarchConfig& mc = detail::fftconv_bf16_family().config();
+    if (mc.rows != nullptr) {
       impl->monarch = std::make_unique<MonarchPlan>(
-          make_monarch_plan(n, pc.m, h, spectra, pc.skip.empty() ? nullptr : pc.skip.data(), kFreqMaskBlock));
-      impl->monarch_fn = bop.get<MonarchRowsFn>();
-      impl->kernel_bf16 = bop.chosen().name;
+          mc.plan(n, pc.m, h, spectra, pc.skip.empty() ? nullptr : pc.skip.data(), kFreqMaskBlock));
+      impl->monarch_fn = mc.rows;
+      impl->kernel_bf16 = detail::fftconv_bf16_family().chosen_name();
     }
   }
   for (int64_t slot = 0; slot < pc.patterns * L; ++slot) {  // (pattern or channel group) x lane
@@ -352,7 +343,7 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
       const auto stage = [&](Stage st, int64_t count, int64_t chunks, int64_t align) {
         parallel_for(chunks, [&](int64_t c, int) {
           const Range r = split_range(count, chunks, c, align);
-          if (r.begin < r.end) impl.stage(pc, int(st), pattern, io, z, r.begin, r.end, corr);
+          if (r.begin < r.end) impl.fp32.stage(pc, int(st), pattern, io, z, r.begin, r.end, corr);
         });
       };
       stage(Stage::Load, pc.m, parts, 8);
@@ -374,7 +365,7 @@ void run(const FftConvPlan::Impl& impl, const float* u, const float* v, const fl
   parallel_for(tasks, [&](int64_t task, int th) {
     int64_t pattern;
     const kernels::fft::RowPtrs io = rows_of(task, &pattern);
-    (corr ? impl.corr : impl.fn)(pc, pattern, io, static_cast<float*>(ws.get(th)));
+    (corr ? impl.fp32.corr : impl.fp32.conv)(pc, pattern, io, static_cast<float*>(ws.get(th)));
   });
 }
 
@@ -384,7 +375,7 @@ void run_dk(const FftConvPlan::Impl& impl, const float* dy, const float* v, cons
   ThreadWorkspaces ws(impl.workspaces, kernels::fft::dk_workspace_floats(pc) * sizeof(float));
   parallel_for(groups, [&](int64_t g, int th) {
     const int rows = int(std::min<int64_t>(L, pc.h - g * L));
-    impl.dk(pc, g * L, rows, b, dy, v, u, w, impl.nk, dk, static_cast<float*>(ws.get(th)));
+    impl.fp32.dk(pc, g * L, rows, b, dy, v, u, w, impl.nk, dk, static_cast<float*>(ws.get(th)));
   });
 }
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "kernels/fft/monarch.h"  // Aligned64
 
 namespace tz::kernels::fft {
@@ -44,6 +45,17 @@ size_t direct_workspace_bytes(const DirectPlan& dp);
 // Rows [row0, row1) of u[B·H, n] (bf16) -> y (f32). workspace: direct_workspace_bytes, 64-aligned.
 using DirectRowsFn = void (*)(const DirectPlan& dp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
                               void* workspace);
-void direct_conv_rows__amx(const DirectPlan&, int64_t, int64_t, const uint16_t*, float*, void*);
+void fftconv_bf16_direct_toeplitz32__amx(const DirectPlan&, int64_t, int64_t, const uint16_t*, float*, void*);
+
+// Family "fftconv_bf16_direct": the direct (Toeplitz) bf16 path's plan builder and rows kernel.
+// The fallback choice has neither: Auto then never takes the direct path.
+struct DirectConfig {
+  DirectRowsFn rows = nullptr;
+  DirectPlan (*plan)(int64_t n, int64_t h, const float* k, int64_t nk, bool causal) = nullptr;
+};
 
 }  // namespace tz::kernels::fft
+
+namespace tz::detail {
+KernelFamily<kernels::fft::DirectConfig>& fftconv_bf16_direct_family();
+}  // namespace tz::detail

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dispatch.h"
 #include "kernels/fft/fftconv_impl.h"
 
 namespace tz::kernels::fft {
@@ -11,9 +12,9 @@ namespace tz::kernels::fft {
 using ConvGroupFn = void (*)(const PlanCore& pc, int64_t group, const RowPtrs& io, float* workspace);
 inline size_t workspace_floats(const PlanCore& pc) { return size_t(2 * pc.m) * size_t(pc.lanes); }
 
-void conv_group__ref(const PlanCore&, int64_t, const RowPtrs&, float*);     // 1 lane
-void conv_group__avx2(const PlanCore&, int64_t, const RowPtrs&, float*);    // 8 lanes
-void conv_group__avx512(const PlanCore&, int64_t, const RowPtrs&, float*);  // 16 lanes
+void fftconv_r32_radix4__ref(const PlanCore&, int64_t, const RowPtrs&, float*);     // 1 lane
+void fftconv_r32_radix4_8rows__avx2(const PlanCore&, int64_t, const RowPtrs&, float*);    // 8 lanes
+void fftconv_r32_radix4_16rows__avx512(const PlanCore&, int64_t, const RowPtrs&, float*);  // 16 lanes
 
 // One stage of a group over a range (see fftconv_impl.h Stage): for groups that get split across
 // the pool because there are fewer groups than threads.
@@ -36,4 +37,18 @@ void dk_group__ref(const PlanCore&, int64_t, int, int64_t, const float*, const f
 void dk_group__avx2(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);
 void dk_group__avx512(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);
 
+// Family "fftconv": the fp32 kernels of one lane width together (the plan's spectra are laid out
+// for `lanes` rows per group, so all four must share it).
+struct FftConvConfig {
+  ConvGroupFn conv;
+  CorrGroupFn corr;
+  DkGroupFn dk;
+  ConvStageFn stage;
+  int lanes;
+};
+
 }  // namespace tz::kernels::fft
+
+namespace tz::detail {
+KernelFamily<kernels::fft::FftConvConfig>& fftconv_family();
+}  // namespace tz::detail

@@ -20,6 +20,8 @@
 #include <new>
 #include <vector>
 
+#include "core/dispatch.h"
+
 namespace tz::kernels::fft {
 
 // 64-byte aligned storage, so every 16-float row the kernel loads is one cache line.
@@ -87,6 +89,19 @@ inline size_t monarch_workspace_bytes(const MonarchPlan& mp) { return size_t(4 *
 // stream_y: write y with non-temporal stores (y 64-byte aligned; for outputs larger than the caches).
 using MonarchRowsFn = void (*)(const MonarchPlan& mp, int64_t row0, int64_t row1, const uint16_t* u, float* y,
                                void* workspace, bool stream_y);
-void monarch_conv_rows__amx(const MonarchPlan&, int64_t, int64_t, const uint16_t*, float*, void*, bool);
+void fftconv_bf16_monarch16_rows__amx(const MonarchPlan&, int64_t, int64_t, const uint16_t*, float*, void*, bool);
+
+// Family "fftconv_bf16": the Monarch bf16 path, its plan builder (the filter spectra in the
+// kernel's layout) and rows kernel together. The fallback choice has neither: bf16 plans then
+// run the fp32 kernel, converting rows on load.
+struct MonarchConfig {
+  MonarchRowsFn rows = nullptr;
+  MonarchPlan (*plan)(int64_t n, int64_t m, int64_t h, const std::vector<std::vector<std::complex<double>>>& spectra,
+                      const uint8_t* skip, int64_t skip_block) = nullptr;
+};
 
 }  // namespace tz::kernels::fft
+
+namespace tz::detail {
+KernelFamily<kernels::fft::MonarchConfig>& fftconv_bf16_family();
+}  // namespace tz::detail

@@ -40,7 +40,7 @@ struct Vec1 {
 
 }  // namespace
 
-void conv_group__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
+void fftconv_r32_radix4__ref(const PlanCore& pc, int64_t group, const RowPtrs& io, float* ws) {
   auto* z = reinterpret_cast<Cx<Vec1>*>(ws);
   conv_group<Vec1>(pc, group, io, z);
 }

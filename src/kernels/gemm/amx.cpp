@@ -43,6 +43,7 @@ void pack_w_slab(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, int64_t r
 }  // namespace
 
 int64_t amx_slab_elems(int64_t k) { return 2 * ((k + kKStep - 1) / kKStep) * kTile * kKStep; }
+int64_t amx_packed_elems(int64_t m, int64_t k) { return ((m + 31) / 32) * amx_slab_elems(k); }
 
 void amx_pack_weights(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out) {
   const int64_t kb = (k + kKStep - 1) / kKStep, slabs = (m + 31) / 32;

@@ -14,23 +14,24 @@ namespace tz {
 namespace detail {
 using namespace kernels;
 
-KernelOp& gemm_f32_op() {
-  static KernelOp op("gemm_f32", {
-      {"gemm_f32_f32_f32__openblas", Isa::Scalar, 0, to_any(gemm_f32_f32_f32__openblas), openblas_kernels_fit_cap},
-      {"gemm_f32_f32_f32_4x3__avx2", Isa::Avx2, 0, to_any(gemm_f32_f32_f32_4x3__avx2)},
-      {"gemm_f32_f32_f32__ref", Isa::Scalar, 0, to_any(gemm_f32_f32_f32__ref)},
+KernelFamily<GemmF32Config>& gemm_f32_family() {
+  static KernelFamily<GemmF32Config> f("gemm_f32", {
+      {"gemm_f32_f32_f32__openblas", Isa::Scalar, 0, {gemm_f32_f32_f32__openblas, 0, 0}, openblas_kernels_fit_cap},
+      {"gemm_f32_f32_f32_4x3__avx2", Isa::Avx2, 0, {gemm_f32_f32_f32_4x3__avx2, 4, 3}},
+      {"gemm_f32_f32_f32__ref", Isa::Scalar, 0, {gemm_f32_f32_f32__ref, 1, 1}},
   });
-  return op;
+  return f;
 }
 
-KernelOp& gemm_bf16_op() {
-  static KernelOp op("gemm_bf16", {
-      {"gemm_bf16_bf16_f32_32x32__amx", Isa::Amx, kAmxBf16 | kAvx512Bf16, to_any(gemm_bf16_bf16_f32_32x32__amx)},
-      {"gemm_bf16_bf16_f32_4x4__avx512bf16", Isa::Avx512, kAvx512Bf16, to_any(gemm_bf16_bf16_f32_4x4__avx512bf16)},
-      {"gemm_bf16_bf16_f32_4x3__avx2", Isa::Avx2, 0, to_any(gemm_bf16_bf16_f32_4x3__avx2)},
-      {"gemm_bf16_bf16_f32__ref", Isa::Scalar, 0, to_any(gemm_bf16_bf16_f32__ref)},
+KernelFamily<GemmBf16Config>& gemm_bf16_family() {
+  static KernelFamily<GemmBf16Config> f("gemm_bf16", {
+      {"gemm_bf16_bf16_f32_32x32__amx", Isa::Amx, kAmxBf16 | kAvx512Bf16,
+       {gemm_bf16_bf16_f32_32x32__amx, 32, 32, amx_packed_elems, amx_pack_weights, amx_pack_weights_f32}},
+      {"gemm_bf16_bf16_f32_4x4__avx512bf16", Isa::Avx512, kAvx512Bf16, {gemm_bf16_bf16_f32_4x4__avx512bf16, 4, 4}},
+      {"gemm_bf16_bf16_f32_4x3__avx2", Isa::Avx2, 0, {gemm_bf16_bf16_f32_4x3__avx2, 4, 3}},
+      {"gemm_bf16_bf16_f32__ref", Isa::Scalar, 0, {gemm_bf16_bf16_f32__ref, 1, 1}},
   });
-  return op;
+  return f;
 }
 
 }  // namespace detail
@@ -53,31 +54,27 @@ void gemm_f32(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, cons
               int64_t ldw, float* y, int64_t ldy) {
   check_args("gemm_f32", n, m, k, x, ldx, w, ldw, y, ldy);
   if (n == 0 || m == 0) return;
-  detail::gemm_f32_op().get<kernels::GemmF32Fn>()({n, m, k, x, ldx, w, ldw, y, ldy});
+  detail::gemm_f32_family().config().gemm({n, m, k, x, ldx, w, ldw, y, ldy});
 }
 
 void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, const uint16_t* w,
                int64_t ldw, float* y, int64_t ldy) {
   check_args("gemm_bf16", n, m, k, x, ldx, w, ldw, y, ldy);
   if (n == 0 || m == 0) return;
-  detail::gemm_bf16_op().get<kernels::GemmBf16Fn>()({n, m, k, x, ldx, w, ldw, y, ldy});
+  detail::gemm_bf16_family().config().gemm({n, m, k, x, ldx, w, ldw, y, ldy});
 }
 
-namespace {
-// Packed tiles are in the AMX bf16 kernel's layout: usable only while that kernel is the chosen one.
-bool amx_bf16_active() {
-  return detail::gemm_bf16_op().chosen().fn == detail::to_any(kernels::gemm_bf16_bf16_f32_32x32__amx);
-}
-}  // namespace
 
 PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int64_t ldw) {
   require(m >= 0 && k >= 0 && ldw >= k && (w != nullptr || m * k == 0), "pack_bf16_weights: need W [m, k] with ldw >= k");
   PackedBf16Weights p;
   p.m = m;
   p.k = k;
-  if (m * k > 0 && amx_bf16_active()) {
-    p.tiles.resize(size_t(((m + 31) / 32) * kernels::amx_slab_elems(k)));
-    kernels::amx_pack_weights(w, ldw, m, k, p.tiles.data());
+  const auto& cfg = detail::gemm_bf16_family().config();
+  if (m * k > 0 && cfg.pack != nullptr) {
+    p.tiles.resize(size_t(cfg.packed_elems(m, k)));
+    cfg.pack(w, ldw, m, k, p.tiles.data());
+    p.packed_by = detail::gemm_bf16_family().chosen_name();
     return p;
   }
   p.w.resize(size_t(m * k));
@@ -91,9 +88,11 @@ PackedBf16Weights pack_bf16_weights_f32(const float* w, int64_t m, int64_t k, in
   PackedBf16Weights p;
   p.m = m;
   p.k = k;
-  if (m * k > 0 && amx_bf16_active()) {
-    p.tiles.resize(size_t(((m + 31) / 32) * kernels::amx_slab_elems(k)));
-    kernels::amx_pack_weights_f32(w, ldw, m, k, transposed, p.tiles.data());
+  const auto& cfg = detail::gemm_bf16_family().config();
+  if (m * k > 0 && cfg.pack_f32 != nullptr) {
+    p.tiles.resize(size_t(cfg.packed_elems(m, k)));
+    cfg.pack_f32(w, ldw, m, k, transposed, p.tiles.data());
+    p.packed_by = detail::gemm_bf16_family().chosen_name();
     return p;
   }
   p.w.resize(size_t(m * k));
@@ -104,17 +103,19 @@ PackedBf16Weights pack_bf16_weights_f32(const float* w, int64_t m, int64_t k, in
 
 void gemm_bf16(int64_t n, const uint16_t* x, int64_t ldx, const PackedBf16Weights& w, float* y, int64_t ldy) {
   if (n == 0 || w.m == 0) return;
+  const auto& cfg = detail::gemm_bf16_family().config();
   if (!w.tiles.empty()) {
-    // Packed for the AMX kernel; it must still be the active one (a cap lowered since is an error:
-    // the plain copy of W was not kept).
-    require(amx_bf16_active(), "gemm_bf16: these weights were packed for the AMX kernel, which the ISA cap now excludes; pack again");
+    // Packed for the kernel chosen then; it must still be the chosen one (a cap lowered since is
+    // an error: the plain copy of W was not kept).
+    require(w.packed_by == detail::gemm_bf16_family().chosen_name(),
+            "gemm_bf16: these weights were packed for " + w.packed_by + ", which the ISA cap now excludes; pack again");
     check_args("gemm_bf16", n, w.m, w.k, x, ldx, w.tiles.data(), w.k, y, ldy);
     kernels::GemmBf16Args a{n, w.m, w.k, x, ldx, nullptr, w.k, y, ldy};
     a.w_tiles = w.tiles.data();
-    return kernels::gemm_bf16_bf16_f32_32x32__amx(a);
+    return cfg.gemm(a);
   }
   check_args("gemm_bf16", n, w.m, w.k, x, ldx, w.w.data(), w.k, y, ldy);
-  detail::gemm_bf16_op().get<kernels::GemmBf16Fn>()({n, w.m, w.k, x, ldx, w.w.data(), w.k, y, ldy});
+  cfg.gemm({n, w.m, w.k, x, ldx, w.w.data(), w.k, y, ldy});
 }
 
 void gemm_f32_ref(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,

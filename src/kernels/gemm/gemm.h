@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "core/dispatch.h"
+
 namespace tz::kernels {
 
 struct GemmF32Args { int64_t n, m, k; const float* x; int64_t ldx; const float* w; int64_t ldw; float* y; int64_t ldy; };
@@ -29,8 +31,31 @@ void gemm_bf16_bf16_f32_4x3__avx2(const GemmBf16Args&);
 void gemm_bf16_bf16_f32_4x4__avx512bf16(const GemmBf16Args&);
 void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args&);
 
+// Family "gemm_f32". mr × nr: the micro-kernel's register tile (X rows × W rows; 0 × 0 where a
+// library chooses its own).
+struct GemmF32Config {
+  GemmF32Fn gemm;
+  int mr, nr;
+};
+// Family "gemm_bf16". A choice with a packer reads W from GemmBf16Args::w_tiles in the layout the
+// packer writes (PackedBf16Weights keeps only that copy); without one W is read as given.
+struct GemmBf16Config {
+  GemmBf16Fn gemm;
+  int mr, nr;
+  int64_t (*packed_elems)(int64_t m, int64_t k) = nullptr;
+  void (*pack)(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out) = nullptr;
+  void (*pack_f32)(const float* w, int64_t ldw, int64_t m, int64_t k, bool transposed, uint16_t* out) = nullptr;
+};
+
 // Runs tile(m0, m1) over [0, m) in chunks aligned to `align` rows, on the thread pool.
 void gemm_parallel_m(int64_t m, int64_t align, int64_t n, int64_t k,
                      const std::function<void(int64_t m0, int64_t m1)>& tile);
 
+int64_t amx_packed_elems(int64_t m, int64_t k);  // ceil(m/32) slabs
+
 }  // namespace tz::kernels
+
+namespace tz::detail {
+KernelFamily<kernels::GemmF32Config>& gemm_f32_family();
+KernelFamily<kernels::GemmBf16Config>& gemm_bf16_family();
+}  // namespace tz::detail

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "core/dispatch.h"
 #include "kernels/ggml/ggml_gemm.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
@@ -17,12 +16,12 @@ namespace tz {
 namespace detail {
 using namespace kernels;
 
-KernelOp& ggml_gemm_op() {
-  static KernelOp op("ggml_gemm", {
-      {"ggmlgemm_blk_i8_f32_x8__avx512vnni", Isa::Avx512, kAvx512Vnni | kAvx512Vbmi, to_any(ggml_rows__avx512vnni)},
-      {"ggmlgemm_blk_i8_f32__ref", Isa::Scalar, 0, to_any(ggml_rows__ref)},
+KernelFamily<GgmlGemmConfig>& ggml_gemm_family() {
+  static KernelFamily<GgmlGemmConfig> f("ggml_gemm", {
+      {"ggmlgemm_blk_i8_f32_x8__avx512vnni", Isa::Avx512, kAvx512Vnni, {ggmlgemm_blk_i8_f32_x8__avx512vnni}},
+      {"ggmlgemm_blk_i8_f32__ref", Isa::Scalar, 0, {ggmlgemm_blk_i8_f32__ref}},
   });
-  return op;
+  return f;
 }
 
 }  // namespace detail
@@ -181,11 +180,11 @@ void GgmlMatrix::dequantize(float* w) const {
 }
 
 void ggml_gemm(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
-  run(detail::ggml_gemm_op().get<GgmlRowsFn>(), w, x, n, ldx, y, ldy, true);
+  run(detail::ggml_gemm_family().config().rows, w, x, n, ldx, y, ldy, true);
 }
 
 void ggml_gemm_ref(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
-  run(kernels::ggml_rows__ref, w, x, n, ldx, y, ldy, false);
+  run(kernels::ggmlgemm_blk_i8_f32__ref, w, x, n, ldx, y, ldy, false);
 }
 
 }  // namespace tz

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include "core/dispatch.h"
 #include "tensorzip/ggml_gemm.h"
 
 namespace tz::kernels {
@@ -26,8 +27,8 @@ struct GgmlRowsArgs {
   int64_t ldy;
 };
 using GgmlRowsFn = void (*)(const GgmlRowsArgs&);
-void ggml_rows__ref(const GgmlRowsArgs&);
-void ggml_rows__avx512vnni(const GgmlRowsArgs&);
+void ggmlgemm_blk_i8_f32__ref(const GgmlRowsArgs&);
+void ggmlgemm_blk_i8_f32_x8__avx512vnni(const GgmlRowsArgs&);
 
 // One row's decoder for `type` (whole row: cols values), from decode.h, compiled per ISA.
 using DecodeRowFn = void (*)(const uint8_t* row, int64_t cols, uint8_t* u, float* a, float* b);
@@ -40,4 +41,13 @@ constexpr int64_t kGgmlTransposedMinTokens = 4;
 
 inline int64_t ggml_k_pad(int64_t cols) { return (cols + 255) / 256 * 256; }
 
+// Family "ggml_gemm": the row kernel (it picks the per-type decoder of its own ISA inside).
+struct GgmlGemmConfig {
+  GgmlRowsFn rows;
+};
+
 }  // namespace tz::kernels
+
+namespace tz::detail {
+KernelFamily<kernels::GgmlGemmConfig>& ggml_gemm_family();
+}  // namespace tz::detail

@@ -11,7 +11,7 @@ namespace tz::kernels {
 
 DecodeRowFn ggml_decoder__ref(uint32_t type) { TZ_GGML_DECODERS }
 
-void ggml_rows__ref(const GgmlRowsArgs& g) {
+void ggmlgemm_blk_i8_f32__ref(const GgmlRowsArgs& g) {
   const GgmlMatrix& w = *g.w;
   const int64_t k_pad = ggml_k_pad(w.cols), subs = k_pad / 16;
   std::vector<uint8_t> u(size_t(k_pad), 0);

@@ -25,7 +25,6 @@ struct Vec8 {
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
   }
 };
-const Kernels k{shrink<Vec8>, expand<Vec8>};
 }  // namespace
-const Kernels* kernels__avx2() { return &k; }
+extern const Kernels lora_bgmv_f32__avx2{shrink<Vec8>, expand<Vec8>};
 }  // namespace tz::kernels::lora

@@ -21,7 +21,6 @@ struct Vec16 {
   friend Vec16 operator+(Vec16 a, Vec16 b) { return {_mm512_add_ps(a.v, b.v)}; }
   float sum() const { return _mm512_reduce_add_ps(v); }
 };
-const Kernels k{shrink<Vec16>, expand<Vec16>};
 }  // namespace
-const Kernels* kernels__avx512() { return &k; }
+extern const Kernels lora_bgmv_f32__avx512{shrink<Vec16>, expand<Vec16>};
 }  // namespace tz::kernels::lora

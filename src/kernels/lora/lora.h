@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/dispatch.h"
+
 namespace tz::kernels::lora {
 
 struct Task {
@@ -24,8 +26,15 @@ struct Kernels {
   void (*expand)(const Task& t, const float* h, int64_t ldh, int64_t out, int64_t o0, int64_t o1, float* y, int64_t ldy);
 };
 
-const Kernels* kernels__ref();
-const Kernels* kernels__avx2();
-const Kernels* kernels__avx512();
+// One choice per ISA level: shrink and expand of the same vector width (16, 8, 1 lanes).
+extern const Kernels lora_bgmv_f32__avx512;
+extern const Kernels lora_bgmv_f32__avx2;
+extern const Kernels lora_bgmv_f32__ref;
+
+}  // namespace tz::kernels::lora
+
+namespace tz::detail {
+// Family "lora_bgmv": the config is the kernel pair itself (src/kernels/lora/config.cpp).
+KernelFamily<kernels::lora::Kernels>& lora_bgmv_family();
 
 }  // namespace tz::kernels::lora

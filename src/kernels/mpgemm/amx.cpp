@@ -64,7 +64,7 @@ void decode_tile(const LutWeights& w, int64_t t, int64_t ksteps, int8_t* out) {
 
 }  // namespace
 
-void mpgemm_int8__amx(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+void qgemm_qbg_i8_f32_32x32__amx(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
   const int64_t k = w.cols(), ksteps = (w.k_pad() + 63) / 64, kp = ksteps * 64;
   const int64_t np = (n + 31) / 32 * 32, G = w.group_cols(), ng = w.groups();
   const int64_t steps_per_group = std::max<int64_t>(1, G / 64);

@@ -157,7 +157,7 @@ void lut_tiles(const LutArgs& a) {
 
 }  // namespace
 
-void lut_kernel__avx2(const LutArgs& a) {
+void lutgemm_qbg4_f32_f32_16x4__avx2(const LutArgs& a) {
   switch (a.nb) {
     case 1: lut_tiles<1>(a); break;
     case 2: lut_tiles<2>(a); break;

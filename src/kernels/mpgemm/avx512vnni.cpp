@@ -12,7 +12,7 @@ namespace {
 
 constexpr int kMr = 2, kNr = 6;
 
-// Per token: s = max|x| / 127, q = round-to-nearest-even(x / s) (mpgemm_int8__ref's arithmetic).
+// Per token: s = max|x| / 127, q = round-to-nearest-even(x / s) (qgemm_qbg_i8_f32__ref's arithmetic).
 float quantize_token(const float* x, int64_t k, int8_t* q) {
   __m512 vmax = _mm512_setzero_ps();
   for (int64_t j = 0; j < k; j += 16) {
@@ -143,7 +143,7 @@ void block_tokens(const LutWeights& w, const Int8Acts& a, const Int8Coefs& c, co
 
 }  // namespace
 
-void mpgemm_int8__avx512vnni(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+void qgemm_qbg_i8_f32_32x6__avx512vnni(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
   int8_gemm_driver(w, x, n, ldx, kNr, quantize_token, decode_tile,
                    [&](const Int8Acts& a, const Int8Coefs& c, const uint8_t* tiles, size_t tb, int64_t t0, int64_t nt,
                        int64_t i0, int64_t ni) {

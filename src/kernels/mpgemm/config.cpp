@@ -2,6 +2,7 @@
 // scales, table building (fused per thread for decode, one parallel pass for prefill), threading.
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -17,52 +18,51 @@ namespace tz {
 namespace detail {
 using namespace kernels;
 
-KernelOp& mpgemm_lut_op() {
-  static KernelOp op("mpgemm_lut", {
-      {"lutgemm_qbg4_f32_f32_16x4__avx512vbmi", Isa::Avx512, kAvx512Vnni | kAvx512Vbmi, to_any(lut_kernel__avx512)},
-      {"lutgemm_qbg4_f32_f32_16x4__avx2", Isa::Avx2, 0, to_any(lut_kernel__avx2)},
-      {"lutgemm_qbg4_f32_f32__ref", Isa::Scalar, 0, to_any(lut_kernel__ref)},
+// Tile and crossover numbers: docs/kernels.md; the int8 crossovers measured in docs/benchmarks.md.
+KernelFamily<LutConfig>& mpgemm_lut_family() {
+  static KernelFamily<LutConfig> f("mpgemm_lut", {
+      {"lutgemm_qbg4_f32_f32_16x4__avx512vbmi", Isa::Avx512, kAvx512Vnni | kAvx512Vbmi, {lutgemm_qbg4_f32_f32_16x4__avx512vbmi, 16, 4}},
+      {"lutgemm_qbg4_f32_f32_16x4__avx2", Isa::Avx2, 0, {lutgemm_qbg4_f32_f32_16x4__avx2, 16, 4}},
+      {"lutgemm_qbg4_f32_f32__ref", Isa::Scalar, 0, {lutgemm_qbg4_f32_f32__ref, 16, 4}},
   });
-  return op;
+  return f;
 }
 
-KernelOp& mpgemm_lut_tables_op() {
-  static KernelOp op("mpgemm_lut_tables", {
-      {"luttables_g4_f32__avx512", Isa::Avx512, 0, to_any(lut_tables__avx512)},
-      {"luttables_g4_f32__ref", Isa::Scalar, 0, to_any(lut_tables__ref)},
+KernelFamily<LutTablesConfig>& mpgemm_lut_tables_family() {
+  static KernelFamily<LutTablesConfig> f("mpgemm_lut_tables", {
+      {"luttables_g4_f32__avx512", Isa::Avx512, 0, {luttables_g4_f32__avx512}},
+      {"luttables_g4_f32__ref", Isa::Scalar, 0, {luttables_g4_f32__ref}},
   });
-  return op;
+  return f;
 }
 
-KernelOp& mpgemm_int8_op() {
-  static KernelOp op("mpgemm_int8", {
-      {"qgemm_qbg_i8_f32_32x32__amx", Isa::Amx, kAmxInt8, to_any(mpgemm_int8__amx)},
-      {"qgemm_qbg_i8_f32_32x6__avx512vnni", Isa::Avx512, kAvx512Vnni, to_any(mpgemm_int8__avx512vnni)},
-      {"qgemm_qbg_i8_f32_16x6__avxvnni", Isa::Avx2, kAvxVnni, to_any(mpgemm_int8__avxvnni)},
-      {"qgemm_qbg_i8_f32_16x6__avx2", Isa::Avx2, 0, to_any(mpgemm_int8__avx2)},
-      {"qgemm_qbg_i8_f32__ref", Isa::Scalar, 0, to_any(mpgemm_int8__ref)},
+// min_tokens: AMX against the VBMI LUT kernel; AVX-512-VNNI against the VBMI LUT kernel it runs
+// beside on every CPU measured (on a VNNI CPU without VBMI the AVX2 LUT kernel would lose sooner);
+// AVX-VNNI and AVX2 against the AVX2 LUT kernel, which loses from the first full prefill block.
+KernelFamily<Int8Config>& mpgemm_int8_family() {
+  static KernelFamily<Int8Config> f("mpgemm_int8", {
+      {"qgemm_qbg_i8_f32_32x32__amx", Isa::Amx, kAmxInt8, {qgemm_qbg_i8_f32_32x32__amx, 32, 32, {32, 24, 24}}},
+      {"qgemm_qbg_i8_f32_32x6__avx512vnni", Isa::Avx512, kAvx512Vnni, {qgemm_qbg_i8_f32_32x6__avx512vnni, 32, 6, {96, 48, 32}}},
+      {"qgemm_qbg_i8_f32_16x6__avxvnni", Isa::Avx2, kAvxVnni, {qgemm_qbg_i8_f32_16x6__avxvnni, 16, 6, {5, 5, 5}}},
+      {"qgemm_qbg_i8_f32_16x6__avx2", Isa::Avx2, 0, {qgemm_qbg_i8_f32_16x6__avx2, 16, 6, {5, 5, 5}}},
+      {"qgemm_qbg_i8_f32__ref", Isa::Scalar, 0, {qgemm_qbg_i8_f32__ref, 1, 1, {0, 0, 0}}},
   });
-  return op;
+  return f;
 }
 
-KernelOp& mpgemm_dequant_op() {
-  static KernelOp op("mpgemm_dequant", {
-      {"dqgemm_qb_f32_f32_1x4__avx512", Isa::Avx512, 0, to_any(dequant_kernel__avx512)},
-      {"dqgemm_qb_f32_f32__ref", Isa::Scalar, 0, to_any(dequant_kernel__ref)},
+KernelFamily<DequantConfig>& mpgemm_dequant_family() {
+  static KernelFamily<DequantConfig> f("mpgemm_dequant", {
+      {"dqgemm_qb_f32_f32_4x4__avx512", Isa::Avx512, 0, {dqgemm_qb_f32_f32_4x4__avx512, 4, 4}},
+      {"dqgemm_qb_f32_f32__ref", Isa::Scalar, 0, {dqgemm_qb_f32_f32__ref, 1, 4}},
   });
-  return op;
+  return f;
 }
 
 }  // namespace detail
 
-namespace detail {
-KernelOp& lora_bgmv_op();  // src/lowrank/adapters.cpp
-}
-
 namespace {
 
-using LoraKernelsFn = const kernels::lora::Kernels* (*)();
-constexpr int kMaxNb = 4;  // activation columns per kernel call (registers: 2 tables + 3 accumulators each)
+constexpr int kMaxNb = 4;  // activation columns per LUT / dequant kernel call (LutArgs, DequantArgs)
 
 void check_args(const char* who, int64_t rows, int64_t cols, const void* x, int64_t n, int64_t ldx, const void* y, int64_t ldy) {
   const std::string p = std::string(who) + ": ";
@@ -111,7 +111,7 @@ struct Column {
 void build_column(const LutWeights& w, const float* x, LutMode mode, Column& c) {
   c.stats = column_stats(w, x, mode);
   c.tab.resize(table_bytes(w, mode) + 64);
-  detail::mpgemm_lut_tables_op().get<kernels::LutTablesFn>()(x, w.cols(), w.k_pad(), kernels::lut_scale_block(w), mode,
+  detail::mpgemm_lut_tables_family().config().build(x, w.cols(), w.k_pad(), kernels::lut_scale_block(w), mode,
                                                               c.stats.ts.data(), c.tab.data());
 }
 
@@ -119,13 +119,13 @@ void build_column(const LutWeights& w, const float* x, LutMode mode, Column& c) 
 // the multi-LoRA expand kernel (register-blocked, dispatched per ISA) as one task whose rows are
 // the tokens.
 void add_lowrank(const LowRankEpilogue& e, int64_t rows, int64_t t0, int64_t t1, int64_t n0, int64_t nb, float* y, int64_t ldy) {
-  const auto* k = detail::lora_bgmv_op().get<LoraKernelsFn>()();
+  const kernels::lora::Kernels& k = detail::lora_bgmv_family().config();
   int32_t tok[kMaxNb];
   for (int64_t i0 = n0; i0 < n0 + nb; i0 += kMaxNb) {
     const int64_t cnt = std::min<int64_t>(kMaxNb, n0 + nb - i0);
     for (int64_t q = 0; q < cnt; ++q) tok[q] = int32_t(i0 + q);
     const kernels::lora::Task t{nullptr, e.lt, nullptr, nullptr, e.rank, 1.f, tok, cnt};
-    k->expand(t, e.h + i0 * e.ldh, e.ldh, rows, t0 * 16, std::min(rows, t1 * 16), y, ldy);
+    k.expand(t, e.h + i0 * e.ldh, e.ldh, rows, t0 * 16, std::min(rows, t1 * 16), y, ldy);
   }
 }
 
@@ -137,17 +137,15 @@ void run_block(const LutWeights& w, LutMode mode, int64_t t0, int64_t t1, Column
     lc[i] = {cols[i].tab.data(), cols[i].stats.ts.data(), cols[i].stats.sa.data()};
     yp[i] = y + (n0 + i) * ldy;
   }
-  detail::mpgemm_lut_op().get<kernels::LutKernelFn>()({&w, mode, t0, t1, nb, lc, yp});
+  detail::mpgemm_lut_family().config().kernel({&w, mode, t0, t1, nb, lc, yp});
   if (lowrank != nullptr) add_lowrank(*lowrank, w.rows(), t0, t1, n0, nb, y, ldy);
 }
 
 }  // namespace
 
 int64_t mpgemm_int8_min_tokens(int bits) {
-  const auto int8 = detail::mpgemm_int8_op().chosen().fn;
-  if (int8 == detail::to_any(kernels::mpgemm_int8__amx)) return bits <= 2 ? 32 : 24;
-  if (detail::mpgemm_lut_op().chosen().fn == detail::to_any(kernels::lut_kernel__avx512)) return bits <= 2 ? 96 : bits <= 4 ? 48 : 32;
-  return kMaxNb + 1;
+  const int m = detail::mpgemm_int8_family().config().min_tokens[bits <= 2 ? 0 : bits <= 4 ? 1 : 2];
+  return m > 0 ? m : std::numeric_limits<int64_t>::max();
 }
 
 bool mpgemm_int8_supported(const LutWeights& w) {
@@ -169,12 +167,10 @@ void mpgemm(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* 
     require(mode == LutMode::Fast, "mpgemm: the int8 path is a fast-mode path (activations quantized to int8)");
     require(mpgemm_int8_supported(w), "mpgemm: the int8 path needs a group that is a multiple of 64 or the whole row");
   }
-  auto& int8 = detail::mpgemm_int8_op();
-  // Auto takes the int8 path wherever it has a vector kernel (VNNI, AVX2 or AMX), not the scalar twin.
-  const bool int8_fast = int8.chosen().fn != detail::to_any(kernels::mpgemm_int8__ref);
-  if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast && int8_fast &&
+  // Auto takes the int8 path from the chosen kernel's crossover on (never for the scalar twin).
+  if (path == MpGemmPath::Int8 || (path == MpGemmPath::Auto && mode == LutMode::Fast &&
                                    n >= mpgemm_int8_min_tokens(w.planes()) && mpgemm_int8_supported(w))) {
-    int8.get<kernels::Int8GemmFn>()(w, x, n, ldx, y, ldy);
+    detail::mpgemm_int8_family().config().gemm(w, x, n, ldx, y, ldy);
     // The int8 tile kernel has no epilogue hook: the branch follows as one more pass (prefill only,
     // where the GEMM dominates).
     if (lowrank != nullptr)
@@ -231,7 +227,7 @@ void dequant_gemm(const DequantWeights& w, const float* x, int64_t n, int64_t ld
   }
   const int threads = num_threads();
   const int64_t tasks = std::min<int64_t>(w.rows(), threads == 1 ? 1 : int64_t(threads) * 4);
-  const auto fn = detail::mpgemm_dequant_op().get<kernels::DequantKernelFn>();
+  const auto fn = detail::mpgemm_dequant_family().config().kernel;
   parallel_for(tasks, [&](int64_t task, int) {
     const Range r = split_range(w.rows(), tasks, task);
     for (int64_t n0 = 0; n0 < n; n0 += kMaxNb) {

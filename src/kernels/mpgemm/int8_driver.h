@@ -7,7 +7,7 @@
 //
 // q = the unsigned b-bit codes (u8, the unsigned operand of VPDPBUSD / VPMADDUBSW), a = the
 // activations quantized per token to int8 with scale s_i = max|x_i| / 127 (as the AMX path and
-// mpgemm_int8__ref, so the integer sums are the same). The weights are decoded per call from their
+// qgemm_qbg_i8_f32__ref, so the integer sums are the same). The weights are decoded per call from their
 // bit planes into [k/4][16 rows][4] bytes, one 16-row tile at a time, by the task that uses them.
 #pragma once
 #include <algorithm>

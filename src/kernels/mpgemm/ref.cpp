@@ -24,7 +24,7 @@ void mpgemm_ref(const QuantMatrix& q, const float* x, int64_t n, int64_t ldx, fl
 
 namespace kernels {
 
-void lut_tables__ref(const float* x, int64_t k, int64_t k_pad, int64_t scale_block, LutMode mode,
+void luttables_g4_f32__ref(const float* x, int64_t k, int64_t k_pad, int64_t scale_block, LutMode mode,
                      const float* ts, void* tab) {
   for (int64_t q = 0; q < k_pad / 4; ++q) {
     float a[4];
@@ -43,7 +43,7 @@ void lut_tables__ref(const float* x, int64_t k, int64_t k_pad, int64_t scale_blo
   }
 }
 
-void lut_kernel__ref(const LutArgs& a) {
+void lutgemm_qbg4_f32_f32__ref(const LutArgs& a) {
   const LutWeights& w = *a.w;
   const int P = w.planes(), sb = w.scale_bytes();
   const float half = lut_half(w.format());
@@ -99,7 +99,7 @@ void lut_kernel__ref(const LutArgs& a) {
 }
 
 // Scalar twin of the AMX int8 path: same activation quantization, same integer sums.
-void mpgemm_int8__ref(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
+void qgemm_qbg_i8_f32__ref(const LutWeights& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
   const QuantMatrix q = w.unpack();
   const int64_t k = w.cols(), G = w.group_cols();
   const float center = float(1 << (w.planes() - 1)), zfixed = w.format().ternary ? 1.f : lut_half(w.format());
@@ -130,7 +130,7 @@ void mpgemm_int8__ref(const LutWeights& w, const float* x, int64_t n, int64_t ld
   }
 }
 
-void dequant_kernel__ref(const DequantArgs& a) {
+void dqgemm_qb_f32_f32__ref(const DequantArgs& a) {
   const DequantWeights& w = *a.w;
   const int bits = w.format().bits, lb = bits == 1 ? 0 : bits < 4 ? 2 : 4;
   const float half = lut_half(w.format());

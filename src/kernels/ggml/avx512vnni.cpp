@@ -719,7 +719,7 @@ PrefillFn prefill_for(uint32_t type) {
 
 }  // namespace
 
-void ggml_rows__avx512vnni(const GgmlRowsArgs& g) {
+void ggmlgemm_blk_i8_f32_x8__avx512vnni(const GgmlRowsArgs& g) {
   // From a few tokens on, decoding each row once into the transposed layout pays for itself.
   if (g.n >= kGgmlTransposedMinTokens) return prefill_for(g.w->type)(g);
   const RowsFn* fn = fns_for(g.w->type);
