@@ -55,9 +55,9 @@ struct RandomizedSvdOptions {
   // Measure ‖A − Â‖/‖A‖ for the report (one more m·n·r product); false leaves rel_error NaN.
   bool report_error = true;
   // float only: run the range finder (the first product and the power iterations) on bf16 copies
-  // of A and Aᵀ, packed once for the bf16 GEMM (AMX tiles here, fp32 accumulation); the projection
-  // B = QᵀA and everything after stay fp32. The subspace only has to be found approximately: the
-  // error stays within 1 % of optimal (asserted; docs/benchmarks.md).
+  // of A and Aᵀ, packed once for the bf16 GEMM (pair panels for AMX or AVX-512-BF16, fp32
+  // accumulation); the projection B = QᵀA and everything after stay fp32. The subspace only has
+  // to be found approximately: the error stays within 1 % of optimal (asserted; docs/benchmarks.md).
   bool bf16_range = false;
 };
 template <class T>

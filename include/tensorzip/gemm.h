@@ -21,13 +21,13 @@ void gemm_f32(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, cons
 void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, const uint16_t* w,
                int64_t ldw, float* y, int64_t ldy);
 // bf16 weights reused across many products (an iterative solver, a layer at every step): packed
-// once into the AMX kernel's tile layout where that kernel is active, so gemm_bf16 on them skips
-// the per-call repacking; elsewhere the plain copy of W is used.
+// once into pair panels where the chosen kernel reads them (AMX, AVX-512-BF16), so gemm_bf16 on
+// them skips the per-call repacking; elsewhere the plain copy of W is used.
 struct PackedBf16Weights {
   int64_t m = 0, k = 0;
   std::vector<uint16_t> w;      // [m, k] as given, when not packed into tiles
   LargeVector<uint16_t> tiles;  // the chosen kernel's packed layout (then w is empty), or empty
-  std::string packed_by;        // that kernel (packed weights run only while it is still chosen)
+  std::string layout;           // that layout's name: the weights run on any kernel that reads it
 };
 PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int64_t ldw);
 // The same straight from f32 weights (rounded to nearest-even bf16): W = w [m, k] (row stride ldw),

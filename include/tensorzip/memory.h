@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tz {
@@ -26,6 +27,10 @@ struct LargeAllocator {
   template <class U> LargeAllocator(const LargeAllocator<U>&) {}
   T* allocate(size_t n) { return static_cast<T*>(alloc_large(n * sizeof(T))); }
   void deallocate(T* p, size_t) noexcept { free_large(p); }
+  // resize(n) default-initializes (no zero fill): every user overwrites what it resizes, and
+  // zeroing tens of MB per call cost as much as the packing that follows (assign(n, v) still fills).
+  template <class U> void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+  template <class U, class... A> void construct(U* p, A&&... a) { ::new (static_cast<void*>(p)) U(std::forward<A>(a)...); }
   template <class U> bool operator==(const LargeAllocator<U>&) const { return true; }
 };
 template <class T> using LargeVector = std::vector<T, LargeAllocator<T>>;

@@ -23,11 +23,15 @@ KernelFamily<GemmF32Config>& gemm_f32_family() {
   return f;
 }
 
+// Both matrix-unit and AVX-512-BF16 kernels read W in pair panels: weights packed on one run on the other.
+constexpr const char* kPairPanels = "bf16_pair_panels_32";
+
 KernelFamily<GemmBf16Config>& gemm_bf16_family() {
   static KernelFamily<GemmBf16Config> f("gemm_bf16", {
       {"gemm_bf16_bf16_f32_32x32__amx", Isa::Amx, kAmxBf16 | kAvx512Bf16,
-       {gemm_bf16_bf16_f32_32x32__amx, 32, 32, amx_packed_elems, amx_pack_weights, amx_pack_weights_f32}},
-      {"gemm_bf16_bf16_f32_4x4__avx512bf16", Isa::Avx512, kAvx512Bf16, {gemm_bf16_bf16_f32_4x4__avx512bf16, 4, 4}},
+       {gemm_bf16_bf16_f32_32x32__amx, 32, 32, kPairPanels, bf16_packed_elems, bf16_pack_pairs, bf16_pack_pairs_f32}},
+      {"gemm_bf16_bf16_f32_12x32__avx512bf16", Isa::Avx512, kAvx512Bf16,
+       {gemm_bf16_bf16_f32_12x32__avx512bf16, 12, 32, kPairPanels, bf16_packed_elems, bf16_pack_pairs, bf16_pack_pairs_f32}},
       {"gemm_bf16_bf16_f32_4x3__avx2", Isa::Avx2, 0, {gemm_bf16_bf16_f32_4x3__avx2, 4, 3}},
       {"gemm_bf16_bf16_f32__ref", Isa::Scalar, 0, {gemm_bf16_bf16_f32__ref, 1, 1}},
   });
@@ -74,7 +78,7 @@ PackedBf16Weights pack_bf16_weights(const uint16_t* w, int64_t m, int64_t k, int
   if (m * k > 0 && cfg.pack != nullptr) {
     p.tiles.resize(size_t(cfg.packed_elems(m, k)));
     cfg.pack(w, ldw, m, k, p.tiles.data());
-    p.packed_by = detail::gemm_bf16_family().chosen_name();
+    p.layout = cfg.packed_layout;
     return p;
   }
   p.w.resize(size_t(m * k));
@@ -92,7 +96,7 @@ PackedBf16Weights pack_bf16_weights_f32(const float* w, int64_t m, int64_t k, in
   if (m * k > 0 && cfg.pack_f32 != nullptr) {
     p.tiles.resize(size_t(cfg.packed_elems(m, k)));
     cfg.pack_f32(w, ldw, m, k, transposed, p.tiles.data());
-    p.packed_by = detail::gemm_bf16_family().chosen_name();
+    p.layout = cfg.packed_layout;
     return p;
   }
   p.w.resize(size_t(m * k));
@@ -107,8 +111,9 @@ void gemm_bf16(int64_t n, const uint16_t* x, int64_t ldx, const PackedBf16Weight
   if (!w.tiles.empty()) {
     // Packed for the kernel chosen then; it must still be the chosen one (a cap lowered since is
     // an error: the plain copy of W was not kept).
-    require(w.packed_by == detail::gemm_bf16_family().chosen_name(),
-            "gemm_bf16: these weights were packed for " + w.packed_by + ", which the ISA cap now excludes; pack again");
+    require(cfg.packed_layout != nullptr && w.layout == cfg.packed_layout,
+            "gemm_bf16: these weights were packed as " + w.layout + ", which the kernel chosen now (" +
+                detail::gemm_bf16_family().chosen_name() + ") does not read; pack again");
     check_args("gemm_bf16", n, w.m, w.k, x, ldx, w.tiles.data(), w.k, y, ldy);
     kernels::GemmBf16Args a{n, w.m, w.k, x, ldx, nullptr, w.k, y, ldy};
     a.w_tiles = w.tiles.data();

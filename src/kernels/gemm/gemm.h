@@ -11,13 +11,16 @@ namespace tz::kernels {
 struct GemmF32Args { int64_t n, m, k; const float* x; int64_t ldx; const float* w; int64_t ldw; float* y; int64_t ldy; };
 struct GemmBf16Args {
   int64_t n, m, k; const uint16_t* x; int64_t ldx; const uint16_t* w; int64_t ldw; float* y; int64_t ldy;
-  const uint16_t* w_tiles = nullptr;  // W already in the AMX kernel's tile layout (amx_pack_weights)
+  const uint16_t* w_tiles = nullptr;  // W already in pair panels (bf16_pack_pairs)
 };
-// W [m, k] into the AMX kernel's slabs: ceil(m/32) slabs of amx_slab_elems(k) values each.
-int64_t amx_slab_elems(int64_t k);
-void amx_pack_weights(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out);
+// Pair panels (avx512bf16.cpp; read by the AVX-512-BF16 12x32 and the AMX kernels): W [m, k] as
+// ceil(m/32) slabs of bf16_pair_slab_elems(k) values, [half][k pair][16 cols][2].
+int64_t bf16_pair_slab_elems(int64_t k);
+int64_t bf16_packed_elems(int64_t m, int64_t k);
+void bf16_pack_pair_slab(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, int64_t r0, uint16_t* out);
+void bf16_pack_pairs(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out);
 // The same from f32 (rounded to bf16), W = w [m, k], or W = wᵀ with w [k, m] when transposed.
-void amx_pack_weights_f32(const float* w, int64_t ldw, int64_t m, int64_t k, bool transposed, uint16_t* out);
+void bf16_pack_pairs_f32(const float* w, int64_t ldw, int64_t m, int64_t k, bool transposed, uint16_t* out);
 using GemmF32Fn = void (*)(const GemmF32Args&);
 using GemmBf16Fn = void (*)(const GemmBf16Args&);
 
@@ -29,6 +32,7 @@ bool openblas_kernels_fit_cap();   // OpenBLAS's own core type is allowed under 
 void gemm_bf16_bf16_f32__ref(const GemmBf16Args&);
 void gemm_bf16_bf16_f32_4x3__avx2(const GemmBf16Args&);
 void gemm_bf16_bf16_f32_4x4__avx512bf16(const GemmBf16Args&);
+void gemm_bf16_bf16_f32_12x32__avx512bf16(const GemmBf16Args&);
 void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args&);
 
 // Family "gemm_f32". mr × nr: the micro-kernel's register tile (X rows × W rows; 0 × 0 where a
@@ -38,10 +42,12 @@ struct GemmF32Config {
   int mr, nr;
 };
 // Family "gemm_bf16". A choice with a packer reads W from GemmBf16Args::w_tiles in the layout the
-// packer writes (PackedBf16Weights keeps only that copy); without one W is read as given.
+// packer writes, named by packed_layout (PackedBf16Weights keeps only that copy and its layout's
+// name); without one W is read as given.
 struct GemmBf16Config {
   GemmBf16Fn gemm;
   int mr, nr;
+  const char* packed_layout = nullptr;
   int64_t (*packed_elems)(int64_t m, int64_t k) = nullptr;
   void (*pack)(const uint16_t* w, int64_t ldw, int64_t m, int64_t k, uint16_t* out) = nullptr;
   void (*pack_f32)(const float* w, int64_t ldw, int64_t m, int64_t k, bool transposed, uint16_t* out) = nullptr;
@@ -50,8 +56,6 @@ struct GemmBf16Config {
 // Runs tile(m0, m1) over [0, m) in chunks aligned to `align` rows, on the thread pool.
 void gemm_parallel_m(int64_t m, int64_t align, int64_t n, int64_t k,
                      const std::function<void(int64_t m0, int64_t m1)>& tile);
-
-int64_t amx_packed_elems(int64_t m, int64_t k);  // ceil(m/32) slabs
 
 }  // namespace tz::kernels
 
