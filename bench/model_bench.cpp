@@ -58,7 +58,13 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
   std::vector<int> prompt(size_t(o.prefill));
   for (int i = 0; i < o.prefill; ++i) prompt[size_t(i)] = int((uint64_t(i) * 2654435761u + 7) % uint64_t(c.vocab_size));
   const std::string shape = o.model.empty() ? fmt::format("synthetic {}", c.to_string()) : o.model;
-  struct Summary { std::string format; int threads; double bpw, mib, prefill_tps, decode_tps, prefill_x, decode_x; std::optional<double> ppl; };
+  struct Summary {
+    std::string format;
+    int threads;
+    double bpw, mib, prefill_tps, decode_tps, prefill_x, decode_x;
+    std::optional<double> ppl;
+    double prefill_best_tps = 0, decode_best_tps = 0;
+  };
   std::vector<Summary> summary;
   std::map<int, std::pair<double, double>> f32_ms;  // threads -> (prefill ms, decode ms per token)
   std::vector<float> f32_logits;
@@ -97,7 +103,8 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
       if (f == "f32") f32_ms[t] = {pre.ms_median, dec.ms_median / o.decode};
       summary.push_back({f, t, double(model->linear_bytes()) * 8 / linear_params, double(model->weight_bytes()) / (1 << 20),
                          o.prefill / (pre.ms_median / 1e3), o.decode / (dec.ms_median / 1e3), f32_ms[t].first / pre.ms_median,
-                         f32_ms[t].second / (dec.ms_median / o.decode), ppl});
+                         f32_ms[t].second / (dec.ms_median / o.decode), ppl, o.prefill / (pre.ms_min / 1e3),
+                         o.decode / (dec.ms_min / 1e3)});
       for (int phase = 0; phase < 2; ++phase) {
         Row r;
         r.op = phase == 0 ? "model_prefill" : "model_decode";
@@ -128,6 +135,14 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
   for (const auto& r : summary)
     fmt::print("{:<10} {:>3} {:>9.2f} {:>10.1f} {:>11} {:>8.1f} {:>5.2f}x {:>8.1f} {:>5.2f}x\n", r.format, r.threads, r.bpw, r.mib,
                r.ppl ? fmt::format("{:.4f}", *r.ppl) : "-", r.prefill_tps, r.prefill_x, r.decode_tps, r.decode_x);
+  // The same in llama-bench's terms, to set beside `llama-bench -p N -n M -t T` on the same file:
+  // pp N = N prompt tokens in one batch, tg M = M tokens generated one at a time (here after the
+  // N-token prompt, llama-bench's from an empty context), t/s = median (best) over the repeats.
+  fmt::print("\n| model | threads | test | t/s |\n| --- | ---: | ---: | ---: |\n");
+  for (const auto& r : summary) {
+    fmt::print("| {} | {} | pp{} | {:.2f} ({:.2f}) |\n", r.format, r.threads, o.prefill, r.prefill_tps, r.prefill_best_tps);
+    fmt::print("| {} | {} | tg{} | {:.2f} ({:.2f}) |\n", r.format, r.threads, o.decode, r.decode_tps, r.decode_best_tps);
+  }
 }
 
 }  // namespace tz::bench

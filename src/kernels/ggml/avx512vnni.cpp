@@ -3,7 +3,8 @@
 // codes in the activations' natural order plus the sub-blocks' scales a and offsets b (16 floats
 // each); then for up to 8 tokens at a time: four vpdpbusd (u8 codes × s8 activations → 16 int32
 // lanes of 4 products), each lane scaled by its 16-value sub-block's a·d16, and the offsets as
-// one FMA b·s16. Nothing is written back: the codes never leave registers.
+// one FMA b·s16. Nothing is written back: the codes never leave registers. Prefill decodes every
+// row once into 16-row panels instead ("prefill: rows in lanes" below).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 
 #include "kernels/ggml/decode.h"
 #include "kernels/ggml/ggml_gemm.h"
+#include "kernels/transpose16_avx512.h"
 #include "tensorzip/io/gguf.h"
 #include "kernels/ggml/decoders.inc"
 
@@ -547,77 +549,24 @@ void rows_generic(const GgmlRowsArgs& g, const Q8Row* x, float* y) {
   }
 }
 
-// ---------------------------------------------------------------- prefill: the transposed layout
-// For many tokens the per-piece scaling above (convert, permute, FMA per 16 lanes) dominates. In
-// the transposed layout, piece c lane l holds values 16l + 4c .. +3 — quarter c of sub-block l —
-// for the weights and the activations alike, so the four vpdpbusd of a unit chain into one
-// register whose lane l is sub-block l's whole dot product: one convert and one FMA per unit and
-// token. Rows are decoded and transposed once per call (12 shuffles per unit), activations once per
-// task.
-
-// out[c'] lane 4c + m = in[c] lane 4m + c' (dwords): natural order → transposed, and back.
-TZ_INLINE void transpose_unit(const __m512i* in, __m512i* out) {
-  for (int c2 = 0; c2 < 4; ++c2) {
-    const __m512i idx = _mm512_setr_epi32(c2, 4 + c2, 8 + c2, 12 + c2, 16 + c2, 20 + c2, 24 + c2, 28 + c2, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i t01 = _mm512_permutex2var_epi32(in[0], idx, in[1]), t23 = _mm512_permutex2var_epi32(in[2], idx, in[3]);
-    out[c2] = _mm512_shuffle_i64x2(t01, t23, 0x44);
-  }
-}
-
-// The tokens' activations in the transposed layout (k_pad bytes each).
-void transpose_acts(const Q8Row* x, int64_t n, int64_t k_pad, int8_t* out) {
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t v0 = 0; v0 < k_pad; v0 += 256) {
-      __m512i in[4], tr[4];
-      for (int c = 0; c < 4; ++c) in[c] = _mm512_loadu_si512(x[t].q + v0 + 64 * c);
-      transpose_unit(in, tr);
-      for (int c = 0; c < 4; ++c) _mm512_storeu_si512(out + t * k_pad + v0 + 64 * c, tr[c]);
-    }
-}
-
-// A 4-row × 4-token tile over all units: each activation vector loaded once serves four rows,
-// each weight vector four tokens (the activations of a tile stay in L1 across its rows).
-// y[t][r] for the tile; u: 4 decoded rows (k_pad bytes each), a / b: 4 rows × k_pad / 16.
-void tile_4x4(const uint8_t* u, const float* a, const float* b, int64_t k_pad, const Q8Row* const* x, const int8_t* const* xt,
-              float (*out)[4]) {
-  __m512 acc[4][4];
-  for (auto& row : acc)
-    for (auto& v : row) v = _mm512_setzero_ps();
-  const int64_t units = k_pad / 256, subs = k_pad / 16;
-  for (int64_t un = 0; un < units; ++un) {
-    const int64_t off = 256 * un;
-    __m512 d16[4], s16[4];
-    for (int t = 0; t < 4; ++t) d16[t] = _mm512_loadu_ps(x[t]->d16 + off / 16), s16[t] = _mm512_loadu_ps(x[t]->s16 + off / 16);
-    for (int r = 0; r < 4; ++r) {
-      const uint8_t* ur = u + r * k_pad + off;
-      const __m512i w0 = _mm512_load_si512(ur), w1 = _mm512_load_si512(ur + 64), w2 = _mm512_load_si512(ur + 128),
-                    w3 = _mm512_load_si512(ur + 192);
-      const __m512 av = _mm512_loadu_ps(a + r * subs + off / 16), bv = _mm512_loadu_ps(b + r * subs + off / 16);
-      for (int t = 0; t < 4; ++t) {
-        const int8_t* q = xt[t] + off;
-        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(q));
-        p = _mm512_dpbusd_epi32(p, w1, _mm512_loadu_si512(q + 64));
-        p = _mm512_dpbusd_epi32(p, w2, _mm512_loadu_si512(q + 128));
-        p = _mm512_dpbusd_epi32(p, w3, _mm512_loadu_si512(q + 192));
-        const __m512 sacc = _mm512_fmadd_ps(bv, s16[t], acc[r][t]);
-        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(av, d16[t]), sacc);
-      }
-    }
-  }
-  for (int r = 0; r < 4; ++r)
-    for (int t = 0; t < 4; ++t) out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
-}
-
 struct GenericDecoder {  // the ternary types through decode.h (unit_generic)
   static constexpr int kBlock = 256, kBytes = 0;
 };
 
-// Decodes row r into the transposed layout: u [k_pad] (64-byte aligned), a / b [k_pad / 16].
+// ---------------------------------------------------------------- prefill: rows in lanes
+// Output-stationary, as the int8 prefill of the low-bit GEMM (mpgemm/int8_driver.h): 16 rows are
+// the 16 lanes. A panel holds 16 decoded rows as codes [k_pad/4][16 rows][4] (u8) and their
+// sub-block a, b as [k_pad/16][16 rows] (f32). Per 4 values the kernel loads two panels' code
+// vectors (32 rows) once and broadcasts each token's 4 int8 activations once: 2·NT VPDPBUSD into
+// int32 sums, turned into f32 once per sub-block (SUB = 32 values where a type's scales are per
+// 32-block, else 16): y += cvt(Σ u·q) · a·d + b·s. No horizontal sums, no activation transpose.
+
+// Row r decoded in natural order: u [k_pad] (zero past cols), a / b [k_pad / 16].
 template <class D>
-void decode_row_t(const GgmlMatrix& w, int64_t r, uint8_t* u, float* a, float* b) {
+void decode_row_nat(const GgmlMatrix& w, int64_t r, uint8_t* u, float* a, float* b) {
   const int64_t full = w.cols / 256, rest = w.cols % 256, unit_bytes = 256 / D::kBlock * D::kBytes;
   const uint8_t* row = w.row(r);
-  __m512i nat[4], tr[4];
+  __m512i nat[4];
   __m512 av, bv;
   for (int64_t un = 0; un <= full; ++un) {
     if constexpr (std::is_same_v<D, GenericDecoder>) {
@@ -628,46 +577,110 @@ void decode_row_t(const GgmlMatrix& w, int64_t r, uint8_t* u, float* a, float* b
     } else if (un < full) D::unit(row + un * unit_bytes, nat, av, bv);
     else if (rest > 0) unit_generic(ggml_decoder__avx512(w.type), row + full * unit_bytes, rest, nat, av, bv);
     else break;
-    transpose_unit(nat, tr);
-    for (int c = 0; c < 4; ++c) _mm512_store_si512(u + 256 * un + 64 * c, tr[c]);
+    for (int c = 0; c < 4; ++c) _mm512_store_si512(u + 256 * un + 64 * c, nat[c]);
     _mm512_storeu_ps(a + 16 * un, av);
     _mm512_storeu_ps(b + 16 * un, bv);
   }
 }
 
+// Rows [r0, r0 + 16) ∩ [.., r_end) into one panel (rows past r_end: zero codes and scales).
+// nat: 16·k_pad bytes, an / bn: 16·k_pad/16 floats of scratch.
+template <class D>
+void decode_panel(const GgmlMatrix& w, int64_t r0, int64_t r_end, int64_t k_pad, uint8_t* nat, float* an, float* bn,
+                  uint8_t* codes, float* a, float* b) {
+  const int64_t subs = k_pad / 16;
+  for (int r = 0; r < 16; ++r) {
+    if (r0 + r < r_end) decode_row_nat<D>(w, r0 + r, nat + r * k_pad, an + r * subs, bn + r * subs);
+    else std::memset(nat + r * k_pad, 0, size_t(k_pad)), std::fill_n(an + r * subs, subs, 0.f), std::fill_n(bn + r * subs, subs, 0.f);
+  }
+  __m512i v[16];
+  for (int64_t c = 0; c < k_pad / 64; ++c) {  // 16 dwords (4 values each) of every row → 16 [16 rows][4] vectors
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_load_si512(nat + r * k_pad + 64 * c);
+    transpose16x16_epi32(v);
+    for (int j = 0; j < 16; ++j) _mm512_store_si512(codes + (16 * c + j) * 64, v[j]);
+  }
+  for (int64_t c = 0; c < subs / 16; ++c) {
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_castps_si512(_mm512_loadu_ps(an + r * subs + 16 * c));
+    transpose16x16_epi32(v);
+    for (int j = 0; j < 16; ++j) _mm512_store_si512(a + (16 * c + j) * 16, v[j]);
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_castps_si512(_mm512_loadu_ps(bn + r * subs + 16 * c));
+    transpose16x16_epi32(v);
+    for (int j = 0; j < 16; ++j) _mm512_store_si512(b + (16 * c + j) * 16, v[j]);
+  }
+}
+
+struct Panel {
+  const uint8_t* codes;
+  const float* a;
+  const float* b;
+};
+
+// y[t][row] for two panels (32 rows) and NT tokens; stores masked by m0 / m1.
+template <int NT, int SUB>
+void panels_2xNT(const Panel& p0, const Panel& p1, int64_t k_pad, const Q8Row* x, float* y, int64_t ldy, __mmask16 m0,
+                 __mmask16 m1) {
+  __m512 f0[NT], f1[NT];
+  for (int t = 0; t < NT; ++t) f0[t] = f1[t] = _mm512_setzero_ps();
+  for (int64_t v0 = 0; v0 < k_pad; v0 += SUB) {
+    __m512i s0[NT], s1[NT];
+    for (int t = 0; t < NT; ++t) s0[t] = s1[t] = _mm512_setzero_si512();
+    for (int64_t q = v0 / 4; q < (v0 + SUB) / 4; ++q) {
+      const __m512i w0 = _mm512_load_si512(p0.codes + q * 64), w1 = _mm512_load_si512(p1.codes + q * 64);
+      for (int t = 0; t < NT; ++t) {
+        int32_t xq;
+        std::memcpy(&xq, x[t].q + 4 * q, 4);
+        const __m512i xv = _mm512_set1_epi32(xq);
+        s0[t] = _mm512_dpbusd_epi32(s0[t], w0, xv);
+        s1[t] = _mm512_dpbusd_epi32(s1[t], w1, xv);
+      }
+    }
+    // SUB = 32: a, b and the activation scale are the same for both 16-value halves, s adds up.
+    const int64_t sub = v0 / 16;
+    const __m512 a0 = _mm512_load_ps(p0.a + sub * 16), a1 = _mm512_load_ps(p1.a + sub * 16);
+    const __m512 b0 = _mm512_load_ps(p0.b + sub * 16), b1 = _mm512_load_ps(p1.b + sub * 16);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 d = _mm512_set1_ps(x[t].d16[sub]);
+      const __m512 sv = _mm512_set1_ps(SUB == 32 ? x[t].s16[sub] + x[t].s16[sub + 1] : x[t].s16[sub]);
+      f0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0[t]), _mm512_mul_ps(a0, d), _mm512_fmadd_ps(b0, sv, f0[t]));
+      f1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1[t]), _mm512_mul_ps(a1, d), _mm512_fmadd_ps(b1, sv, f1[t]));
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    _mm512_mask_storeu_ps(y + t * ldy, m0, f0[t]);
+    _mm512_mask_storeu_ps(y + t * ldy + 16, m1, f1[t]);
+  }
+}
+
+inline __mmask16 first16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
+
 template <class D>
 void rows_prefill(const GgmlRowsArgs& g) {
   const GgmlMatrix& w = *g.w;
   const int64_t k_pad = ggml_k_pad(w.cols), subs = k_pad / 16;
-  thread_local AlignedBytes ub, xb;
-  thread_local std::vector<float> ab, bb, zeros;
-  thread_local std::vector<int8_t> zq;
-  uint8_t* u = ub.get(size_t(4 * k_pad));
-  ab.assign(size_t(4 * subs), 0.f), bb.assign(size_t(4 * subs), 0.f);
-  int8_t* xt = reinterpret_cast<int8_t*>(xb.get(size_t(g.n * k_pad)));
-  transpose_acts(g.x, g.n, k_pad, xt);
-  // Tiles pad to 4 rows / 4 tokens with zeros (nothing stored for them).
-  zeros.assign(size_t(subs), 0.f);
-  zq.assign(size_t(k_pad), 0);
-  const Q8Row zero_row{zq.data(), zeros.data(), zeros.data()};
-  for (int64_t r0 = g.r0; r0 < g.r1; r0 += 4) {
-    const int nr = int(std::min<int64_t>(4, g.r1 - r0));
-    for (int r = 0; r < 4; ++r) {
-      if (r < nr) decode_row_t<D>(w, r0 + r, u + r * k_pad, ab.data() + r * subs, bb.data() + r * subs);
-      else std::memset(u + r * k_pad, 0, size_t(k_pad)), std::fill_n(ab.data() + r * subs, subs, 0.f), std::fill_n(bb.data() + r * subs, subs, 0.f);
-    }
-    for (int64_t t0 = 0; t0 < g.n; t0 += 4) {
-      const int nt = int(std::min<int64_t>(4, g.n - t0));
-      const Q8Row* xs[4];
-      const int8_t* xts[4];
-      for (int t = 0; t < 4; ++t) {
-        xs[t] = t < nt ? &g.x[t0 + t] : &zero_row;
-        xts[t] = t < nt ? xt + (t0 + t) * k_pad : zq.data();
-      }
-      float out[4][4];
-      tile_4x4(u, ab.data(), bb.data(), k_pad, xs, xts, out);
-      for (int r = 0; r < nr; ++r)
-        for (int t = 0; t < nt; ++t) g.y[(t0 + t) * g.ldy + r0 + r] = out[r][t];
+  // Where a and b are per 32 values (32-value blocks; Q4_K, Q5_K and IQ4_XS sub-blocks) — as the
+  // activation scale always is — one conversion per 32 values; Q2_K, Q3_K, Q6_K: per 16.
+  constexpr int kSub = D::kBlock == 32 || std::is_same_v<D, QK<false>> || std::is_same_v<D, QK<true>> ||
+                               std::is_same_v<D, IQ4_XS> ? 32 : 16;
+  constexpr int kNt = 4;
+  thread_local AlignedBytes nb, cb, sb;
+  uint8_t* nat = nb.get(size_t(16 * k_pad));
+  uint8_t* codes = cb.get(size_t(2 * 16 * k_pad));
+  // a, b of both panels, then the natural-order a, b of the panel being decoded.
+  float* f = reinterpret_cast<float*>(sb.get(size_t(6 * 16 * subs) * sizeof(float)));
+  const int64_t ps = 16 * subs;
+  const Panel p0{codes, f, f + ps}, p1{codes + 16 * k_pad, f + 2 * ps, f + 3 * ps};
+  for (int64_t r0 = g.r0; r0 < g.r1; r0 += 32) {
+    decode_panel<D>(w, r0, g.r1, k_pad, nat, f + 4 * ps, f + 5 * ps, codes, f, f + ps);
+    decode_panel<D>(w, r0 + 16, g.r1, k_pad, nat, f + 4 * ps, f + 5 * ps, codes + 16 * k_pad, f + 2 * ps, f + 3 * ps);
+    const __mmask16 m0 = first16(g.r1 - r0), m1 = first16(g.r1 - r0 - 16);
+    float* y = g.y + r0;
+    int64_t t0 = 0;
+    for (; t0 + kNt <= g.n; t0 += kNt) panels_2xNT<kNt, kSub>(p0, p1, k_pad, g.x + t0, y + t0 * g.ldy, g.ldy, m0, m1);
+    switch (g.n - t0) {
+      case 3: panels_2xNT<3, kSub>(p0, p1, k_pad, g.x + t0, y + t0 * g.ldy, g.ldy, m0, m1); break;
+      case 2: panels_2xNT<2, kSub>(p0, p1, k_pad, g.x + t0, y + t0 * g.ldy, g.ldy, m0, m1); break;
+      case 1: panels_2xNT<1, kSub>(p0, p1, k_pad, g.x + t0, y + t0 * g.ldy, g.ldy, m0, m1); break;
+      default: break;
     }
   }
 }
@@ -720,8 +733,12 @@ PrefillFn prefill_for(uint32_t type) {
 }  // namespace
 
 void ggmlgemm_blk_i8_f32_x8__avx512vnni(const GgmlRowsArgs& g) {
-  // From a few tokens on, decoding each row once into the transposed layout pays for itself.
-  if (g.n >= kGgmlTransposedMinTokens) return prefill_for(g.w->type)(g);
+  // From a few tokens on, decoding every row once into panels pays for itself. Measured (4096²,
+  // one thread, ms, decode path / panels): q4_0 n = 4 0.85 / 1.14, 8 2.19 / 1.50; q4_K n = 8
+  // 1.20 / 1.45, 16 2.57 / 2.15 — the 256-value types decode in registers with integer scales,
+  // so panels pay later.
+  const int64_t prefill_from = io::ggml_type_info(g.w->type)->block_values == 32 ? 6 : 12;
+  if (g.n >= prefill_from) return prefill_for(g.w->type)(g);
   const RowsFn* fn = fns_for(g.w->type);
   for (int64_t t0 = 0; t0 < g.n; t0 += 8) {
     const int nt = int(std::min<int64_t>(8, g.n - t0));

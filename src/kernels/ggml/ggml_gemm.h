@@ -35,10 +35,6 @@ using DecodeRowFn = void (*)(const uint8_t* row, int64_t cols, uint8_t* u, float
 DecodeRowFn ggml_decoder__ref(uint32_t type);
 DecodeRowFn ggml_decoder__avx512(uint32_t type);
 
-// Tokens from which the AVX-512 kernel decodes rows once into its transposed layout (prefill)
-// instead of decoding per unit in registers (decode). Measured crossover: docs/benchmarks.md.
-constexpr int64_t kGgmlTransposedMinTokens = 4;
-
 inline int64_t ggml_k_pad(int64_t cols) { return (cols + 255) / 256 * 256; }
 
 // Family "ggml_gemm": the row kernel (it picks the per-type decoder of its own ISA inside).
