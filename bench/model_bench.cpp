@@ -93,9 +93,11 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
       const Timing pre = time_it([&](int) { s.forward(prompt.data(), o.prefill, 0, logits.data()); }, o.warmup, o.repeats, o.budget_s, 2);
       const Timing dec = time_it(
           [&](int) {
+            // From an empty context, as llama-bench's tg: positions 0 .. decode-1 (causal attention
+            // reads only what these steps wrote).
             int tok_id = prompt[0];
             for (int p = 0; p < o.decode; ++p) {
-              s.forward(&tok_id, 1, o.prefill + p, logits.data());
+              s.forward(&tok_id, 1, p, logits.data());
               tok_id = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
             }
           },
@@ -136,8 +138,8 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
     fmt::print("{:<10} {:>3} {:>9.2f} {:>10.1f} {:>11} {:>8.1f} {:>5.2f}x {:>8.1f} {:>5.2f}x\n", r.format, r.threads, r.bpw, r.mib,
                r.ppl ? fmt::format("{:.4f}", *r.ppl) : "-", r.prefill_tps, r.prefill_x, r.decode_tps, r.decode_x);
   // The same in llama-bench's terms, to set beside `llama-bench -p N -n M -t T` on the same file:
-  // pp N = N prompt tokens in one batch, tg M = M tokens generated one at a time (here after the
-  // N-token prompt, llama-bench's from an empty context), t/s = median (best) over the repeats.
+  // pp N = N prompt tokens in one batch, tg M = M tokens generated one at a time from an empty
+  // context, t/s = median (best) over the repeats.
   fmt::print("\n| model | threads | test | t/s |\n| --- | ---: | ---: | ---: |\n");
   for (const auto& r : summary) {
     fmt::print("| {} | {} | pp{} | {:.2f} ({:.2f}) |\n", r.format, r.threads, o.prefill, r.prefill_tps, r.prefill_best_tps);

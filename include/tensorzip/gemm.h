@@ -18,6 +18,11 @@ namespace tz {
 // Y[n,m] = X[n,k] · W[m,k]ᵀ. Leading dimensions in elements (>= k for X and W, >= m for Y).
 void gemm_f32(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,
               int64_t ldw, float* y, int64_t ldy);
+// The same for callers inside a parallel_for task (e.g. one attention head per task): only our
+// own kernels, which run inline there, never a library with a thread pool of its own (OpenBLAS's
+// OpenMP team would spin against ours).
+void gemm_f32_in_task(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,
+                      int64_t ldw, float* y, int64_t ldy);
 void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, const uint16_t* w,
                int64_t ldw, float* y, int64_t ldy);
 // bf16 weights reused across many products (an iterative solver, a layer at every step): packed

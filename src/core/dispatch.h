@@ -65,6 +65,13 @@ class KernelFamily final : public KernelOp {
   }
   // The chosen config (a reference into the family: stable for the life of the process).
   const Config& config() { return configs_[chosen_index()]; }
+  // The preferred available choice whose config satisfies `pred` (a caller with a constraint, e.g.
+  // inside a pool task where a library's own thread pool must not run). Not cached.
+  template <class Pred> const Config& config_if(Pred pred) const {
+    for (size_t i = 0; i < configs_.size(); ++i)
+      if (available(i) && pred(configs_[i])) return configs_[i];
+    return configs_.back();  // every family ends in its scalar reference
+  }
 
  private:
   std::vector<Config> configs_;

@@ -172,6 +172,22 @@ TEST(Gemm, AmxFromSeveralThreads) {
   EXPECT_EQ(chosen_kernel("gemm_bf16"), "gemm_bf16_bf16_f32_32x32__amx");
 }
 
+// Inside pool tasks (one attention head each) the products run on our own kernels: same results
+// as the reference within the f32 bound, from both threads at once, every cap.
+TEST(Gemm, InTaskMatchesReference) {
+  for (Isa isa : test::supported_isas()) {
+    test::ScopedIsa cap(isa);
+    set_num_threads(2);
+    const int64_t n = 37, m = 29, k = 129;
+    std::vector<std::vector<float>> ys(4, std::vector<float>(size_t(n * m), NAN));
+    const auto x = test::random_floats(size_t(n * k), 21), w = test::random_floats(size_t(m * k), 22);
+    std::vector<float> ref(size_t(n * m));
+    gemm_f32_ref(n, m, k, x.data(), k, w.data(), k, ref.data(), m);
+    parallel_for(4, [&](int64_t i, int) { gemm_f32_in_task(n, m, k, x.data(), k, w.data(), k, ys[size_t(i)].data(), m); });
+    for (const auto& y : ys) expect_close(y, ref, abs_dot(x, w, n, m, k), k, std::string("in task, cap ") + isa_name(isa));
+  }
+}
+
 TEST(Gemm, LinearChecksShapes) {
   Tensor x = Tensor::zeros(DType::F32, {2, 3}), w = Tensor::zeros(DType::F32, {4, 5});
   EXPECT_THROW(linear(x, w), Error);

@@ -9,6 +9,7 @@
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
 #include "tensorzip/gemm.h"
+#include "tensorzip/runtime.h"
 
 namespace tz {
 namespace detail {
@@ -16,7 +17,7 @@ using namespace kernels;
 
 KernelFamily<GemmF32Config>& gemm_f32_family() {
   static KernelFamily<GemmF32Config> f("gemm_f32", {
-      {"gemm_f32_f32_f32__openblas", Isa::Scalar, 0, {gemm_f32_f32_f32__openblas, 0, 0}, openblas_kernels_fit_cap},
+      {"gemm_f32_f32_f32__openblas", Isa::Scalar, 0, {gemm_f32_f32_f32__openblas, 0, 0, true}, openblas_kernels_fit_cap},
       {"gemm_f32_f32_f32_4x3__avx2", Isa::Avx2, 0, {gemm_f32_f32_f32_4x3__avx2, 4, 3}},
       {"gemm_f32_f32_f32__ref", Isa::Scalar, 0, {gemm_f32_f32_f32__ref, 1, 1}},
   });
@@ -59,6 +60,16 @@ void gemm_f32(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, cons
   check_args("gemm_f32", n, m, k, x, ldx, w, ldw, y, ldy);
   if (n == 0 || m == 0) return;
   detail::gemm_f32_family().config().gemm({n, m, k, x, ldx, w, ldw, y, ldy});
+}
+
+void gemm_f32_in_task(int64_t n, int64_t m, int64_t k, const float* x, int64_t ldx, const float* w,
+                      int64_t ldw, float* y, int64_t ldy) {
+  check_args("gemm_f32_in_task", n, m, k, x, ldx, w, ldw, y, ldy);
+  if (n == 0 || m == 0) return;
+  // With one thread the library runs single-threaded too: nothing to spin against.
+  const bool alone = num_threads() == 1;
+  detail::gemm_f32_family().config_if([&](const kernels::GemmF32Config& c) { return alone || !c.own_threads; }).gemm(
+      {n, m, k, x, ldx, w, ldw, y, ldy});
 }
 
 void gemm_bf16(int64_t n, int64_t m, int64_t k, const uint16_t* x, int64_t ldx, const uint16_t* w,

@@ -36,10 +36,12 @@ void gemm_bf16_bf16_f32_12x32__avx512bf16(const GemmBf16Args&);
 void gemm_bf16_bf16_f32_32x32__amx(const GemmBf16Args&);
 
 // Family "gemm_f32". mr × nr: the micro-kernel's register tile (X rows × W rows; 0 × 0 where a
-// library chooses its own).
+// library chooses its own). own_threads: the kernel runs a thread pool of its own (OpenBLAS's
+// OpenMP team), so callers inside a pool task take the next choice (gemm_f32_in_task).
 struct GemmF32Config {
   GemmF32Fn gemm;
   int mr, nr;
+  bool own_threads = false;
 };
 // Family "gemm_bf16". A choice with a packer reads W from GemmBf16Args::w_tiles in the layout the
 // packer writes, named by packed_layout (PackedBf16Weights keeps only that copy and its layout's
