@@ -583,11 +583,20 @@ void decode_row_nat(const GgmlMatrix& w, int64_t r, uint8_t* u, float* a, float*
   }
 }
 
-// Rows [r0, r0 + 16) ∩ [.., r_end) into one panel (rows past r_end: zero codes and scales).
+// 16 decoded rows: codes [k_pad/4][16][4], a and b [k_pad/16][16].
+struct Panel {
+  uint8_t* codes;
+  float* a;
+  float* b;
+};
+
+// Rows [r0, r0 + 16) ∩ [.., r_end) into panel p (rows past r_end: zero codes and scales).
 // nat: 16·k_pad bytes, an / bn: 16·k_pad/16 floats of scratch.
 template <class D>
 void decode_panel(const GgmlMatrix& w, int64_t r0, int64_t r_end, int64_t k_pad, uint8_t* nat, float* an, float* bn,
-                  uint8_t* codes, float* a, float* b) {
+                  const Panel& p) {
+  uint8_t* codes = p.codes;
+  float *a = p.a, *b = p.b;
   const int64_t subs = k_pad / 16;
   for (int r = 0; r < 16; ++r) {
     if (r0 + r < r_end) decode_row_nat<D>(w, r0 + r, nat + r * k_pad, an + r * subs, bn + r * subs);
@@ -608,12 +617,6 @@ void decode_panel(const GgmlMatrix& w, int64_t r0, int64_t r_end, int64_t k_pad,
     for (int j = 0; j < 16; ++j) _mm512_store_si512(b + (16 * c + j) * 16, v[j]);
   }
 }
-
-struct Panel {
-  const uint8_t* codes;
-  const float* a;
-  const float* b;
-};
 
 // y[t][row] for two panels (32 rows) and NT tokens; stores masked by m0 / m1.
 template <int NT, int SUB>
@@ -670,8 +673,8 @@ void rows_prefill(const GgmlRowsArgs& g) {
   const int64_t ps = 16 * subs;
   const Panel p0{codes, f, f + ps}, p1{codes + 16 * k_pad, f + 2 * ps, f + 3 * ps};
   for (int64_t r0 = g.r0; r0 < g.r1; r0 += 32) {
-    decode_panel<D>(w, r0, g.r1, k_pad, nat, f + 4 * ps, f + 5 * ps, codes, f, f + ps);
-    decode_panel<D>(w, r0 + 16, g.r1, k_pad, nat, f + 4 * ps, f + 5 * ps, codes + 16 * k_pad, f + 2 * ps, f + 3 * ps);
+    decode_panel<D>(w, r0, g.r1, k_pad, nat, f + 4 * ps, f + 5 * ps, p0);
+    decode_panel<D>(w, r0 + 16, g.r1, k_pad, nat, f + 4 * ps, f + 5 * ps, p1);
     const __mmask16 m0 = first16(g.r1 - r0), m1 = first16(g.r1 - r0 - 16);
     float* y = g.y + r0;
     int64_t t0 = 0;
