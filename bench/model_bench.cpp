@@ -34,7 +34,7 @@ LlamaConfig parse_synthetic(const std::string& s) {
 }  // namespace
 
 int model_bench_cases(const ModelBenchOptions& o) {
-  return int(o.formats.size() + 1) * int(std::max<size_t>(1, o.threads.size()));
+  return int(o.formats.size() + (o.baseline ? 1 : 0)) * int(std::max<size_t>(1, o.threads.size()));
 }
 
 void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<void(const std::string&)>& progress) {
@@ -44,7 +44,9 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
   require(o.prefill >= 1 && o.decode >= 1 && o.prefill + o.decode < c.seq_len,
           "bench model: --prefill + --decode must be below the model's context (" + std::to_string(c.seq_len) + ")");
   std::vector<std::string> formats = o.formats;
-  if (std::find(formats.begin(), formats.end(), "f32") == formats.end()) formats.insert(formats.begin(), "f32");
+  if (!o.baseline) std::erase(formats, std::string("f32"));
+  else if (std::find(formats.begin(), formats.end(), "f32") == formats.end()) formats.insert(formats.begin(), "f32");
+  require(!formats.empty(), "bench model: --no-baseline needs a format other than f32 in --formats");
   std::stable_partition(formats.begin(), formats.end(), [](const std::string& f) { return f == "f32"; });  // baseline first
   const std::vector<int> threads = o.threads.empty() ? std::vector<int>{num_threads()} : o.threads;
   std::vector<std::vector<int>> docs;
@@ -76,7 +78,7 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
     double err = 0;
     s.forward(prompt.data(), o.prefill, 0, logits.data());
     if (f == "f32") f32_logits = logits;
-    else err = max_rel_err(logits.data(), f32_logits.data(), logits.size());
+    else if (o.baseline) err = max_rel_err(logits.data(), f32_logits.data(), logits.size());
     std::optional<double> ppl;
     if (!docs.empty()) {
       LlamaSession ps(*model, c.seq_len);
@@ -119,8 +121,8 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
         r.t = phase == 0 ? pre : Timing{dec.ms_min / o.decode, dec.ms_median / o.decode, dec.reps};
         r.flops = 2.0 * linear_params * tokens;
         r.bytes = double(model->weight_bytes());
-        r.baseline = f == "f32" ? "" : "f32";
-        r.baseline_ms = f == "f32" ? 0 : (phase == 0 ? f32_ms[t].first : f32_ms[t].second);
+        r.baseline = f == "f32" || !o.baseline ? "" : "f32";
+        r.baseline_ms = f == "f32" || !o.baseline ? 0 : (phase == 0 ? f32_ms[t].first : f32_ms[t].second);
         r.max_rel_err = err;
         r.extra["tokens"] = tokens;
         r.extra["tokens_per_s"] = tokens / (r.t.ms_median / 1e3);
@@ -134,9 +136,10 @@ void bench_model(const ModelBenchOptions& o, Reporter& rep, const std::function<
   // Side by side: one line per format and thread count.
   fmt::print("\n{:<10} {:>3} {:>9} {:>10} {:>11} {:>15} {:>15}\n", "format", "thr", "bits/w", "MiB", "perplexity",
              "prefill tok/s", "decode tok/s");
+  const auto ratio = [&](double x) { return o.baseline ? fmt::format("{:.2f}x", x) : std::string("-"); };
   for (const auto& r : summary)
-    fmt::print("{:<10} {:>3} {:>9.2f} {:>10.1f} {:>11} {:>8.1f} {:>5.2f}x {:>8.1f} {:>5.2f}x\n", r.format, r.threads, r.bpw, r.mib,
-               r.ppl ? fmt::format("{:.4f}", *r.ppl) : "-", r.prefill_tps, r.prefill_x, r.decode_tps, r.decode_x);
+    fmt::print("{:<10} {:>3} {:>9.2f} {:>10.1f} {:>11} {:>8.1f} {:>6} {:>8.1f} {:>6}\n", r.format, r.threads, r.bpw, r.mib,
+               r.ppl ? fmt::format("{:.4f}", *r.ppl) : "-", r.prefill_tps, ratio(r.prefill_x), r.decode_tps, ratio(r.decode_x));
   // The same in llama-bench's terms, to set beside `llama-bench -p N -n M -t T` on the same file:
   // pp N = N prompt tokens in one batch, tg M = M tokens generated one at a time from an empty
   // context, t/s = median (best) over the repeats.

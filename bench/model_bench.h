@@ -17,6 +17,7 @@ struct ModelBenchOptions {
   int prefill = 256, decode = 16;
   std::string text;                // with a real model: perplexity per format on this text
   int max_docs = 100;              // documents (split on blank lines) scored for the perplexity
+  bool baseline = true;             // false: no f32 pass (ratios and the error are then not shown)
   std::vector<int> threads;
   int warmup = 1, repeats = 5;
   double budget_s = 4.0;

@@ -198,6 +198,7 @@ void add_bench(CLI::App& app) {
   mdl->add_option("-m,--model", mo.model, "Model file or directory (default: --synthetic)");
   mdl->add_option("--synthetic", mo.synthetic, "7b:LAYERS (LLaMA-2-7B layer shapes, random weights) or DIM,HIDDEN,HEADS,LAYERS")->capture_default_str();
   mdl->add_option("--formats", mo.formats, "Weight formats, e.g. f32,bf16,q4,q2 (f32 is always the baseline)")->delimiter(',');
+  mdl->add_flag("!--no-baseline", mo.baseline, "Skip the f32 baseline pass (no ratios; as llama-bench, which has none)");
   mdl->add_option("--prefill", mo.prefill, "Prompt tokens of the prefill case")->capture_default_str()->check(positive());
   mdl->add_option("--decode", mo.decode, "Decode steps timed per repetition (from an empty context, as llama-bench's tg)")->capture_default_str()->check(positive());
   mdl->add_option("--text", mo.text, "With -m: perplexity of each format on this text (documents split on blank lines)");
