@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 
+#include "kernels/ggml/ggml_gemm.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/dispatch.h"
 #include "tensorzip/error.h"
@@ -84,6 +85,35 @@ TEST(GgmlGemm, OracleIsExactOnInt8LevelsAndCloseOnGaussian) {
       const auto xg = test::random_floats(size_t(n * k), 7);
       ggml_gemm_ref(w, xg.data(), n, k, y.data(), m);
       EXPECT_LT(test::rel_l2(y, exact(w, xg, n)), 2e-2) << type_name(c.type) << " k=" << k;
+    }
+}
+
+// The vector activation quantizers give the reference's codes and scales bit for bit (llama.cpp's
+// rounding), on ragged rows (k = 4095: a partial last block, zeros past k) and on ties.
+TEST(GgmlGemm, VectorActQuantizersEqualTheReference) {
+  if (!cpu_info().has(isa_level_features(Isa::Avx512) | kAvx512Vnni)) GTEST_SKIP() << "CPU lacks AVX-512 VNNI";
+  using kernels::QuantizeActsFn;
+  struct Case {
+    const char* name;
+    QuantizeActsFn ref, vec;
+    bool k256;  // q8_K: k whole 256-blocks
+  };
+  const kernels::ActQuantizers &r = kernels::kActQuantizersRef, &v = kernels::kActQuantizersAvx512;
+  for (const Case& c : {Case{"q8_0", r.q8_0, v.q8_0, false}, Case{"q8_1", r.q8_1, v.q8_1, false}, Case{"q8_K", r.q8_k, v.q8_k, true}})
+    for (int64_t k : {256, 4095, 4096}) {
+      if (c.k256 && k % 256 != 0) continue;
+      const int64_t k_pad = kernels::ggml_k_pad(k);
+      auto x = test::random_floats(size_t(k), uint32_t(k));
+      for (int64_t i = 0; i < k; i += 37) x[size_t(i)] = 0.5f * float(i % 7);  // ties at x·id = n + 0.5 are likely near
+      for (int64_t i = 64; i < 96; ++i) x[size_t(i)] = 0.f;                    // an all-zero block
+      x[300] = -x[301] - 0.f, x[301] = std::fabs(x[301]) + 9.f, x[302] = -x[301];  // equal magnitudes, first one wins
+      std::vector<int8_t> q0(size_t(k_pad), 1), q1(size_t(k_pad), 2);
+      std::vector<float> d0(size_t(k_pad / 16), 1), d1(size_t(k_pad / 16), 2), s0(d0), s1(d1);
+      c.ref(x.data(), k, k_pad, q0.data(), d0.data(), s0.data());
+      c.vec(x.data(), k, k_pad, q1.data(), d1.data(), s1.data());
+      EXPECT_EQ(q0, q1) << c.name << " k=" << k;
+      EXPECT_EQ(d0, d1) << c.name << " k=" << k;
+      EXPECT_EQ(s0, s1) << c.name << " k=" << k;
     }
 }
 

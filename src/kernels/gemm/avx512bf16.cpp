@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/gemm/gemm.h"
+#include "kernels/mask_avx512.h"
 #include "kernels/transpose16_avx512.h"
 #include "tensorzip/runtime.h"
 
@@ -26,7 +27,6 @@ namespace {
 
 constexpr int64_t kKBlock = 32;  // k values per packed block (16 pairs)
 inline int64_t k_blocks(int64_t k) { return (k + kKBlock - 1) / kKBlock; }
-inline __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
 
 inline __mmask32 mask32(int64_t left) { return left >= 32 ? ~__mmask32(0) : (__mmask32(1) << left) - 1; }
 
@@ -112,7 +112,7 @@ void bf16_pack_pairs_f32(const float* w, int64_t ldw, int64_t m, int64_t k, bool
           continue;
         }
         const float* src = w + row * ldw + k0;
-        const __m512 lo = _mm512_maskz_loadu_ps(first(k - k0), src), hi = _mm512_maskz_loadu_ps(first(k - k0 - 16), src + 16);
+        const __m512 lo = _mm512_maskz_loadu_ps(first16(k - k0), src), hi = _mm512_maskz_loadu_ps(first16(k - k0 - 16), src + 16);
         r[c] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
       }
       transpose16x16_epi32(r);
@@ -120,7 +120,7 @@ void bf16_pack_pairs_f32(const float* w, int64_t ldw, int64_t m, int64_t k, bool
     } else {
       // W = wᵀ with w [k, m]: pair p2 of W row c = (w[k0 + 2 p2][r0 + c], w[k0 + 2 p2 + 1][r0 + c]).
       const __m512i idx = _mm512_load_si512(pair_idx);
-      const __mmask16 cm = first(m - r0);
+      const __mmask16 cm = first16(m - r0);
       for (int p2 = 0; p2 < 16; ++p2) {
         const int64_t i = k0 + 2 * p2;
         const __m512 a0 = i < k ? _mm512_maskz_loadu_ps(cm, w + i * ldw + r0) : _mm512_setzero_ps();
@@ -187,7 +187,7 @@ void gemm_bf16_bf16_f32_12x32__avx512bf16(const GemmBf16Args& a) {
       const uint16_t* slab = a.w_tiles != nullptr ? a.w_tiles + (r0 / 32) * bf16_pair_slab_elems(a.k) : wp.data();
       if (a.w_tiles == nullptr) bf16_pack_pair_slab(a.w, a.ldw, a.m, a.k, r0, wp.data());
       const int64_t cols = std::min(m1, a.m) - r0;
-      const __mmask16 cm0 = first(cols), cm1 = first(cols - 16);
+      const __mmask16 cm0 = first16(cols), cm1 = first16(cols - 16);
       for (int64_t i0 = 0; i0 < a.n; i0 += kMr)
         tile_rows(int(std::min<int64_t>(kMr, a.n - i0)), &xp[size_t(i0 * kp)], kp, slab, pairs, a.y + i0 * a.ldy + r0, a.ldy, cm0, cm1);
     }

@@ -16,7 +16,9 @@
 
 #include "kernels/ggml/decode.h"
 #include "kernels/ggml/ggml_gemm.h"
+#include "kernels/mask_avx512.h"
 #include "kernels/transpose16_avx512.h"
+#include "tensorzip/convert.h"
 #include "tensorzip/io/gguf.h"
 #include "kernels/ggml/decoders.inc"
 
@@ -775,8 +777,6 @@ void panels_2xNT(const Panel& p0, const Panel& p1, int64_t k_pad, const Q8Row* x
   }
 }
 
-inline __mmask16 first16(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
-
 template <class D>
 void rows_prefill(const GgmlRowsArgs& g) {
   const GgmlMatrix& w = *g.w;
@@ -857,7 +857,53 @@ PrefillFn prefill_for(uint32_t type) {
   }
 }
 
+// ---------------------------------------------------------------- activation quantizers
+// The reference's arithmetic (ref.cpp) in vectors: the same products, rounded to nearest even by
+// vcvtps2dq as std::nearbyint rounds, so the codes and scales are identical.
+
+template <bool kMinSum>
+void quantize_q8_0_avx512(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* d16, float* s16) {
+  for (int64_t b0 = 0; b0 < k_pad; b0 += 32) {
+    const __m512 x0 = _mm512_maskz_loadu_ps(first16(k - b0), x + b0), x1 = _mm512_maskz_loadu_ps(first16(k - b0 - 16), x + b0 + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float d = f16_to_f32_scalar(f32_to_f16_scalar(amax / 127.f)), id = amax > 0.f ? 127.f / amax : 0.f;
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(id)));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(id)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b0), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b0 + 16), _mm512_cvtepi32_epi8(q1));
+    const int32_t sum0 = _mm512_reduce_add_epi32(q0), sum1 = _mm512_reduce_add_epi32(q1);
+    d16[b0 / 16] = d16[b0 / 16 + 1] = d;
+    s16[b0 / 16] = d * float(sum0), s16[b0 / 16 + 1] = d * float(sum1);
+    if (kMinSum) {
+      s16[b0 / 16] = f16_to_f32_scalar(f32_to_f16_scalar(amax / 127.f * float(sum0 + sum1)));
+      s16[b0 / 16 + 1] = 0.f;
+    }
+  }
+}
+
+void quantize_q8_k_avx512(const float* x, int64_t k, int64_t, int8_t* q, float* d16, float* s16) {
+  for (int64_t b0 = 0; b0 < k; b0 += 256) {
+    __m512 v[16], m = _mm512_setzero_ps();
+    for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_ps(x + b0 + 16 * i), m = _mm512_max_ps(m, _mm512_abs_ps(v[i]));
+    const float amax = _mm512_reduce_max_ps(m);
+    float max = 0.f;  // the first value of largest magnitude, with its sign
+    for (int i = 0; i < 16 && amax > 0.f; ++i)
+      if (const __mmask16 e = _mm512_cmp_ps_mask(_mm512_abs_ps(v[i]), _mm512_set1_ps(amax), _CMP_EQ_OQ)) {
+        max = x[b0 + 16 * i + __builtin_ctz(e)];
+        break;
+      }
+    const float iscale = amax > 0.f ? -127.f / max : 0.f, d = amax > 0.f ? 1.f / iscale : 0.f;
+    for (int i = 0; i < 16; ++i) {
+      const __m512i c = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_set1_ps(iscale), v[i])), _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b0 + 16 * i), _mm512_cvtepi32_epi8(c));
+      d16[b0 / 16 + i] = d, s16[b0 / 16 + i] = d * float(_mm512_reduce_add_epi32(c));
+    }
+  }
+}
+
 }  // namespace
+
+const ActQuantizers kActQuantizersAvx512 = {quantize_q8_0_avx512<false>, quantize_q8_0_avx512<true>, quantize_q8_k_avx512};
 
 void ggmlgemm_blk_i8_f32_x8__avx512vnni(const GgmlRowsArgs& g) {
   // From a few tokens on, decoding every row once into panels pays for itself. Measured (4096²,

@@ -18,8 +18,8 @@ using namespace kernels;
 
 KernelFamily<GgmlGemmConfig>& ggml_gemm_family() {
   static KernelFamily<GgmlGemmConfig> f("ggml_gemm", {
-      {"ggmlgemm_blk_i8_f32_x8__avx512vnni", Isa::Avx512, kAvx512Vnni, {ggmlgemm_blk_i8_f32_x8__avx512vnni}},
-      {"ggmlgemm_blk_i8_f32__ref", Isa::Scalar, 0, {ggmlgemm_blk_i8_f32__ref}},
+      {"ggmlgemm_blk_i8_f32_x8__avx512vnni", Isa::Avx512, kAvx512Vnni, {ggmlgemm_blk_i8_f32_x8__avx512vnni, &kActQuantizersAvx512}},
+      {"ggmlgemm_blk_i8_f32__ref", Isa::Scalar, 0, {ggmlgemm_blk_i8_f32__ref, &kActQuantizersRef}},
   });
   return f;
 }
@@ -50,48 +50,8 @@ bool uses_q8_k(uint32_t type) {
   }
 }
 
-// kMinSum: q8_1 (for q4_1 / q5_1, whose offset term meets Σ activations): the 32-block's sum
-// d·Σq rounded to f16 as llama.cpp stores it, carried by the first 16-value half (both halves
-// share one offset b, so b·s16[0] + b·s16[1] = b·s).
-template <bool kMinSum>
-void quantize_row_q8_0(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* d16, float* s16) {
-  for (int64_t b0 = 0; b0 < k_pad; b0 += 32) {
-    const int64_t len = std::clamp<int64_t>(k - b0, 0, 32);
-    float amax = 0.f;
-    for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[b0 + i]));
-    const float d = f16_to_f32_scalar(f32_to_f16_scalar(amax / 127.f)), id = amax > 0.f ? 127.f / amax : 0.f;
-    int32_t sum[2] = {0, 0};
-    for (int64_t i = 0; i < 32; ++i) {
-      q[b0 + i] = int8_t(i < len ? int(std::nearbyint(x[b0 + i] * id)) : 0);
-      sum[i / 16] += q[b0 + i];
-    }
-    for (int h = 0; h < 2; ++h) d16[b0 / 16 + h] = d, s16[b0 / 16 + h] = d * float(sum[h]);
-    if (kMinSum) {
-      s16[b0 / 16] = f16_to_f32_scalar(f32_to_f16_scalar(amax / 127.f * float(sum[0] + sum[1])));
-      s16[b0 / 16 + 1] = 0.f;
-    }
-  }
-}
-
-void quantize_row_q8_k(const float* x, int64_t k, int8_t* q, float* d16, float* s16) {
-  for (int64_t b0 = 0; b0 < k; b0 += 256) {
-    float amax = 0.f, max = 0.f;
-    for (int64_t i = 0; i < 256; ++i)
-      if (std::fabs(x[b0 + i]) > amax) amax = std::fabs(x[b0 + i]), max = x[b0 + i];
-    const float iscale = amax > 0.f ? -127.f / max : 0.f, d = amax > 0.f ? 1.f / iscale : 0.f;
-    for (int64_t s = 0; s < 16; ++s) {
-      int32_t sum = 0;
-      for (int64_t i = 16 * s; i < 16 * s + 16; ++i) {
-        q[b0 + i] = int8_t(std::min(127, int(std::nearbyint(iscale * x[b0 + i]))));
-        sum += q[b0 + i];
-      }
-      d16[b0 / 16 + s] = d, s16[b0 / 16 + s] = d * float(sum);
-    }
-  }
-}
-
 // Into `a` (reused across calls: decode calls this once per matrix per token).
-void quantize_acts(uint32_t type, const float* x, int64_t n, int64_t ldx, int64_t k, Q8Acts& a) {
+void quantize_acts(const ActQuantizers& qz, uint32_t type, const float* x, int64_t n, int64_t ldx, int64_t k, Q8Acts& a) {
   a.k_pad = ggml_k_pad(k);
   a.q.resize(size_t(n * a.k_pad));
   a.d16.resize(size_t(n * a.k_pad / 16));
@@ -100,9 +60,8 @@ void quantize_acts(uint32_t type, const float* x, int64_t n, int64_t ldx, int64_
   const auto one = [&](int64_t t) {
     int8_t* q = &a.q[size_t(t * a.k_pad)];
     float *d16 = &a.d16[size_t(t * a.k_pad / 16)], *s16 = &a.s16[size_t(t * a.k_pad / 16)];
-    if (uses_q8_k(type)) quantize_row_q8_k(x + t * ldx, k, q, d16, s16);  // k is whole 256-blocks for these types
-    else if (type == io::kGgmlQ4_1 || type == io::kGgmlQ5_1) quantize_row_q8_0<true>(x + t * ldx, k, a.k_pad, q, d16, s16);
-    else quantize_row_q8_0<false>(x + t * ldx, k, a.k_pad, q, d16, s16);
+    const QuantizeActsFn f = uses_q8_k(type) ? qz.q8_k : type == io::kGgmlQ4_1 || type == io::kGgmlQ5_1 ? qz.q8_1 : qz.q8_0;
+    f(x + t * ldx, k, a.k_pad, q, d16, s16);
     a.rows[size_t(t)] = {&a.q[size_t(t * a.k_pad)], &a.d16[size_t(t * a.k_pad / 16)], &a.s16[size_t(t * a.k_pad / 16)]};
   };
   if (n >= 8) parallel_for(n, [&](int64_t t, int) { one(t); });
@@ -118,12 +77,12 @@ void check_args(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, flo
   require(n == 0 || (x != nullptr && y != nullptr), "ggml_gemm: null operand");
 }
 
-void run(GgmlRowsFn fn, const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, bool threaded) {
+void run(const GgmlGemmConfig& cfg, const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy, bool threaded) {
   check_args(w, x, n, ldx, y, ldy);
   if (n == 0 || w.rows == 0) return;
   thread_local Q8Acts caller_acts;
   Q8Acts& a = caller_acts;  // a reference: inside the workers' lambda the name would be their own thread_local
-  quantize_acts(w.type, x, n, ldx, w.cols, a);
+  quantize_acts(*cfg.quant, w.type, x, n, ldx, w.cols, a);
   // Few large contiguous row ranges per thread (each a long sequential stream for the prefetchers);
   // eight per thread leave room for dynamic balancing.
   const int64_t per_task = std::max<int64_t>(16, (w.rows + 8 * num_threads() - 1) / (8 * num_threads()) + 15) / 16 * 16;
@@ -131,7 +90,7 @@ void run(GgmlRowsFn fn, const GgmlMatrix& w, const float* x, int64_t n, int64_t 
   const int64_t tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
   const auto task = [&](int64_t i, int) {
     GgmlRowsArgs g{&w, i * kRowsPerTask, std::min(w.rows, (i + 1) * kRowsPerTask), n, a.rows.data(), y, ldy};
-    fn(g);
+    cfg.rows(g);
   };
   if (threaded) parallel_for(tasks, task);
   else
@@ -180,11 +139,11 @@ void GgmlMatrix::dequantize(float* w) const {
 }
 
 void ggml_gemm(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
-  run(detail::ggml_gemm_family().config().rows, w, x, n, ldx, y, ldy, true);
+  run(detail::ggml_gemm_family().config(), w, x, n, ldx, y, ldy, true);
 }
 
 void ggml_gemm_ref(const GgmlMatrix& w, const float* x, int64_t n, int64_t ldx, float* y, int64_t ldy) {
-  run(kernels::ggmlgemm_blk_i8_f32__ref, w, x, n, ldx, y, ldy, false);
+  run({kernels::ggmlgemm_blk_i8_f32__ref, &kernels::kActQuantizersRef}, w, x, n, ldx, y, ldy, false);
 }
 
 }  // namespace tz

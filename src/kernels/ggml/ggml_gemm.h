@@ -37,9 +37,21 @@ DecodeRowFn ggml_decoder__avx512(uint32_t type);
 
 inline int64_t ggml_k_pad(int64_t cols) { return (cols + 255) / 256 * 256; }
 
-// Family "ggml_gemm": the row kernel (it picks the per-type decoder of its own ISA inside).
+// One token's activations x[k] → Q8Row arrays (q [k_pad], zeros past k; d16 / s16 [k_pad / 16]).
+// The three activation block types llama.cpp's CPU backend pairs with the weight types, rounded
+// as its are (see quantize_acts in config.cpp): q8_0, q8_1 (q8_0 with the block sum d·Σq kept as
+// f16, on the first 16-value half), q8_K (one scale per 256 values; k a multiple of 256).
+using QuantizeActsFn = void (*)(const float* x, int64_t k, int64_t k_pad, int8_t* q, float* d16, float* s16);
+struct ActQuantizers {
+  QuantizeActsFn q8_0, q8_1, q8_k;
+};
+extern const ActQuantizers kActQuantizersRef, kActQuantizersAvx512;
+
+// Family "ggml_gemm": the row kernel (it picks the per-type decoder of its own ISA inside) and
+// the activation quantizers of the same ISA.
 struct GgmlGemmConfig {
   GgmlRowsFn rows;
+  const ActQuantizers* quant;
 };
 
 }  // namespace tz::kernels
