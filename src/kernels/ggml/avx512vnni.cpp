@@ -822,7 +822,7 @@ constexpr RowsFn kGenericFns[9] = {nullptr,          rows_generic<1>, rows_gener
 const RowsFn* fns_for(const GgmlMatrix& w) {
   switch (w.type) {
     case io::kGgmlQ4_0:  // blocks in lanes where rows are whole units on 16-byte boundaries
-      return w.cols % 256 == 0 && reinterpret_cast<uintptr_t>(w.row(0)) % 16 == 0 && !getenv("TZOLD") ? kQ4_0Fns : Table<Q4_0>::fn;
+      return w.cols % 256 == 0 && reinterpret_cast<uintptr_t>(w.row(0)) % 16 == 0 ? kQ4_0Fns : Table<Q4_0>::fn;
     case io::kGgmlQ4_1: return Table<Q4_1>::fn;
     case io::kGgmlQ5_0: return Table<Q5<false>>::fn;
     case io::kGgmlQ5_1: return Table<Q5<true>>::fn;
