@@ -36,6 +36,7 @@ enum class FfnActivation { SiLU, GeluTanh };  // SwiGLU (LLaMA) or GeGLU with ta
 struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
   float norm_eps = 1e-5f, rope_theta = 10000.f;
+  float rope_freq_scale = 1.f;  // linear rope scaling: every angle times this (1 / rope_scaling factor)
   // Architecture switches: one decoder, these select its variants; the defaults are LLaMA's
   // (docs/runner.md, "Architectures").
   std::string arch = "llama";
@@ -102,7 +103,13 @@ LlamaSource load_hf_llama(const std::string& path);
 struct HfConfig {
   LlamaConfig cfg;
   bool tie_word_embeddings = false;
+  std::vector<float> rope_factors;  // rope_scaling of type llama3: per-pair factors (the GGUF rope_freqs)
 };
+// Llama 3.1's rope_scaling (type llama3) as per-pair factors [head_size / 2], as llama.cpp's
+// converter writes them into rope_freqs: 1 for wavelengths below original/high_freq_factor,
+// `factor` above original/low_freq_factor, a smooth blend between.
+std::vector<float> llama3_rope_factors(int head_size, float theta, float factor, float low_freq_factor, float high_freq_factor,
+                                       int original_context);
 HfConfig parse_hf_config(std::string_view text, const std::string& label);
 // Picks the loader from the file's contents (GGUF magic, a directory / safetensors, else llama2.c).
 LlamaSource load_llama(const std::string& path);

@@ -77,7 +77,7 @@ void rope_table(const LlamaConfig& c, int max_seq, std::vector<float>& cos, std:
   sin.resize(size_t(max_seq) * size_t(half));
   for (int p = 0; p < max_seq; ++p)
     for (int j = 0; j < half; ++j) {
-      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size())) /
+      const double freq = std::pow(double(c.rope_theta), -2.0 * j / double(c.head_size())) * double(c.rope_freq_scale) /
                           (factors.empty() ? 1.0 : double(factors[size_t(j)]));
       cos[size_t(p * half + j)] = float(std::cos(p * freq));
       sin[size_t(p * half + j)] = float(std::sin(p * freq));

@@ -127,11 +127,19 @@ LlamaSource load_gguf_llama(const std::string& path) {
     c.attn_softcap = f("attn_logit_softcapping", 0.f);
     c.final_softcap = f("final_logit_softcapping", 0.f);
   }
-  for (const char* key : {"rope.scaling.type", "rope.scaling.factor"})
-    if (const auto* v = g.find(arch + "." + key); v != nullptr) {
-      const bool none = key == std::string("rope.scaling.type") ? v->as_string() == "none" : false;
-      require(none, path + ": GGUF metadata '" + arch + "." + key + "': rope scaling other than rope_freqs factors is not supported yet");
-    }
+  // Rope scaling as llama.cpp reads it: the type defaults to linear, the factor (or the older
+  // rope.scale_linear) divides every angle; llama3's per-pair factors come as the rope_freqs tensor.
+  {
+    const auto* type = g.find(arch + ".rope.scaling.type");
+    const std::string t = type != nullptr ? type->as_string() : "linear";
+    require(t == "linear" || t == "none", path + ": GGUF metadata '" + arch + ".rope.scaling.type' = '" + t +
+                                              "' is not supported (linear or none)");
+    float factor = f("rope.scaling.factor", 0.f);
+    if (factor == 0.f) factor = f("rope.scale_linear", 0.f);
+    require(factor == 0.f || (factor > 0.f && std::isfinite(factor)),
+            path + ": GGUF metadata '" + arch + ".rope.scaling.factor' = " + std::to_string(factor) + " (must be positive)");
+    if (t == "linear" && factor > 0.f) c.rope_freq_scale = 1.f / factor;
+  }
   const auto* emb = g.find_tensor("token_embd.weight");
   require(emb != nullptr, path + ": GGUF without token_embd.weight");
   require(emb->shape.size() == 2, path + ": token_embd.weight is not a matrix");
@@ -219,6 +227,25 @@ LlamaSource load_gguf_llama(const std::string& path) {
   return s;
 }
 
+std::vector<float> llama3_rope_factors(int head_size, float theta, float factor, float low_freq_factor, float high_freq_factor,
+                                       int original_context) {
+  require(high_freq_factor > low_freq_factor, "rope_scaling llama3: high_freq_factor " + std::to_string(high_freq_factor) +
+                                                  " must exceed low_freq_factor " + std::to_string(low_freq_factor));
+  const double low_wavelen = original_context / double(low_freq_factor), high_wavelen = original_context / double(high_freq_factor);
+  std::vector<float> out;
+  for (int i = 0; i < head_size; i += 2) {
+    const double freq = 1.0 / std::pow(double(theta), double(float(i) / float(head_size)));
+    const double wavelen = 2 * M_PI / freq;
+    if (wavelen < high_wavelen) out.push_back(1.f);
+    else if (wavelen > low_wavelen) out.push_back(factor);
+    else {
+      const double smooth = (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      out.push_back(float(1.0 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return out;
+}
+
 HfConfig parse_hf_config(std::string_view text, const std::string& label) {
   const json_io::Json j = json_io::parse(text, label);
   require(j.is_object(), label + ": not a JSON object");
@@ -264,7 +291,20 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
     const auto tie = j.value("tie_word_embeddings", nlohmann::json(gemma2));
     require(tie.is_boolean(), label + ": 'tie_word_embeddings' is not true or false");
     h.tie_word_embeddings = tie.get<bool>();
-    require(j.value("rope_scaling", nlohmann::json()).is_null(), label + ": rope_scaling is not supported yet");
+    if (const auto rs = j.value("rope_scaling", nlohmann::json()); !rs.is_null()) {
+      const std::string where = label + ": rope_scaling";
+      require(rs.is_object(), where + " is not an object");
+      const std::string t = rs.contains("rope_type") ? rs["rope_type"].get<std::string>() : rs.value("type", std::string("default"));
+      require(t == "default" || t == "linear" || t == "llama3", where + ": type '" + t + "' is not supported (linear, llama3)");
+      if (t != "default") {
+        const float factor = float(json_io::get_number(rs, "factor", where, 1e-6, 1e6));
+        if (t == "linear") c.rope_freq_scale = 1.f / factor;
+        else
+          h.rope_factors = llama3_rope_factors(c.head_size(), c.rope_theta, factor, float(json_io::get_number(rs, "low_freq_factor", where, 1e-6, 1e6, 1.0)),
+                                               float(json_io::get_number(rs, "high_freq_factor", where, 1e-6, 1e6, 4.0)),
+                                               int(json_io::get_int(rs, "original_max_position_embeddings", where, 1, int64_t(1) << 24, 8192)));
+      }
+    }
     if (type == "qwen2")  // Qwen2's sliding window applies only when use_sliding_window says so
       require(!j.value("use_sliding_window", false), label + ": use_sliding_window (Qwen2 sliding-window layers) is not supported");
     if (type == "phi3" && j.contains("sliding_window") && !j["sliding_window"].is_null())
@@ -402,6 +442,11 @@ LlamaSource load_hf_llama(const std::string& path) {
               f.label() + ": tensor '" + e.name + "' is not part of the model " + cfg_path.string() + " describes (" +
                   std::to_string(c.n_layers) + " layers, " + (tie ? "tied" : "separate") + " classifier)");
     }
+  if (!hf.rope_factors.empty()) {
+    Tensor t = Tensor::empty(DType::F32, {int64_t(hf.rope_factors.size())});
+    std::copy(hf.rope_factors.begin(), hf.rope_factors.end(), t.data<float>());
+    s.tensors["rope_freqs"] = std::move(t);
+  }
   if (fs::exists(dir / "tokenizer.json")) s.tokenizer = Tokenizer::from_hf_json((dir / "tokenizer.json").string());
   if (const fs::path tc = dir / "tokenizer_config.json"; fs::exists(tc)) {
     const auto j = json_io::parse(io::read_text_file(tc.string()), tc.string());

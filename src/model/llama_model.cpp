@@ -57,6 +57,8 @@ void LlamaConfig::validate(const std::string& label) const {
   if (head_size() % 2 != 0) bad("head size " + std::to_string(head_size()) + " is odd (rotary embeddings need pairs)");
   if (!(norm_eps > 0.f) || !std::isfinite(norm_eps)) bad("norm_eps = " + std::to_string(norm_eps) + " (must be positive and finite)");
   if (!(rope_theta > 0.f) || !std::isfinite(rope_theta)) bad("rope_theta = " + std::to_string(rope_theta) + " (must be positive and finite)");
+  if (!(rope_freq_scale > 0.f) || !std::isfinite(rope_freq_scale))
+    bad("rope_freq_scale = " + std::to_string(rope_freq_scale) + " (must be positive and finite)");
 }
 
 bool LlamaConfig::plain_llama() const {

@@ -63,6 +63,10 @@ void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::s
   w.add_u32("llama.rope.dimension_count", uint32_t(c.head_size()));
   w.add_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
   w.add_f32("llama.rope.freq_base", c.rope_theta);
+  if (c.rope_freq_scale != 1.f) {
+    w.add_string("llama.rope.scaling.type", "linear");
+    w.add_f32("llama.rope.scaling.factor", 1.f / c.rope_freq_scale);
+  }
   if (file_type == ~0u) {  // llama.cpp's LLAMA_FTYPE of the main type
     const uint32_t t = type_of("blk.0.attn_q.weight");
     file_type = t == io::kGgmlF32 ? 0 : t == io::kGgmlF16 ? 1 : t == io::kGgmlQ4_0 ? 2 : t == io::kGgmlQ4_1 ? 3 : t == io::kGgmlQ8_0 ? 7
@@ -117,6 +121,7 @@ void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::s
     matrix(p + "feed_forward.w3", g + "ffn_up.weight");
   }
   vec("norm", "output_norm.weight");
+  if (src.has("rope_freqs")) vec("rope_freqs", "rope_freqs.weight");  // Llama 3.1's per-pair rope factors
   if (!src.tied()) matrix("output", "output.weight");
   w.write(path);
 }

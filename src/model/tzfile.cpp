@@ -25,6 +25,7 @@ json config_json(const LlamaConfig& c) {
   json j = {{"architecture", c.arch}, {"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
             {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
             {"norm_eps", c.norm_eps}, {"rope_theta", c.rope_theta}};
+  if (c.rope_freq_scale != 1.f) j["rope_freq_scale"] = c.rope_freq_scale;
   if (!c.plain_llama())  // the architecture switches (LlamaConfig), only when any differs from LLaMA's
     j.update({{"head_dim", c.head_dim}, {"rope_style", c.rope_style == RopeStyle::Adjacent ? "adjacent" : "half_split"},
               {"pre_norms", c.pre_norms}, {"post_norms", c.post_norms}, {"qkv_bias", c.qkv_bias}, {"qk_norm", c.qk_norm},
@@ -256,6 +257,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.cfg.seq_len = integer("seq_len");
       s.cfg.norm_eps = float(json_io::get_number(c, "norm_eps", path + ": config", 1e-30, 1.0, 1e-5));
       s.cfg.rope_theta = float(json_io::get_number(c, "rope_theta", path + ": config", 1e-6, 1e30, 10000.0));
+      s.cfg.rope_freq_scale = float(json_io::get_number(c, "rope_freq_scale", path + ": config", 1e-6, 1e6, 1.0));
       const std::string where = path + ": config";
       const auto flag = [&](const char* key, bool def) {
         if (!c.contains(key)) return def;

@@ -128,6 +128,35 @@ TEST(Hardening, HfConfigIsTypeAndRangeChecked) {
   EXPECT_TRUE(contains(error_of([&] { parse_hf_config(deep, "config.json"); }), "nested deeper"));
 }
 
+// rope_scaling: linear sets the angle scale, llama3 the per-pair factors (llama.cpp's converter's
+// formula), anything else is named; a non-positive factor is refused.
+TEST(Hardening, HfRopeScalingIsParsedOrNamed) {
+  nlohmann::json j = hf_config(kTiny);
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+  EXPECT_EQ(parse_hf_config(j.dump(), "config.json").cfg.rope_freq_scale, 0.25f);
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
+  j["rope_theta"] = 500000.0;
+  j["hidden_size"] = 128 * kTiny.n_heads;  // head size 128, as Llama 3.1
+  const HfConfig h = parse_hf_config(j.dump(), "config.json");
+  EXPECT_EQ(h.cfg.rope_freq_scale, 1.f);
+  ASSERT_EQ(h.rope_factors.size(), 64u);
+  EXPECT_EQ(h.rope_factors.front(), 1.f);  // wavelength 2π: far below 8192 / 4
+  EXPECT_EQ(h.rope_factors.back(), 8.f);   // 500000^(126/128)·2π: far above 8192
+  for (size_t i = 1; i < h.rope_factors.size(); ++i) EXPECT_GE(h.rope_factors[i], h.rope_factors[i - 1]) << i;
+  // Pair 40: wavelength 2π·500000^(80/128) ≈ 2.3e4 — above 8192 → factor 8; pair 28: ≈ 1955 — below 2048 → 1.
+  EXPECT_EQ(h.rope_factors[40], 8.f);
+  EXPECT_EQ(h.rope_factors[28], 1.f);
+  const auto blend = llama3_rope_factors(128, 500000.f, 8.f, 1.f, 4.f, 8192);
+  const double wl = 2 * M_PI * std::pow(500000.0, 64.0 / 128), smooth = (8192 / wl - 1) / 3;  // pair 32: in the blend
+  ASSERT_TRUE(wl > 2048 && wl < 8192);
+  EXPECT_NEAR(blend[32], 1 / ((1 - smooth) / 8 + smooth), 1e-4);
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
+  EXPECT_TRUE(contains(error_of([&] { parse_hf_config(j.dump(), "config.json"); }), "'yarn'"));
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 0.0}};
+  EXPECT_TRUE(contains(error_of([&] { parse_hf_config(j.dump(), "config.json"); }), "factor"));
+}
+
 TEST(Hardening, NonFiniteHyperParametersAreRefused) {
   LlamaConfig c = kTiny;
   c.norm_eps = std::numeric_limits<float>::infinity();

@@ -11,6 +11,7 @@
 #include "tensorzip/io/gguf.h"
 #include "tensorzip/io/llama2c.h"
 #include "tensorzip/io/safetensors.h"
+#include "model/rope.h"
 #include "tensorzip/llama.h"
 #include "tests/test_util.h"
 
@@ -342,6 +343,37 @@ TEST(Llama, GgufAndHuggingFaceLoadersAgreeWithLlama2c) {
   std::filesystem::create_directory(dir + "/hf16");
   write_hf(src, dir + "/hf16", true);
   EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/hf16/config.json"), FormatSpec("f32")), ids), want), 2e-2);
+}
+
+// Linear rope scaling (angles × 1/factor): the table at position 2p with scale 1/2 is the plain
+// table at p; the scale changes the logits and survives GGUF and .tz round trips.
+TEST(Llama, LinearRopeScalingIsAppliedAndKept) {
+  TZ_REQUIRE_MODELS();
+  LlamaSource src = load_llama2c(model_path());
+  LlamaConfig half = src.cfg;
+  half.rope_freq_scale = 0.5f;
+  std::vector<float> c1, s1, c2, s2;
+  rope_table(src.cfg, 64, c1, s1);
+  rope_table(half, 64, c2, s2);
+  const int pairs = src.cfg.head_size() / 2;
+  for (int p = 0; p < 32; ++p)
+    for (int j = 0; j < pairs; ++j) {
+      EXPECT_NEAR(c2[size_t(2 * p * pairs + j)], c1[size_t(p * pairs + j)], 1e-6) << p << " " << j;
+      EXPECT_NEAR(s2[size_t(2 * p * pairs + j)], s1[size_t(p * pairs + j)], 1e-6) << p << " " << j;
+    }
+  const auto tok = Tokenizer::from_llama2c(tok_path(), 512);
+  const auto ids = tok.encode("Once upon a time, there was a big cat. The cat was very happy.", true);
+  const auto plain = logits_of(LlamaModel(src, FormatSpec("f32")), ids);
+  src.cfg.rope_freq_scale = 0.25f;
+  const auto scaled = logits_of(LlamaModel(src, FormatSpec("f32")), ids);
+  EXPECT_GT(max_rel_diff(scaled, plain), 1e-3);
+  const std::string dir = test::temp_dir();
+  write_gguf_llama(src, tok, dir + "/s.gguf", io::kGgmlF32);
+  const LlamaSource g = load_llama(dir + "/s.gguf");
+  EXPECT_EQ(g.cfg.rope_freq_scale, 0.25f);
+  EXPECT_EQ(logits_of(LlamaModel(g, FormatSpec("f32")), ids), scaled);
+  write_tensorzip(src, &tok, dir + "/s.tz");
+  EXPECT_EQ(load_llama(dir + "/s.tz").cfg.rope_freq_scale, 0.25f);
 }
 
 TEST(Llama, GgufLowBitWeightsRunNatively) {
