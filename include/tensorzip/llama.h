@@ -33,6 +33,10 @@ namespace io { class SafetensorsFile; }
 enum class RopeStyle { Adjacent, HalfSplit };
 enum class FfnActivation { SiLU, GeluTanh };  // SwiGLU (LLaMA) or GeGLU with tanh-approximate GELU (Gemma)
 
+// The decoder architectures (GGUF general.architecture, tensorzip files): one decoder, switches below.
+inline constexpr const char* kLlamaArchitectures = "llama, qwen2, qwen3, phi3, gemma2, olmo2";
+bool is_llama_architecture(const std::string& arch);
+
 struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
   float norm_eps = 1e-5f, rope_theta = 10000.f;
@@ -45,7 +49,8 @@ struct LlamaConfig {
   bool pre_norms = true;                           // RMSNorm before attention and FFN (olmo2: none)
   bool post_norms = false;                         // RMSNorm of attention / FFN outputs before the residual (gemma2, olmo2)
   bool qkv_bias = false;                           // q/k/v projection biases (qwen2)
-  bool qk_norm = false;                            // RMSNorm over the whole q and k projections (olmo2)
+  bool qk_norm = false;                            // RMSNorm of the q and k projections (olmo2, qwen3)
+  bool qk_norm_per_head = false;                   // … per head with one [head_size] weight (qwen3); else over the whole projection (olmo2)
   FfnActivation ffn_act = FfnActivation::SiLU;
   float embed_scale = 1.f;                         // embeddings times this (gemma2: sqrt(dim))
   float attn_softcap = 0.f, final_softcap = 0.f;   // cap·tanh(x / cap) on attention scores / logits; 0: off

@@ -212,7 +212,10 @@ void LlamaSession::layer(int l, int n, int pos) {
         for (int64_t i = 0; i < Q; ++i) qt[i] += L.bq[size_t(i)];
         for (int64_t i = 0; i < KV; ++i) kt[i] += L.bk[size_t(i)], vt[i] += L.bv[size_t(i)];
       }
-      if (!L.q_norm.empty()) {  // over the whole projection, not per head
+      if (!L.q_norm.empty() && c.qk_norm_per_head) {  // qwen3: each head normalized, one weight for all heads
+        for (int h = 0; h < c.n_heads; ++h) rmsnorm(qt + h * hs, L.q_norm.data(), hs, c.norm_eps, qt + h * hs);
+        for (int h = 0; h < c.n_kv_heads; ++h) rmsnorm(kt + h * hs, L.k_norm.data(), hs, c.norm_eps, kt + h * hs);
+      } else if (!L.q_norm.empty()) {  // olmo2: over the whole projection
         rmsnorm(qt, L.q_norm.data(), Q, c.norm_eps, qt);
         rmsnorm(kt, L.k_norm.data(), KV, c.norm_eps, kt);
       }

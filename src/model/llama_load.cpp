@@ -79,6 +79,9 @@ void set_architecture(LlamaConfig& c, const std::string& arch) {
     c.pre_norms = false;
     c.post_norms = true;
     c.qk_norm = true;
+  } else if (arch == "qwen3") {  // Qwen2 without the q/k/v biases, with per-head q/k RMSNorm
+    c.qk_norm = true;
+    c.qk_norm_per_head = true;
   }
 }
 
@@ -87,8 +90,7 @@ LlamaSource load_gguf_llama(const std::string& path) {
   const auto* arch_v = g.find("general.architecture");
   require(arch_v != nullptr, path + ": GGUF without general.architecture");
   const std::string arch = arch_v->as_string();
-  require(arch == "llama" || arch == "qwen2" || arch == "phi3" || arch == "gemma2" || arch == "olmo2",
-          path + ": GGUF architecture '" + arch + "' is not supported (llama, qwen2, phi3, gemma2, olmo2)");
+  require(is_llama_architecture(arch), path + ": GGUF architecture '" + arch + "' is not supported (" + kLlamaArchitectures + ")");
   const auto u = [&](const std::string& key, bool required, uint64_t def) -> uint64_t {
     const auto* v = g.find(arch + "." + key);
     require(v != nullptr || !required, path + ": GGUF metadata '" + arch + "." + key + "' missing");
@@ -253,8 +255,8 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
   LlamaConfig& c = h.cfg;
   try {
     const std::string type = j.value("model_type", "llama");
-    require(type == "llama" || type == "mistral" || type == "qwen2" || type == "phi3" || type == "gemma2" || type == "olmo2",
-            label + ": model_type '" + type + "' is not supported (llama, mistral, qwen2, phi3, gemma2, olmo2)");
+    require(type == "mistral" || is_llama_architecture(type),
+            label + ": model_type '" + type + "' is not supported (mistral, " + kLlamaArchitectures + ")");
     constexpr int64_t kMax = (int64_t(1) << 24) - 1;
     const auto integer = [&](const char* key, std::optional<int64_t> def = std::nullopt) {
       return int(json_io::get_int(j, key, label, 1, kMax, def));
@@ -291,6 +293,10 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
     const auto tie = j.value("tie_word_embeddings", nlohmann::json(gemma2));
     require(tie.is_boolean(), label + ": 'tie_word_embeddings' is not true or false");
     h.tie_word_embeddings = tie.get<bool>();
+    if (type == "qwen3") {  // transformers' Qwen3Config: head_dim 128 unless given, no attention biases
+      c.head_dim = integer("head_dim", 128);
+      require(!j.value("attention_bias", false), label + ": attention_bias (q/k/v biases in a qwen3 model) is not supported");
+    }
     if (const auto rs = j.value("rope_scaling", nlohmann::json()); !rs.is_null()) {
       const std::string where = label + ": rope_scaling";
       require(rs.is_object(), where + " is not an object");
@@ -305,7 +311,7 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
                                                int(json_io::get_int(rs, "original_max_position_embeddings", where, 1, int64_t(1) << 24, 8192)));
       }
     }
-    if (type == "qwen2")  // Qwen2's sliding window applies only when use_sliding_window says so
+    if (type == "qwen2" || type == "qwen3")  // Qwen's sliding window applies only when use_sliding_window says so
       require(!j.value("use_sliding_window", false), label + ": use_sliding_window (Qwen2 sliding-window layers) is not supported");
     if (type == "phi3" && j.contains("sliding_window") && !j["sliding_window"].is_null())
       c.sliding_window = int(json_io::get_int(j, "sliding_window", label, 1, kMax));

@@ -61,6 +61,12 @@ void LlamaConfig::validate(const std::string& label) const {
     bad("rope_freq_scale = " + std::to_string(rope_freq_scale) + " (must be positive and finite)");
 }
 
+bool is_llama_architecture(const std::string& arch) {
+  for (const char* a : {"llama", "qwen2", "qwen3", "phi3", "gemma2", "olmo2"})
+    if (arch == a) return true;
+  return false;
+}
+
 bool LlamaConfig::plain_llama() const {
   return arch == "llama" && head_dim == 0 && rope_style == RopeStyle::Adjacent && pre_norms && !post_norms && !qkv_bias && !qk_norm &&
          ffn_act == FfnActivation::SiLU && embed_scale == 1.f && attn_softcap == 0.f && final_softcap == 0.f && sliding_window == 0;
@@ -130,8 +136,9 @@ void LlamaSource::validate() const {
       check(p + "attention.bv", {KV});
     }
     if (cfg.qk_norm) {
-      check(p + "attention.q_norm", {Q});
-      check(p + "attention.k_norm", {KV});
+      const int64_t hs = cfg.head_size();
+      check(p + "attention.q_norm", {cfg.qk_norm_per_head ? hs : Q});
+      check(p + "attention.k_norm", {cfg.qk_norm_per_head ? hs : KV});
     }
     check(p + "attention.wq", {Q, D});
     check(p + "attention.wk", {KV, D});

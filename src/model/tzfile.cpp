@@ -28,7 +28,7 @@ json config_json(const LlamaConfig& c) {
   if (c.rope_freq_scale != 1.f) j["rope_freq_scale"] = c.rope_freq_scale;
   if (!c.plain_llama())  // the architecture switches (LlamaConfig), only when any differs from LLaMA's
     j.update({{"head_dim", c.head_dim}, {"rope_style", c.rope_style == RopeStyle::Adjacent ? "adjacent" : "half_split"},
-              {"pre_norms", c.pre_norms}, {"post_norms", c.post_norms}, {"qkv_bias", c.qkv_bias}, {"qk_norm", c.qk_norm},
+              {"pre_norms", c.pre_norms}, {"post_norms", c.post_norms}, {"qkv_bias", c.qkv_bias}, {"qk_norm", c.qk_norm}, {"qk_norm_per_head", c.qk_norm_per_head},
               {"ffn_act", c.ffn_act == FfnActivation::SiLU ? "silu" : "gelu_tanh"}, {"embed_scale", c.embed_scale},
               {"attn_softcap", c.attn_softcap}, {"final_softcap", c.final_softcap}, {"sliding_window", c.sliding_window},
               {"sliding_even_layers", c.sliding_even_layers}});
@@ -244,8 +244,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       const json c = json_io::parse(*cfg, path + " (metadata tensorzip.config)");
       require(c.is_object(), path + ": metadata tensorzip.config is not a JSON object");
       const std::string arch = c.value("architecture", "");
-      require(arch == "llama" || arch == "qwen2" || arch == "phi3" || arch == "gemma2" || arch == "olmo2",
-              path + ": architecture '" + arch + "' is not supported");
+      require(is_llama_architecture(arch), path + ": architecture '" + arch + "' is not supported (" + kLlamaArchitectures + ")");
       s.cfg.arch = arch;
       const auto integer = [&](const char* key) { return int(json_io::get_int(c, key, path + ": config", 1, (int64_t(1) << 24) - 1)); };
       s.cfg.dim = integer("dim");
@@ -275,6 +274,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.cfg.post_norms = flag("post_norms", false);
       s.cfg.qkv_bias = flag("qkv_bias", false);
       s.cfg.qk_norm = flag("qk_norm", false);
+      s.cfg.qk_norm_per_head = flag("qk_norm_per_head", false);
       s.cfg.ffn_act = word("ffn_act", "silu", "gelu_tanh") ? FfnActivation::GeluTanh : FfnActivation::SiLU;
       s.cfg.embed_scale = float(json_io::get_number(c, "embed_scale", where, 0, 1e6, 1.0));
       s.cfg.attn_softcap = float(json_io::get_number(c, "attn_softcap", where, 0, 1e6, 0.0));

@@ -157,6 +157,22 @@ TEST(Hardening, HfRopeScalingIsParsedOrNamed) {
   EXPECT_TRUE(contains(error_of([&] { parse_hf_config(j.dump(), "config.json"); }), "factor"));
 }
 
+TEST(Hardening, HfQwen3ConfigSetsItsSwitches) {
+  nlohmann::json j = hf_config(kTiny);
+  j["model_type"] = "qwen3";
+  const HfConfig h = parse_hf_config(j.dump(), "config.json");
+  EXPECT_EQ(h.cfg.arch, "qwen3");
+  EXPECT_TRUE(h.cfg.qk_norm && h.cfg.qk_norm_per_head);
+  EXPECT_FALSE(h.cfg.qkv_bias);
+  EXPECT_EQ(h.cfg.head_dim, 128);  // transformers' default when config.json has none
+  j["head_dim"] = 16;
+  EXPECT_EQ(parse_hf_config(j.dump(), "config.json").cfg.head_dim, 16);
+  j["attention_bias"] = true;
+  EXPECT_TRUE(contains(error_of([&] { parse_hf_config(j.dump(), "config.json"); }), "attention_bias"));
+  j["model_type"] = "qwen3_moe";
+  EXPECT_TRUE(contains(error_of([&] { parse_hf_config(j.dump(), "config.json"); }), "'qwen3_moe'"));
+}
+
 TEST(Hardening, NonFiniteHyperParametersAreRefused) {
   LlamaConfig c = kTiny;
   c.norm_eps = std::numeric_limits<float>::infinity();

@@ -402,6 +402,58 @@ TEST(Llama, GgufLowBitWeightsRunNatively) {
   }
 }
 
+// qwen3's q/k RMSNorm per head (one [head_size] weight for all heads), checked without a peer
+// fixture by what defines it: each head's q and k are normalized on their own, so scaling one
+// head's projection rows changes nothing (it does under olmo2's whole-projection norm); with a
+// single head the two norms are the same computation (the olmo2 path matches llama.cpp's fixture).
+TEST(Llama, Qwen3NormalizesEachHeadOnItsOwn) {
+  LlamaConfig plain;
+  plain.dim = 64, plain.hidden_dim = 96, plain.n_layers = 2, plain.n_heads = 4, plain.n_kv_heads = 2, plain.vocab_size = 50,
+  plain.seq_len = 32;
+  const auto qwen3 = [](LlamaConfig c, bool per_head) {
+    c.arch = per_head ? "qwen3" : "olmo2";
+    c.rope_style = RopeStyle::HalfSplit;
+    c.qk_norm = true;
+    c.qk_norm_per_head = per_head;
+    return c;
+  };
+  const auto model = [&](const LlamaConfig& base, bool per_head, float head_scale) {
+    LlamaSource s = synthetic_llama(base, 7);
+    s.cfg = qwen3(base, per_head);
+    const int64_t hs = base.head_size(), D = base.dim;
+    for (int l = 0; l < base.n_layers; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".attention.";
+      std::vector<float> g(static_cast<size_t>(hs));
+      for (int64_t i = 0; i < hs; ++i) g[size_t(i)] = 0.8f + 0.03f * float((i * 7 + l) % 11);
+      for (const char* n : {"q_norm", "k_norm"}) {
+        const int64_t len = per_head ? hs : (n[0] == 'q' ? base.q_dim() : base.kv_dim());
+        Tensor t = Tensor::empty(DType::F32, {len});
+        for (int64_t i = 0; i < len; ++i) t.data<float>()[i] = g[size_t(i % hs)];
+        s.tensors[p + n] = t;
+      }
+      for (const char* n : {"wq", "wk"})  // rows of head h times (1 + h)·head_scale (1: unchanged)
+        for (int64_t r = 0; r < s.tensors[p + n].dim(0); ++r)
+          for (int64_t i = 0; i < D; ++i) s.tensors[p + n].data<float>()[r * D + i] *= 1.f + float(r / hs) * (head_scale - 1.f);
+    }
+    return s;
+  };
+  const std::vector<int> ids = {1, 7, 3, 22, 9, 41, 5, 5, 17};
+  const auto base = logits_of(LlamaModel(model(plain, true, 1.f), FormatSpec("f32")), ids);
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(model(plain, true, 2.5f), FormatSpec("f32")), ids), base), 1e-5);
+  const auto whole = logits_of(LlamaModel(model(plain, false, 1.f), FormatSpec("f32")), ids);
+  EXPECT_GT(max_rel_diff(logits_of(LlamaModel(model(plain, false, 2.5f), FormatSpec("f32")), ids), whole), 1e-3);
+  LlamaConfig one = plain;
+  one.n_heads = one.n_kv_heads = 1;
+  EXPECT_EQ(logits_of(LlamaModel(model(one, true, 1.f), FormatSpec("f32")), ids),
+            logits_of(LlamaModel(model(one, false, 1.f), FormatSpec("f32")), ids));
+  // The switch survives a tensorzip file.
+  const std::string dir = test::temp_dir();
+  write_tensorzip(model(plain, true, 1.f), nullptr, dir + "/q3.tz");
+  const LlamaSource back = load_llama(dir + "/q3.tz");
+  EXPECT_TRUE(back.cfg.qk_norm_per_head);
+  EXPECT_EQ(logits_of(LlamaModel(back, FormatSpec("f32")), ids), base);
+}
+
 TEST(Llama, SyntheticModelRunsInEveryFormat) {
   LlamaConfig c;
   c.dim = 256;

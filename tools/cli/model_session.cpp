@@ -20,7 +20,7 @@ double peak_rss_mib() {
 }
 
 void add_model_options(CLI::App* c, ModelOpts& o) {
-  c->add_option("-m,--model", o.model, "Model: llama2.c .bin, GGUF (llama, qwen2, phi3, gemma2, olmo2), a Hugging Face directory or a tensorzip file")->required();
+  c->add_option("-m,--model", o.model, "Model: llama2.c .bin, GGUF (llama, qwen2, qwen3, phi3, gemma2, olmo2), a Hugging Face directory or a tensorzip file")->required();
   c->add_option("-z,--tokenizer", o.tokenizer,
                 "Tokenizer (llama2.c tokenizer.bin or tokenizer.json; default: the one inside the model, else tokenizer.bin beside it)");
   c->add_option("--weights", o.weights,
