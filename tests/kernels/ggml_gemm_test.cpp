@@ -106,7 +106,8 @@ TEST(GgmlGemm, VectorActQuantizersEqualTheReference) {
       auto x = test::random_floats(size_t(k), uint32_t(k));
       for (int64_t i = 0; i < k; i += 37) x[size_t(i)] = 0.5f * float(i % 7);  // ties at x·id = n + 0.5 are likely near
       for (int64_t i = 64; i < 96; ++i) x[size_t(i)] = 0.f;                    // an all-zero block
-      x[300] = -x[301] - 0.f, x[301] = std::fabs(x[301]) + 9.f, x[302] = -x[301];  // equal magnitudes, first one wins
+      const size_t e = k > 300 ? 260 : 10;  // the block's largest magnitude twice, signs opposite: the first one wins
+      x[e] = -9.5f, x[e + 1] = 9.5f;
       std::vector<int8_t> q0(size_t(k_pad), 1), q1(size_t(k_pad), 2);
       std::vector<float> d0(size_t(k_pad / 16), 1), d1(size_t(k_pad / 16), 2), s0(d0), s1(d1);
       c.ref(x.data(), k, k_pad, q0.data(), d0.data(), s0.data());
