@@ -45,6 +45,10 @@ class Tokenizer {
   // A byte-level BPE tokenizer as a Hugging Face tokenizer.json that parse_hf_json reads back to
   // the same tokenizer (its expressions as Split pre-tokenizers; BOS / EOS kept exactly).
   std::string to_hf_json() const;
+  // A WordPiece vocabulary as JSON ({"pieces", "cls", "sep", "unk", "eos", "token_type"}), and back:
+  // how tensorzip files carry it (the same encodings as the GGUF it came from).
+  std::string to_wordpiece_json() const;
+  static Tokenizer from_wordpiece_json(std::string_view json, const std::string& label);
   Settings settings() const { return {space_, dummy_prefix_, bos_, eos_}; }
   static Tokenizer from_llama2c_bytes(const uint8_t* data, size_t size, const std::string& label, const Settings& s);
 
@@ -70,6 +74,7 @@ class Tokenizer {
 
  private:
   void finish();  // builds the lookup tables once the pieces are set
+  void finish_wordpiece();  // finish() plus the WordPiece ids' checks and the longest piece
   friend struct HfTokenizerJson;  // tokenizer.json's byte-level parts (tokenizer.cpp)
   void encode_text(std::string_view text, bool first, std::vector<int>& out) const;  // one fragment, no specials
   void merge(std::string_view text, std::vector<int>& out) const;                    // the BPE merge loop

@@ -171,6 +171,48 @@ Tokenizer Tokenizer::from_llama2c_bytes(const uint8_t* data, size_t size, const 
   return t;
 }
 
+void Tokenizer::finish_wordpiece() {
+  kind_ = Kind::WordPiece;
+  dummy_prefix_ = true;  // decoding drops the first word's leading space
+  finish();
+  require(unk_ >= 0 && unk_ < vocab_size() && sep_ >= 0 && sep_ < vocab_size(), label_ + ": WordPiece [UNK] / [SEP] id outside the vocabulary");
+  max_piece_len_ = 0;
+  for (const auto& p : pieces_) max_piece_len_ = std::max(max_piece_len_, p.size());
+}
+
+std::string Tokenizer::to_wordpiece_json() const {
+  require(kind_ == Kind::WordPiece, label_ + ": to_wordpiece_json of a tokenizer that is not WordPiece");
+  nlohmann::json j = {{"pieces", pieces_}, {"cls", bos_}, {"sep", sep_}, {"unk", unk_}, {"eos", eos_}, {"add_bos", add_bos_}};
+  if (!token_type_.empty()) j["token_type"] = token_type_;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Tokenizer Tokenizer::from_wordpiece_json(std::string_view text, const std::string& label) {
+  const nlohmann::json j = json_io::parse(text, label);
+  Tokenizer t;
+  t.label_ = label;
+  try {
+    require(j.is_object() && j.contains("pieces") && j["pieces"].is_array(), label + ": WordPiece vocabulary without 'pieces'");
+    t.pieces_ = j["pieces"].get<std::vector<std::string>>();
+    t.scores_.assign(t.pieces_.size(), 0.f);
+    const int64_t hi = int64_t(t.pieces_.size()) - 1;
+    t.bos_ = int(json_io::get_int(j, "cls", label, 0, hi));
+    t.sep_ = int(json_io::get_int(j, "sep", label, 0, hi));
+    t.unk_ = int(json_io::get_int(j, "unk", label, 0, hi));
+    t.eos_ = int(json_io::get_int(j, "eos", label, 0, hi, t.sep_));
+    t.add_bos_ = j.value("add_bos", true);
+    if (j.contains("token_type")) {
+      t.token_type_ = j["token_type"].get<std::vector<int8_t>>();
+      require(t.token_type_.size() == t.pieces_.size(), label + ": WordPiece 'token_type' does not match the piece count");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(label + ": " + e.what());
+  }
+  t.space_ = kMetaSpace;
+  t.finish_wordpiece();
+  return t;
+}
+
 Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
   const auto* model = f.find("tokenizer.ggml.model");
   require(model != nullptr, f.label() + ": no tokenizer inside (tokenizer.ggml.model missing); pass --tokenizer");
@@ -213,11 +255,7 @@ Tokenizer Tokenizer::from_gguf(const io::GgufFile& f) {
     if (const auto* v = f.find("tokenizer.ggml.seperator_token_id")) t.sep_ = int(v->as_uint());
     if (const auto* v = f.find("tokenizer.ggml.unknown_token_id")) t.unk_ = int(v->as_uint());
     if (!f.find("tokenizer.ggml.eos_token_id")) t.eos_ = t.sep_;
-    t.dummy_prefix_ = true;  // decoding drops the first word's leading space
-    t.finish();
-    require(t.unk_ >= 0 && t.unk_ < t.vocab_size() && t.sep_ >= 0 && t.sep_ < t.vocab_size(),
-            f.label() + ": WordPiece [UNK] / [SEP] id outside the vocabulary");
-    for (const auto& p : t.pieces_) t.max_piece_len_ = std::max(t.max_piece_len_, p.size());
+    t.finish_wordpiece();
     return t;
   }
   if (kind == "gpt2") {

@@ -105,8 +105,12 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
     std::memcpy(tj.raw(), text.data(), text.size());
     add("tokenizer.json", tj);
   }
-  if (tok && tok->kind() == Tokenizer::Kind::WordPiece)
-    log(LogLevel::Warn, path + ": a WordPiece tokenizer is not stored in tensorzip files yet; run the file with the model it came from");
+  if (tok && tok->kind() == Tokenizer::Kind::WordPiece) {  // as its vocabulary and ids (to_wordpiece_json)
+    const std::string text = tok->to_wordpiece_json();
+    Tensor tj = Tensor::empty(DType::U8, {int64_t(text.size())});
+    std::memcpy(tj.raw(), text.data(), text.size());
+    add("tokenizer.wordpiece.json", tj);
+  }
   if (tok && tok->kind() == Tokenizer::Kind::SentencePiece) {
     const auto bytes = tok->to_llama2c();
     Tensor tb = Tensor::empty(DType::U8, {int64_t(bytes.size())});
@@ -234,7 +238,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.quantized[name] = std::move(c);
     }
     for (const auto& e : f.tensors()) {
-      if (parts.count(e.name) || e.name == "tokenizer.bin" || e.name == "tokenizer.json") continue;
+      if (parts.count(e.name) || e.name == "tokenizer.bin" || e.name == "tokenizer.json" || e.name == "tokenizer.wordpiece.json") continue;
       Tensor t = f.tensor(e.name);
       require(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
               path + ": tensor '" + e.name + "' has dtype " + dtype_name(t.dtype()) + " (dense tensors are f32, f16 or bf16)");
@@ -293,6 +297,12 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       st.eos = int(json_io::get_int(t, "eos", path + ": tokenizer", 0, (int64_t(1) << 24) - 1, 2));
       const Tensor tb = f.tensor("tokenizer.bin");
       s.tokenizer = Tokenizer::from_llama2c_bytes(tb.data<uint8_t>(), size_t(tb.numel()), path + " (tokenizer.bin)", st);
+    }
+    if (const auto* e = f.find("tokenizer.wordpiece.json")) {
+      require(e->dtype == DType::U8 && e->shape.size() == 1, path + ": tensor 'tokenizer.wordpiece.json' must be U8 [bytes]");
+      const Tensor tj = f.tensor("tokenizer.wordpiece.json");
+      s.tokenizer = Tokenizer::from_wordpiece_json(std::string_view(reinterpret_cast<const char*>(tj.data<uint8_t>()), size_t(tj.numel())),
+                                                   path + " (tokenizer.wordpiece.json)");
     }
     if (const auto* e = f.find("tokenizer.json")) {
       require(e->dtype == DType::U8 && e->shape.size() == 1, path + ": tensor 'tokenizer.json' must be U8 [bytes]");

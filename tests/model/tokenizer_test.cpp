@@ -212,6 +212,8 @@ TEST(Tokenizer, LlamaCppTestVectors) {
     // to the same encodings.
     std::optional<Tokenizer> rt;
     if (tok->kind() == Tokenizer::Kind::ByteBpe) rt = Tokenizer::parse_hf_json(tok->to_hf_json(), name + " (to_hf_json)");
+    // So does a WordPiece vocabulary written as to_wordpiece_json (its form in tensorzip files).
+    if (tok->kind() == Tokenizer::Kind::WordPiece) rt = Tokenizer::from_wordpiece_json(tok->to_wordpiece_json(), name + " (wordpiece json)");
     int pass = 0, total = 0, lossless = 0;
     std::string line;
     for (size_t i = 0; i < texts.size() && std::getline(out, line); ++i) {
@@ -222,7 +224,7 @@ TEST(Tokenizer, LlamaCppTestVectors) {
       ++total;
       pass += got == want;
       EXPECT_EQ(got, want) << name << ": [" << texts[i] << "]";
-      if (rt) EXPECT_EQ(rt->encode(texts[i], false), want) << name << " via to_hf_json: [" << texts[i] << "]";
+      if (rt) EXPECT_EQ(rt->encode(texts[i], false), want) << name << " read back from its tensorzip form: [" << texts[i] << "]";
       lossless += tok->kind() == Tokenizer::Kind::ByteBpe && tok->decode(got) == texts[i];
     }
     if (tok->kind() == Tokenizer::Kind::ByteBpe) EXPECT_EQ(lossless, total) << name << ": decode(encode(t)) != t";
@@ -326,6 +328,25 @@ TEST(Tokenizer, HfTokenizerJsonByteLevelMatchesLlamaCpp) {
       EXPECT_EQ(back.tokenizer->encode(text, true), gpt2.encode(text, true)) << text;
     EXPECT_EQ(back.tokenizer->bos_id(), gpt2.bos_id());
     EXPECT_EQ(back.tokenizer->eos_id(), gpt2.eos_id());
+  }
+  // … and a WordPiece one (BERT / BGE vocabularies), ids and [CLS] … [SEP] framing included.
+  if (const std::string bert = test::fixtures_dir() + "/tokenizer/ggml-vocab-bert-bge.gguf"; std::filesystem::exists(bert)) {
+    const Tokenizer wpm = Tokenizer::from_gguf(io::GgufFile::open(bert));
+    LlamaSource plain;
+    plain.label = "plain";
+    plain.tensors["w"] = Tensor::empty(DType::F32, {2, 2});
+    std::fill_n(plain.tensors["w"].data<float>(), 4, 1.f);
+    const std::string out = test::temp_dir() + "/wpm.tz";
+    write_tensorzip(plain, &wpm, out);
+    const LlamaSource back = load_tensorzip(out);
+    ASSERT_TRUE(back.tokenizer.has_value());
+    EXPECT_EQ(back.tokenizer->kind(), Tokenizer::Kind::WordPiece);
+    EXPECT_EQ(back.tokenizer->vocab_size(), wpm.vocab_size());
+    for (const char* text : {"Hello world! 123", "Über naïve café 你好", "unaffable [MASK] tokens"})
+      EXPECT_EQ(back.tokenizer->encode(text, true), wpm.encode(text, true)) << text;
+    EXPECT_EQ(back.tokenizer->bos_id(), wpm.bos_id());
+    EXPECT_EQ(back.tokenizer->eos_id(), wpm.eos_id());
+    EXPECT_THROW(Tokenizer::from_wordpiece_json(R"({"pieces": ["a"], "cls": 0, "sep": 3, "unk": 0})", "bad.json"), Error);
   }
   // A pre-tokenizer outside the supported set is an error naming it.
   try {
