@@ -212,12 +212,10 @@ void LlamaSession::layer(int l, int n, int pos) {
         for (int64_t i = 0; i < Q; ++i) qt[i] += L.bq[size_t(i)];
         for (int64_t i = 0; i < KV; ++i) kt[i] += L.bk[size_t(i)], vt[i] += L.bv[size_t(i)];
       }
-      if (!L.q_norm.empty() && c.qk_norm_per_head) {  // qwen3: each head normalized, one weight for all heads
-        for (int h = 0; h < c.n_heads; ++h) rmsnorm(qt + h * hs, L.q_norm.data(), hs, c.norm_eps, qt + h * hs);
-        for (int h = 0; h < c.n_kv_heads; ++h) rmsnorm(kt + h * hs, L.k_norm.data(), hs, c.norm_eps, kt + h * hs);
-      } else if (!L.q_norm.empty()) {  // olmo2: over the whole projection
-        rmsnorm(qt, L.q_norm.data(), Q, c.norm_eps, qt);
-        rmsnorm(kt, L.k_norm.data(), KV, c.norm_eps, kt);
+      if (!L.q_norm.empty()) {  // per head, one weight for all heads (qwen3), or over the whole projection (olmo2)
+        const int64_t qn = c.qk_norm_per_head ? hs : Q, kn = c.qk_norm_per_head ? hs : KV;
+        for (int64_t i = 0; i < Q; i += qn) rmsnorm(qt + i, L.q_norm.data(), qn, c.norm_eps, qt + i);
+        for (int64_t i = 0; i < KV; i += kn) rmsnorm(kt + i, L.k_norm.data(), kn, c.norm_eps, kt + i);
       }
     }
     const int64_t cap = cap_;  // positions allocated: the row stride of V

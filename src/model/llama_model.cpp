@@ -61,9 +61,13 @@ void LlamaConfig::validate(const std::string& label) const {
     bad("rope_freq_scale = " + std::to_string(rope_freq_scale) + " (must be positive and finite)");
 }
 
-bool is_llama_architecture(const std::string& arch) {
-  for (const char* a : {"llama", "qwen2", "qwen3", "phi3", "gemma2", "olmo2"})
-    if (arch == a) return true;
+bool is_llama_architecture(const std::string& arch) {  // a name in kLlamaArchitectures
+  const std::string_view all = kLlamaArchitectures;
+  for (size_t p = 0; p <= all.size();) {
+    const size_t e = std::min(all.find(", ", p), all.size());
+    if (all.substr(p, e - p) == arch) return true;
+    p = e + 2;
+  }
   return false;
 }
 

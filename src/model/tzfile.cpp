@@ -21,6 +21,20 @@ using nlohmann::json;
 constexpr const char* kFormatKey = "tensorzip.format";
 constexpr const char* kFormatValue = "tensorzip-model-1";
 
+// Text carried as a U8 [bytes] tensor (tokenizer.json, tokenizer.wordpiece.json), and back.
+Tensor text_tensor(const std::string& text) {
+  Tensor t = Tensor::empty(DType::U8, {int64_t(text.size())});
+  std::memcpy(t.raw(), text.data(), text.size());
+  return t;
+}
+
+std::string tensor_text(const io::SafetensorsFile& f, const std::string& name) {
+  const auto* e = f.find(name);
+  require(e->dtype == DType::U8 && e->shape.size() == 1, f.label() + ": tensor '" + name + "' must be U8 [bytes]");
+  const Tensor t = f.tensor(name);
+  return std::string(reinterpret_cast<const char*>(t.data<uint8_t>()), size_t(t.numel()));
+}
+
 json config_json(const LlamaConfig& c) {
   json j = {{"architecture", c.arch}, {"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
             {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len},
@@ -99,18 +113,9 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
   w.set_metadata(kFormatKey, kFormatValue);
   w.set_metadata("tensorzip.tensors", json_io::dump(formats));
   if (src.cfg.dim > 0) w.set_metadata("tensorzip.config", json_io::dump(config_json(src.cfg)));
-  if (tok && tok->kind() == Tokenizer::Kind::ByteBpe) {  // as a tokenizer.json
-    const std::string text = tok->to_hf_json();
-    Tensor tj = Tensor::empty(DType::U8, {int64_t(text.size())});
-    std::memcpy(tj.raw(), text.data(), text.size());
-    add("tokenizer.json", tj);
-  }
-  if (tok && tok->kind() == Tokenizer::Kind::WordPiece) {  // as its vocabulary and ids (to_wordpiece_json)
-    const std::string text = tok->to_wordpiece_json();
-    Tensor tj = Tensor::empty(DType::U8, {int64_t(text.size())});
-    std::memcpy(tj.raw(), text.data(), text.size());
-    add("tokenizer.wordpiece.json", tj);
-  }
+  if (tok && tok->kind() == Tokenizer::Kind::ByteBpe) add("tokenizer.json", text_tensor(tok->to_hf_json()));
+  if (tok && tok->kind() == Tokenizer::Kind::WordPiece)  // as its vocabulary and ids
+    add("tokenizer.wordpiece.json", text_tensor(tok->to_wordpiece_json()));
   if (tok && tok->kind() == Tokenizer::Kind::SentencePiece) {
     const auto bytes = tok->to_llama2c();
     Tensor tb = Tensor::empty(DType::U8, {int64_t(bytes.size())});
@@ -298,18 +303,9 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       const Tensor tb = f.tensor("tokenizer.bin");
       s.tokenizer = Tokenizer::from_llama2c_bytes(tb.data<uint8_t>(), size_t(tb.numel()), path + " (tokenizer.bin)", st);
     }
-    if (const auto* e = f.find("tokenizer.wordpiece.json")) {
-      require(e->dtype == DType::U8 && e->shape.size() == 1, path + ": tensor 'tokenizer.wordpiece.json' must be U8 [bytes]");
-      const Tensor tj = f.tensor("tokenizer.wordpiece.json");
-      s.tokenizer = Tokenizer::from_wordpiece_json(std::string_view(reinterpret_cast<const char*>(tj.data<uint8_t>()), size_t(tj.numel())),
-                                                   path + " (tokenizer.wordpiece.json)");
-    }
-    if (const auto* e = f.find("tokenizer.json")) {
-      require(e->dtype == DType::U8 && e->shape.size() == 1, path + ": tensor 'tokenizer.json' must be U8 [bytes]");
-      const Tensor tj = f.tensor("tokenizer.json");
-      s.tokenizer = Tokenizer::parse_hf_json(std::string_view(reinterpret_cast<const char*>(tj.data<uint8_t>()), size_t(tj.numel())),
-                                             path + " (tokenizer.json)");
-    }
+    if (f.find("tokenizer.wordpiece.json"))
+      s.tokenizer = Tokenizer::from_wordpiece_json(tensor_text(f, "tokenizer.wordpiece.json"), path + " (tokenizer.wordpiece.json)");
+    if (f.find("tokenizer.json")) s.tokenizer = Tokenizer::parse_hf_json(tensor_text(f, "tokenizer.json"), path + " (tokenizer.json)");
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed tensorzip metadata (" + e.what() + ")");
   }

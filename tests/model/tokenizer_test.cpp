@@ -239,6 +239,17 @@ TEST(Tokenizer, LlamaCppTestVectors) {
 namespace tz {
 namespace {
 
+// A tensorzip file holding one small tensor and `tok`, read back.
+LlamaSource through_tensorzip_file(const Tokenizer& tok, const std::string& name) {
+  LlamaSource plain;
+  plain.label = "plain";
+  plain.tensors["w"] = Tensor::empty(DType::F32, {2, 2});
+  std::fill_n(plain.tensors["w"].data<float>(), 4, 1.f);
+  const std::string out = test::temp_dir() + "/" + name;
+  write_tensorzip(plain, &tok, out);
+  return load_tensorzip(out);
+}
+
 // A GGUF byte-level vocabulary written as a Hugging Face tokenizer.json with the given
 // pre-tokenizer (vocab, merges, added tokens from token types 3 / 4).
 std::string tokenizer_json_of(const io::GgufFile& g, const nlohmann::json& pre_tokenizer) {
@@ -315,13 +326,7 @@ TEST(Tokenizer, HfTokenizerJsonByteLevelMatchesLlamaCpp) {
   const auto g = io::GgufFile::open(dir + "/ggml-vocab-gpt-2.gguf");
   {
     const Tokenizer gpt2 = Tokenizer::from_gguf(g);
-    LlamaSource plain;
-    plain.label = "plain";
-    plain.tensors["w"] = Tensor::empty(DType::F32, {2, 2});
-    std::fill_n(plain.tensors["w"].data<float>(), 4, 1.f);
-    const std::string out = test::temp_dir() + "/bpe.tz";
-    write_tensorzip(plain, &gpt2, out);
-    const LlamaSource back = load_tensorzip(out);
+    const LlamaSource back = through_tensorzip_file(gpt2, "bpe.tz");
     ASSERT_TRUE(back.tokenizer.has_value());
     EXPECT_EQ(back.tokenizer->kind(), Tokenizer::Kind::ByteBpe);
     for (const char* text : {"Hello world! 123", " 'll've  \n\t x", "Über naïve café 你好"})
@@ -332,13 +337,7 @@ TEST(Tokenizer, HfTokenizerJsonByteLevelMatchesLlamaCpp) {
   // … and a WordPiece one (BERT / BGE vocabularies), ids and [CLS] … [SEP] framing included.
   if (const std::string bert = test::fixtures_dir() + "/tokenizer/ggml-vocab-bert-bge.gguf"; std::filesystem::exists(bert)) {
     const Tokenizer wpm = Tokenizer::from_gguf(io::GgufFile::open(bert));
-    LlamaSource plain;
-    plain.label = "plain";
-    plain.tensors["w"] = Tensor::empty(DType::F32, {2, 2});
-    std::fill_n(plain.tensors["w"].data<float>(), 4, 1.f);
-    const std::string out = test::temp_dir() + "/wpm.tz";
-    write_tensorzip(plain, &wpm, out);
-    const LlamaSource back = load_tensorzip(out);
+    const LlamaSource back = through_tensorzip_file(wpm, "wpm.tz");
     ASSERT_TRUE(back.tokenizer.has_value());
     EXPECT_EQ(back.tokenizer->kind(), Tokenizer::Kind::WordPiece);
     EXPECT_EQ(back.tokenizer->vocab_size(), wpm.vocab_size());
