@@ -54,6 +54,7 @@ struct LlamaConfig {
   FfnActivation ffn_act = FfnActivation::SiLU;
   float embed_scale = 1.f;                         // embeddings times this (gemma2: sqrt(dim))
   float attn_softcap = 0.f, final_softcap = 0.f;   // cap·tanh(x / cap) on attention scores / logits; 0: off
+  float attn_scale = 0.f;                          // q·k times this; 0: head_size^-1/2 (gemma2 27B: query_pre_attn_scalar^-1/2)
   int sliding_window = 0;                          // a query sees itself and the window − 1 keys before it; 0: off
   bool sliding_even_layers = false;                // window on layers 0, 2, 4… only (gemma2); else on all (phi3)
   int head_size() const { return head_dim > 0 ? head_dim : dim / n_heads; }

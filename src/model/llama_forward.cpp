@@ -172,7 +172,7 @@ void LlamaSession::layer(int l, int n, int pos) {
   const LlamaConfig& c = m_.config();
   const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), H = c.hidden_dim, hs = c.head_size(), half = hs / 2;
   const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.f / std::sqrt(float(hs));
+  const float scale = c.attn_scale > 0.f ? c.attn_scale : 1.f / std::sqrt(float(hs));
   const float softcap = c.attn_softcap;
   // Keys a query at position q sees: [q − window + 1, q] on sliding layers, else [0, q].
   const bool sliding = c.sliding_window > 0 && (!c.sliding_even_layers || l % 2 == 0);

@@ -124,10 +124,12 @@ LlamaSource load_gguf_llama(const std::string& path) {
   if (const int rot = int(u("rope.dimension_count", false, 0)); rot > 0)
     require(rot == c.head_size(), path + ": rope.dimension_count " + std::to_string(rot) + " is not the head size " +
                                       std::to_string(c.head_size()) + " (partial rotary embeddings are not supported)");
-  if (arch == "gemma2" || arch == "phi3") c.sliding_window = int(u("attention.sliding_window", false, 0));
-  if (arch == "gemma2") {
+  if (arch == "phi3") c.sliding_window = int(u("attention.sliding_window", false, 0));
+  if (arch == "gemma2") {  // llama.cpp's defaults and rules: a 4096 window, 27B (46 layers) scales by (dim / heads)^-1/2
+    c.sliding_window = int(u("attention.sliding_window", false, 4096));
     c.attn_softcap = f("attn_logit_softcapping", 0.f);
     c.final_softcap = f("final_logit_softcapping", 0.f);
+    if (c.n_layers == 46 && c.n_heads > 0 && c.dim % c.n_heads == 0) c.attn_scale = 1.f / std::sqrt(float(c.dim / c.n_heads));
   }
   // Rope scaling as llama.cpp reads it: the type defaults to linear, the factor (or the older
   // rope.scale_linear) divides every angle; llama3's per-pair factors come as the rope_freqs tensor.
@@ -282,10 +284,9 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
       };
       c.attn_softcap = softcap("attn_logit_softcapping", 50.0);
       c.final_softcap = softcap("final_logit_softcapping", 30.0);
-      // Scores are scaled by query_pre_attn_scalar^-1/2; the decoder (as llama.cpp for 2B / 9B) by head_dim^-1/2.
+      // Scores are scaled by query_pre_attn_scalar^-1/2 (head_dim in 2B / 9B, dim / heads in 27B).
       const int64_t qs = json_io::get_int(j, "query_pre_attn_scalar", label, 1, kMax, int64_t(c.head_dim));
-      require(qs == c.head_dim, label + ": query_pre_attn_scalar " + std::to_string(qs) + " is not head_dim " +
-                                    std::to_string(c.head_dim) + " (only that attention scale is supported)");
+      if (qs != c.head_dim) c.attn_scale = 1.f / std::sqrt(float(qs));
       for (const char* key : {"hidden_activation", "hidden_act"})
         if (j.contains(key) && !j[key].is_null())
           require(j[key] == "gelu_pytorch_tanh", label + ": " + key + " '" + j[key].dump() + "' is not supported (gelu_pytorch_tanh)");

@@ -51,7 +51,8 @@ void LlamaConfig::validate(const std::string& label) const {
   if (head_dim < 0 || head_dim > (1 << 16)) bad("head_dim = " + std::to_string(head_dim));
   if (head_dim == 0 && dim % n_heads != 0) bad("dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads));
   if (sliding_window < 0) bad("sliding_window = " + std::to_string(sliding_window));
-  for (auto [v, n] : {std::pair{embed_scale, "embed_scale"}, {attn_softcap, "attn_softcap"}, {final_softcap, "final_softcap"}})
+  for (auto [v, n] : {std::pair{embed_scale, "embed_scale"}, {attn_softcap, "attn_softcap"}, {final_softcap, "final_softcap"},
+                      {attn_scale, "attn_scale"}})
     if (!std::isfinite(v) || v < 0.f) bad(std::string(n) + " = " + std::to_string(v) + " (must be finite and >= 0)");
   if (n_heads % n_kv_heads != 0) bad("n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads));
   if (head_size() % 2 != 0) bad("head size " + std::to_string(head_size()) + " is odd (rotary embeddings need pairs)");
@@ -73,7 +74,8 @@ bool is_llama_architecture(const std::string& arch) {  // a name in kLlamaArchit
 
 bool LlamaConfig::plain_llama() const {
   return arch == "llama" && head_dim == 0 && rope_style == RopeStyle::Adjacent && pre_norms && !post_norms && !qkv_bias && !qk_norm &&
-         ffn_act == FfnActivation::SiLU && embed_scale == 1.f && attn_softcap == 0.f && final_softcap == 0.f && sliding_window == 0;
+         ffn_act == FfnActivation::SiLU && embed_scale == 1.f && attn_softcap == 0.f && final_softcap == 0.f && attn_scale == 0.f &&
+         sliding_window == 0;
 }
 
 std::string LlamaConfig::to_string() const {

@@ -44,7 +44,7 @@ json config_json(const LlamaConfig& c) {
     j.update({{"head_dim", c.head_dim}, {"rope_style", c.rope_style == RopeStyle::Adjacent ? "adjacent" : "half_split"},
               {"pre_norms", c.pre_norms}, {"post_norms", c.post_norms}, {"qkv_bias", c.qkv_bias}, {"qk_norm", c.qk_norm}, {"qk_norm_per_head", c.qk_norm_per_head},
               {"ffn_act", c.ffn_act == FfnActivation::SiLU ? "silu" : "gelu_tanh"}, {"embed_scale", c.embed_scale},
-              {"attn_softcap", c.attn_softcap}, {"final_softcap", c.final_softcap}, {"sliding_window", c.sliding_window},
+              {"attn_softcap", c.attn_softcap}, {"final_softcap", c.final_softcap}, {"attn_scale", c.attn_scale}, {"sliding_window", c.sliding_window},
               {"sliding_even_layers", c.sliding_even_layers}});
   return j;
 }
@@ -288,6 +288,7 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
       s.cfg.embed_scale = float(json_io::get_number(c, "embed_scale", where, 0, 1e6, 1.0));
       s.cfg.attn_softcap = float(json_io::get_number(c, "attn_softcap", where, 0, 1e6, 0.0));
       s.cfg.final_softcap = float(json_io::get_number(c, "final_softcap", where, 0, 1e6, 0.0));
+      s.cfg.attn_scale = float(json_io::get_number(c, "attn_scale", where, 0, 1e6, 0.0));
       s.cfg.sliding_window = int(json_io::get_int(c, "sliding_window", where, 0, (int64_t(1) << 24) - 1, 0));
       s.cfg.sliding_even_layers = flag("sliding_even_layers", false);
     }

@@ -272,6 +272,29 @@ TEST(LlamaCpp, ArchitecturesRoundTripThroughTensorzipFiles) {
   }
 }
 
+// llama.cpp scales Gemma 2 27B's (46 layers) scores by (dim / heads)^-1/2, not head_dim^-1/2: the
+// gemma2 fixture re-written with 46 layers (its 26 repeated) gets that scale; 26 layers the default.
+TEST(LlamaCpp, Gemma2With46LayersTakesThe27BAttentionScale) {
+  TZ_REQUIRE_FIXTURES("arch");
+  const io::GgufFile g = io::GgufFile::open(test::fixtures_dir() + "/arch/gemma2.gguf");
+  io::GgufWriter w;
+  for (const auto& kv : g.metadata())
+    if (kv.key == "gemma2.block_count") w.add_u32(kv.key, 46);
+    else w.add(kv.key, kv.value);
+  for (const auto& t : g.tensors()) {
+    const auto bytes = [&] { return std::vector<uint8_t>(g.tensor_data(t), g.tensor_data(t) + t.nbytes); };
+    if (!t.name.starts_with("blk.")) { w.add_tensor(t.name, t.ggml_type, t.shape, bytes()); continue; }
+    if (!t.name.starts_with("blk.0.")) continue;
+    for (int l = 0; l < 46; ++l) w.add_tensor("blk." + std::to_string(l) + t.name.substr(5), t.ggml_type, t.shape, bytes());
+  }
+  const std::string path = test::temp_dir() + "/gemma2-46.gguf";
+  w.write(path);
+  const LlamaSource src = load_llama(path);
+  EXPECT_EQ(src.cfg.n_layers, 46);
+  EXPECT_EQ(src.cfg.attn_scale, 0.25f);  // dim 64 / 4 heads = 16 (head_dim 32)
+  EXPECT_EQ(load_llama(test::fixtures_dir() + "/arch/gemma2.gguf").cfg.attn_scale, 0.f);
+}
+
 // The same models from Hugging Face directories (config.json model_type qwen2 / phi3 / olmo2, HF
 // tensor names, phi3's fused qkv_proj / gate_up_proj): the same config and the same logits.
 TEST(LlamaCpp, ArchitecturesFromHuggingFaceDirectories) {
@@ -304,15 +327,13 @@ TEST(LlamaCpp, ArchitecturesFromHuggingFaceDirectories) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'gemma3'"), std::string::npos) << e.what();
   }
-  // Gemma 2 27B's attention scale (query_pre_attn_scalar != head_dim) is refused by name.
-  std::ofstream(dir + "/config.json") << R"({"model_type":"gemma2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,
-    "num_attention_heads":2,"vocab_size":32,"head_dim":32,"query_pre_attn_scalar":48})";
-  try {
-    load_llama(dir);
-    FAIL() << "query_pre_attn_scalar 48 accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("query_pre_attn_scalar 48"), std::string::npos) << e.what();
-  }
+  // Gemma 2 27B's attention scale: query_pre_attn_scalar (dim / heads there, not head_dim).
+  const std::string g2 = test::temp_dir() + "/hf-gemma2";
+  write_hf_dir(load_llama(test::fixtures_dir() + "/arch/gemma2.gguf"), g2);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(g2 + "/config.json"));
+  cfg["query_pre_attn_scalar"] = 16;
+  std::ofstream(g2 + "/config.json") << cfg.dump();
+  EXPECT_EQ(load_llama(g2).cfg.attn_scale, 0.25f);
 }
 
 }  // namespace tz

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <nlohmann/json.hpp>
 
 #include "tensorzip/error.h"
@@ -452,6 +453,29 @@ TEST(Llama, Qwen3NormalizesEachHeadOnItsOwn) {
   const LlamaSource back = load_llama(dir + "/q3.tz");
   EXPECT_TRUE(back.cfg.qk_norm_per_head);
   EXPECT_EQ(logits_of(LlamaModel(back, FormatSpec("f32")), ids), base);
+}
+
+// attn_scale (Gemma 2 27B's query_pre_attn_scalar^-1/2) multiplies q·k before the soft cap: the
+// same as the default head_size^-1/2 with wq's rows scaled by attn_scale · sqrt(head_size).
+TEST(Llama, AttentionScaleMultipliesTheScores) {
+  LlamaConfig c;
+  c.dim = 64, c.hidden_dim = 96, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 50, c.seq_len = 32;
+  c.attn_softcap = 5.f;
+  const float scale = 1.f / std::sqrt(48.f), folded = scale * std::sqrt(float(c.head_size()));
+  const std::vector<int> ids = {1, 7, 3, 22, 9, 41, 5, 5, 17};
+  LlamaSource scaled = synthetic_llama(c, 11), folded_src = synthetic_llama(c, 11);
+  scaled.cfg.attn_scale = scale;
+  for (int l = 0; l < c.n_layers; ++l) {
+    Tensor& wq = folded_src.tensors["layers." + std::to_string(l) + ".attention.wq"];
+    for (float& v : std::span(wq.data<float>(), size_t(wq.numel()))) v *= folded;
+  }
+  const auto want = logits_of(LlamaModel(folded_src, FormatSpec("f32")), ids);
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(scaled, FormatSpec("f32")), ids), want), 1e-5);
+  EXPECT_GT(max_rel_diff(logits_of(LlamaModel(synthetic_llama(c, 11), FormatSpec("f32")), ids), want), 1e-3);  // not a no-op
+  EXPECT_FALSE(scaled.cfg.plain_llama());
+  const std::string path = test::temp_dir() + "/scaled.tz";
+  write_tensorzip(scaled, nullptr, path);
+  EXPECT_EQ(load_llama(path).cfg.attn_scale, scale);
 }
 
 TEST(Llama, SyntheticModelRunsInEveryFormat) {
