@@ -17,7 +17,7 @@ $tz bench membw --mib 1024 --threads 1,2
 for t in $types; do
   $tz compress --synthetic 7b:2 -z "$tok" -o "$work/m.$t.gguf" --exclude 'layers.*' --gguf-type "$t" >/dev/null
   size=$(stat -c %s "$work/m.$t.gguf")
-  rss=$($tz run -m "$work/m.$t.gguf" -n 8 -t 0 --json 2>&1 >/dev/null | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mib"])')
+  rss=$($tz run -m "$work/m.$t.gguf" -n 8 --temp 0 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_rss_mib"])')
   echo "== $t: file $((size >> 20)) MiB, peak RSS (run -n 8) $rss MiB"
   for round in 1 2; do
     $tz bench model -m "$work/m.$t.gguf" --formats native --threads 1,2 --prefill 64 --decode 16 | sed -n '/^format/,$p'

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tensorzip/tokenizer.h"
+
 namespace tz {
 
 struct ChatMessage {
@@ -29,5 +31,9 @@ std::string apply_chat_template(const std::string& name, const std::vector<ChatM
 // Text that ends an assistant turn in the format (stop strings beside the vocabulary's EOS),
 // e.g. "<|im_end|>" for chatml, "<|eot_id|>" for llama3.
 std::vector<std::string> chat_stop_strings(const std::string& name);
+
+// Every format's end-of-turn text that is a token of `tok` (plain generation stops at these, as
+// llama.cpp stops at its end-of-generation tokens), each once.
+std::vector<std::string> end_of_turn_pieces(const Tokenizer& tok);
 
 }  // namespace tz

@@ -298,14 +298,20 @@ std::vector<std::vector<int>> split_documents(const std::string& text, const Tok
                                               int max_docs, int ctx);
 struct PerplexityResult {
   double mean_nll = 0;       // nats per scored token
+  double mean_nll_sq = 0;    // mean of the squared per-token NLL
   int64_t scored = 0;        // tokens whose probability was scored
   int64_t processed = 0;     // tokens run through the model (windows overlap)
   int64_t windows = 0;
   double forward_s = 0;      // time inside forward passes
   double perplexity() const;
+  // llama-perplexity's ± : the standard error of the mean NLL (per-token NLLs taken as
+  // independent) times the perplexity; 0 with fewer than 2 tokens.
+  double perplexity_error() const;
 };
-PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vector<int>>& seqs, int ctx, int stride,
-                                     const std::function<void(int64_t done, int64_t total)>& progress = nullptr);
+// `progress` gets the windows done, their total and the result over the tokens scored so far.
+PerplexityResult evaluate_perplexity(
+    LlamaSession& s, const std::vector<std::vector<int>>& seqs, int ctx, int stride,
+    const std::function<void(int64_t done, int64_t total, const PerplexityResult& so_far)>& progress = nullptr);
 
 // llama2.c's sampler: greedy at temperature 0, else softmax(logits / T) with top-p (nucleus)
 // truncation when 0 < top_p < 1, drawn from llama2.c's xorshift generator (same seed, same draw).

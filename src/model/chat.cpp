@@ -2,6 +2,7 @@
 // llama.cpp's llm_chat_apply_template behaviour, checked byte for byte against its renderings.
 #include "tensorzip/chat.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "tensorzip/error.h"
@@ -262,6 +263,14 @@ std::vector<std::string> chat_stop_strings(const std::string& name) {
   if (name == "megrez") return {"<|turn_end|>"};
   if (name == "falcon3" || name == "glmedge" || name == "chatglm3" || name == "chatglm4") return {"<|user|>"};
   return {"</s>"};
+}
+
+std::vector<std::string> end_of_turn_pieces(const Tokenizer& tok) {
+  std::vector<std::string> out;
+  for (const auto& name : chat_template_names())
+    for (const auto& s : chat_stop_strings(name))
+      if (tok.find(s) >= 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  return out;
 }
 
 }  // namespace tz

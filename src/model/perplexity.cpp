@@ -18,6 +18,11 @@ std::string strip(const std::string& s) {
 
 double PerplexityResult::perplexity() const { return std::exp(mean_nll); }
 
+double PerplexityResult::perplexity_error() const {
+  const double var = mean_nll_sq - mean_nll * mean_nll;
+  return scored < 2 || !(var > 0) ? 0.0 : perplexity() * std::sqrt(var / double(scored - 1));
+}
+
 std::vector<std::vector<int>> split_documents(const std::string& text, const Tokenizer& tok, const std::string& sep,
                                               int max_docs, int ctx) {
   require(!sep.empty(), "split_documents: empty separator");
@@ -39,7 +44,7 @@ std::vector<std::vector<int>> split_documents(const std::string& text, const Tok
 }
 
 PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vector<int>>& seqs, int ctx, int stride,
-                                     const std::function<void(int64_t, int64_t)>& progress) {
+                                     const std::function<void(int64_t, int64_t, const PerplexityResult&)>& progress) {
   require(ctx >= 2 && ctx <= s.max_seq(), "perplexity: ctx must be in [2, " + std::to_string(s.max_seq()) + "]");
   require(stride >= 1 && stride <= ctx, "perplexity: stride must be in [1, ctx]");
   struct Window { size_t seq; int begin, len, score_from; };
@@ -59,7 +64,7 @@ PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vec
   r.windows = int64_t(windows.size());
   const int V = s.vocab_size();
   std::vector<float> logits;
-  double nll = 0;
+  double nll = 0, nll_sq = 0;
   for (size_t w = 0; w < windows.size(); ++w) {
     const Window& win = windows[w];
     const int* ids = seqs[win.seq].data() + win.begin;
@@ -81,11 +86,12 @@ PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vec
       require(std::isfinite(term), "perplexity: the logits at position " + std::to_string(win.begin + t - 1) + " of sequence " +
                                        std::to_string(win.seq) + " are not finite (the model produced NaN or Inf)");
       nll += term;
+      nll_sq += term * term;
       ++r.scored;
     }
-    if (progress) progress(int64_t(w) + 1, r.windows);
+    if (r.scored > 0) r.mean_nll = nll / double(r.scored), r.mean_nll_sq = nll_sq / double(r.scored);
+    if (progress) progress(int64_t(w) + 1, r.windows, r);
   }
-  r.mean_nll = nll / double(r.scored);
   return r;
 }
 

@@ -276,16 +276,111 @@ TEST(Cli, RunGreedyMatchesLlama2c) {
   EXPECT_EQ(r.out.rfind("Tom had a dog", 0), 0u) << r.out;
   EXPECT_GT(r.out.size(), std::string("Tom had a dog").size() + 20);
   EXPECT_EQ(test::run_cli("run -m " + m + "stories260K.bin -p \"Tom had a dog\" -n 40 --temp 0.8 --seed 7 --weights q8g32").out, r.out);
-  // Errors: a prompt longer than -n, an unknown format, a missing model.
-  r = test::run_cli("run -m " + m + "stories260K.bin -p \"Tom had a dog and a cat\" -n 3");
+  // Errors: a prompt longer than the context, an unknown format, a missing model.
+  r = test::run_cli("run -m " + m + "stories260K.bin -p \"Tom had a dog and a cat\" -c 3");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("steps"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("context (-c) holds 3"), std::string::npos) << r.err;
   r = test::run_cli("run -m " + m + "stories260K.bin --weights q4x");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("q4x"), std::string::npos) << r.err;
   r = test::run_cli("run -m /nonexistent/model.bin");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("/nonexistent/model.bin"), std::string::npos) << r.err;
+}
+
+// The flags people type from llama-cli / llama-perplexity / llama-bench habits.
+TEST(Cli, LlamaCliFlagHabits) {
+  TZ_REQUIRE_MODELS();
+  const std::string m = test::models_dir() + "/stories260K/stories260K.bin", dir = test::temp_dir();
+  // -n counts generated tokens (the prompt not included); --json is one object on stdout with the text.
+  auto r = test::run_cli("run -m " + m + " -p 'Tom had a dog' -n 24 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["generated_tokens"].get<int>(), 24);
+  EXPECT_GT(j["prompt_tokens"].get<int>(), 1);
+  EXPECT_EQ(j["stop"], "limit");
+  EXPECT_EQ(j["prompt"], "Tom had a dog");
+  const std::string text = j["text"].get<std::string>();
+  const auto plain = test::run_cli("run -m " + m + " -p 'Tom had a dog' -n 24 --temp 0");
+  EXPECT_EQ(plain.out, "Tom had a dog" + text + "\n");  // the same text, streamed after the echoed prompt
+  // --stop: the text up to the first occurrence of the string, which is not printed.
+  const std::string stop = text.substr(text.size() / 2, 4);
+  r = test::run_cli("run -m " + m + " -p 'Tom had a dog' -n 24 --temp 0 --json --stop '" + stop + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["text"], text.substr(0, text.find(stop))) << stop;
+  EXPECT_EQ(json::parse(r.out)["stop"], "stop");
+  // -t is threads after any subcommand (a later -t wins over --threads before it); -t 0 is an
+  // error, not a temperature; -ngl is accepted with a note.
+  EXPECT_EQ(json::parse(test::run_cli("info -t 1 --json").out)["threads"], 1);
+  EXPECT_EQ(json::parse(test::run_cli("--threads 1 info -t 2 --json").out)["threads"], 2);
+  r = test::run_cli("run -m " + m + " -n 4 -t 0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--threads"), std::string::npos) << r.err;
+  r = test::run_cli("run -m " + m + " -n 4 --temp 0 -t 1 -ngl 99");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("no GPU offload"), std::string::npos) << r.err;
+  // eval as llama-perplexity: -f, -c, the running perplexity and its +/- estimate.
+  const std::string txt = test::models_dir() + "/eval-text/tinystories_valid_head.txt";
+  r = test::run_cli("eval -m " + m + " -f " + txt + " -c 128 --split '\\n\\n' --max-docs 20");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.rfind("[1]", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("[20]"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find(" +/- "), std::string::npos) << r.out;
+  r = test::run_cli("eval -m " + m + " -f " + txt + " -c 128 --split '\\n\\n' --max-docs 20 --json");
+  const json e = json::parse(r.out);
+  EXPECT_GT(e["perplexity_error"].get<double>(), 0.0);
+  EXPECT_LT(e["perplexity_error"].get<double>(), 0.2 * e["perplexity"].get<double>());
+  // Flags eval would ignore or cap are errors naming the flag.
+  for (const auto& [args, what] : std::vector<std::pair<std::string, std::string>>{
+           {"-c 1000", "-c/--ctx 1000"}, {"--max-docs 3", "--max-docs needs --split"},
+           {"--capture-rows 5", "--capture-rows needs --capture"}, {"-c 64 --stride 100", "--stride 100"},
+           {"-c 64 --decode-tokens 64", "--decode-tokens 64"}}) {
+    r = test::run_cli("eval -m " + m + " -f " + txt + " " + args);
+    EXPECT_EQ(r.code, 1) << args;
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+  }
+  // compress takes -m; the model given twice is an error.
+  r = test::run_cli("compress -m " + m + " -o " + dir + "/m.tz --bits 8 --group 32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("compress " + m + " -m " + m + " -o " + dir + "/m2.tz");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("not both"), std::string::npos) << r.err;
+  // decompose: one layer of a llama2.c stacked tensor.
+  r = test::run_cli("decompose " + m + " --tensor 'wq[3]' --method svd --rank 4 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["params_before"].get<int64_t>(), 64 * 64) << r.out;
+  r = test::run_cli("decompose " + m + " --tensor 'wq[5]' --rank 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("layer 5 is outside [0, 5)"), std::string::npos) << r.err;
+}
+
+// inspect: a model directory (its config and every safetensors file); --full in text output too.
+TEST(Cli, InspectDirectoriesAndFullText) {
+  const std::string dir = test::temp_dir() + "/hf";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << R"({"model_type":"llama","hidden_size":64,"note":")" << std::string(200, 'x') << R"("})";
+  test::write_file(dir + "/model-00001-of-00002.safetensors", test::sample_safetensors());
+  test::write_file(dir + "/model-00002-of-00002.safetensors", test::sample_safetensors());
+  auto r = test::run_cli("inspect " + dir + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["tensors"].size(), 6u);
+  EXPECT_EQ(j["tensors"][3]["file"], "model-00002-of-00002.safetensors");
+  EXPECT_EQ(j["metadata"].size(), 3u);
+  r = test::run_cli("inspect " + dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.find(std::string(200, 'x')), std::string::npos);  // long values cut …
+  EXPECT_NE(test::run_cli("inspect " + dir + " --full").out.find(std::string(200, 'x')), std::string::npos);  // … unless --full
+  const std::string vocab = test::fixtures_dir() + "/tokenizer/ggml-vocab-gpt-2.gguf";
+  if (std::filesystem::exists(vocab)) {
+    EXPECT_NE(test::run_cli("inspect " + vocab).out.find(" items)]"), std::string::npos);
+    EXPECT_EQ(test::run_cli("inspect " + vocab + " --full").out.find(" items)]"), std::string::npos);
+  }
+  std::filesystem::create_directories(dir + "/empty");
+  r = test::run_cli("inspect " + dir + "/empty");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("without config.json"), std::string::npos) << r.err;
 }
 
 TEST(Cli, RunWithLoraAndLowRankWeights) {
@@ -475,14 +570,14 @@ TEST(Cli, CompressAnyCheckpointWithCapturedActivations) {
 TEST(Cli, ChatTurnsAndReset) {
   const std::string model = test::fixtures_dir() + "/arch/qwen2.gguf";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << "../shared/fixtures/arch not found";
-  auto r = test::run_cli("chat -m " + model + " --chat-template chatml -n 6 -t 0 --system 'Be brief.'",
+  auto r = test::run_cli("chat -m " + model + " --chat-template chatml -n 6 --temp 0 --system 'Be brief.'",
                          "printf 'Hello\\nAgain\\n/reset\\nHello\\n' |");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("format chatml"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("(conversation reset)"), std::string::npos) << r.err;
   // Greedy: the first reply equals `run --chat` on the same turn, and the first turn after /reset
   // repeats it (the replies of this random model hold newlines: compare prefix and suffix).
-  const auto one = test::run_cli("run -m " + model + " --chat -p Hello -n 6 -t 0 --chat-template chatml --system 'Be brief.'");
+  const auto one = test::run_cli("run -m " + model + " --chat -p Hello -n 6 --temp 0 --chat-template chatml --system 'Be brief.'");
   ASSERT_EQ(one.code, 0) << one.err;
   ASSERT_GT(one.out.size(), 1u);
   EXPECT_EQ(r.out.rfind(one.out, 0), 0u) << r.out << " vs " << one.out;
@@ -499,7 +594,7 @@ TEST(Cli, CompressWritesEveryGgufType) {
   const std::string model = test::fixtures_dir() + "/arch/llama.gguf";
   if (!std::filesystem::exists(model)) GTEST_SKIP() << "../shared/fixtures/arch not found";
   const std::string dir = test::temp_dir();
-  const auto f32 = test::run_cli("run -m " + model + " -p Once -n 8 -t 0");
+  const auto f32 = test::run_cli("run -m " + model + " -p Once -n 8 --temp 0");
   ASSERT_EQ(f32.code, 0) << f32.err;
   for (const std::string t : {"q4_1", "q5_0", "q5_1", "q2_k", "q4_k", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"}) {
     SCOPED_TRACE(t);
@@ -513,7 +608,7 @@ TEST(Cli, CompressWritesEveryGgufType) {
     for (const auto& e : j["tensors"]) types[e["name"].get<std::string>()] = e["dtype"].get<std::string>();
     const bool mixed = t.size() > 4 && t.substr(t.size() - 2) == "_m";
     EXPECT_EQ(types["blk.1.ffn_down.weight"], mixed ? "q6_K" : t == "q2_k" ? "q2_K" : t == "q4_k" ? "q4_K" : t == "q6_k" ? "q6_K" : t);
-    r = test::run_cli("run -m " + out + " -p Once -n 8 -t 0");
+    r = test::run_cli("run -m " + out + " -p Once -n 8 --temp 0");
     EXPECT_EQ(r.code, 0) << r.err;
   }
   EXPECT_EQ(test::run_cli("compress " + model + " -o " + dir + "/x.gguf --gguf-type q3_k").code, 1);

@@ -2,11 +2,14 @@
 // every built-in format by name, and the real templates of 17 models through detection.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "tensorzip/chat.h"
 #include "tensorzip/error.h"
+#include "tensorzip/io/gguf.h"
 #include "tensorzip/io/mapped_file.h"
 #include "tests/test_util.h"
 
@@ -61,6 +64,20 @@ TEST(Chat, UnknownNamesAndTemplates) {
   EXPECT_EQ(detect_chat_template("{{ messages }} with no known markers"), "");
   EXPECT_THROW(apply_chat_template("no-such-format", {}, true), Error);
   EXPECT_EQ(chat_stop_strings("chatml"), std::vector<std::string>{"<|im_end|>"});
+}
+
+// Plain generation stops at every format's end-of-turn token the vocabulary has (phi-3: <|end|>,
+// <|endoftext|>), and not at text the vocabulary lacks.
+TEST(Chat, EndOfTurnPiecesAreTheVocabularysOwn) {
+  const std::string path = test::fixtures_dir() + "/tokenizer/ggml-vocab-phi-3.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+  const Tokenizer tok = Tokenizer::from_gguf(io::GgufFile::open(path));
+  const auto pieces = end_of_turn_pieces(tok);
+  for (const char* want : {"<|end|>", "<|endoftext|>"})
+    EXPECT_NE(std::find(pieces.begin(), pieces.end(), want), pieces.end()) << want;
+  for (const auto& p : pieces) EXPECT_GE(tok.find(p), 0) << p;
+  EXPECT_EQ(std::find(pieces.begin(), pieces.end(), "<end_of_turn>"), pieces.end());
+  EXPECT_EQ(std::set<std::string>(pieces.begin(), pieces.end()).size(), pieces.size());  // each once
 }
 
 }  // namespace tz

@@ -2,12 +2,16 @@
 // ("must be > 0", not CLI11's range up to the largest double), and the list of files a model
 // argument reads (for refusing an output path that would overwrite one of them).
 #pragma once
+#include <fmt/core.h>
+
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "tensorzip/runtime.h"
 
 namespace tz::cli {
 
@@ -48,6 +52,21 @@ inline std::vector<std::string> model_inputs(const std::string& model, std::vect
     for (const char* t : {"tokenizer.bin", "tok512.bin", "config.json", "tokenizer.json"}) extra.push_back((dir / t).string());
   }
   return extra;
+}
+
+// -t/--threads after the subcommand (as llama-cli takes it; the same as --threads before it).
+inline void add_threads_option(CLI::App* c) {
+  c->add_option_function<int>("-t,--threads", [](const int& n) { set_num_threads(n); }, "Threads for every kernel (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+}
+
+// llama-cli's -ngl / --n-gpu-layers: accepted, with a note that every layer runs on the CPU
+// (main() spells -ngl as --n-gpu-layers for CLI11, whose short options are one letter).
+inline void add_gpu_layers_option(CLI::App* c) {
+  c->add_option_function<int>(
+       "--n-gpu-layers", [](const int&) { fmt::print(stderr, "tensorzip: -ngl: there is no GPU offload; every layer runs on the CPU\n"); },
+       "Accepted for llama-cli's -ngl; tensorzip runs every layer on the CPU")
+      ->check(CLI::Range(-1, 1 << 20));
 }
 
 }  // namespace tz::cli

@@ -31,8 +31,8 @@ struct Common {
 
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_flag("--json", c.json, "One JSON object per result line");
-  cmd->add_option("--threads", c.threads, "Thread counts to run, e.g. 1,2 (default: current)")->delimiter(',')->check(CLI::Range(1, 1024));
-  cmd->add_option("--repeats", c.repeats, "Timed repetitions (max; stops early after ~2 s)")->check(CLI::Range(1, 100000));
+  cmd->add_option("-t,--threads", c.threads, "Thread counts to run, e.g. 1,2 (default: current)")->delimiter(',')->check(CLI::Range(1, 1024));
+  cmd->add_option("-r,--repeats", c.repeats, "Timed repetitions (max; stops early after ~2 s)")->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", c.warmup, "Untimed warm-up runs")->check(CLI::Range(0, 1000));
 }
 
@@ -199,10 +199,11 @@ void add_bench(CLI::App& app) {
   mdl->add_option("--synthetic", mo.synthetic, "7b:LAYERS (LLaMA-2-7B layer shapes, random weights) or DIM,HIDDEN,HEADS,LAYERS")->capture_default_str();
   mdl->add_option("--formats", mo.formats, "Weight formats, e.g. f32,bf16,q4,q2 (f32 is always the baseline)")->delimiter(',');
   mdl->add_flag("!--no-baseline", mo.baseline, "Skip the f32 baseline pass (no ratios; as llama-bench, which has none)");
-  mdl->add_option("--prefill", mo.prefill, "Prompt tokens of the prefill case")->capture_default_str()->check(positive());
-  mdl->add_option("--decode", mo.decode, "Decode steps timed per repetition (from an empty context, as llama-bench's tg)")->capture_default_str()->check(positive());
+  mdl->add_option("-p,--prefill", mo.prefill, "Prompt tokens of the prefill case")->capture_default_str()->check(positive());
+  mdl->add_option("-n,--decode", mo.decode, "Decode steps timed per repetition (from an empty context, as llama-bench's tg)")->capture_default_str()->check(positive());
   mdl->add_option("--text", mo.text, "With -m: perplexity of each format on this text (documents split on blank lines)");
   mdl->add_option("--max-docs", mo.max_docs, "Documents scored for the perplexity")->capture_default_str()->check(positive());
+  add_gpu_layers_option(mdl);
   mdl->callback([] {
     mo.threads = common.threads;
     mo.repeats = common.repeats;

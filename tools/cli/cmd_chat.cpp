@@ -28,15 +28,20 @@ struct ChatOpts {
   ModelOpts m;
   SampleOpts sample;
   std::string chat_template, system;
+  std::vector<std::string> stop;
   int ctx = 0, max_reply = 1024;
 };
 
 void run_chat(const ChatOpts& o) {
   Loaded L = load(o.m);
   const std::string format = choose_chat_format(o.chat_template, L.src);
-  const std::vector<std::string> stops = chat_stop_strings(format);
   const LlamaConfig& c = L.model->config();
-  const int ctx = o.ctx > 0 ? std::min(o.ctx, c.seq_len) : std::min(c.seq_len, 4096);
+  const int ctx = context_size(o.ctx, c);
+  ReplyLimits lim;
+  lim.max_tokens = o.max_reply;
+  lim.stop_pieces = chat_stop_strings(format);
+  lim.stop_strings = o.stop;
+  lim.interrupt = &g_stop_reply;
   LlamaSession s(*L.model, ctx);
   Sampler sampler = make_sampler(o.sample, c.vocab_size);
   std::vector<ChatMessage> msgs;
@@ -75,7 +80,7 @@ void run_chat(const ChatOpts& o) {
     history.insert(history.end(), ids.begin(), ids.end());
     g_stop_reply = false;
     signal(SIGINT, on_sigint);
-    const Reply r = generate_reply(s, L.tok, sampler, o.sample, logits, pos, o.max_reply, stops, history, &g_stop_reply);
+    const Reply r = generate_reply(s, L.tok, sampler, o.sample, logits, pos, history, lim);
     signal(SIGINT, SIG_DFL);
     std::printf("\n");
     std::fflush(stdout);
@@ -84,6 +89,7 @@ void run_chat(const ChatOpts& o) {
     // The cache holds the prompt and the reply's tokens; the format's end-of-turn text is fed
     // with the next turn, as the rendering of the conversation continues.
     fed = full + r.text;
+    if (r.stop == "stop") fed.clear();  // the cache holds text past the stop string: the next turn starts over
     fmt::print(stderr, "[{} tokens, {:.1f} tok/s]\n", r.tokens, r.seconds > 0 ? r.tokens / r.seconds : 0.0);
   }
 }
@@ -95,6 +101,9 @@ void add_chat(CLI::App& app) {
   auto* c = app.add_subcommand("chat", "Talk to a chat model in its own format (streaming, multi-turn, KV cache kept between turns)");
   add_model_options(c, o->m);
   add_sample_options(c, o->sample);
+  add_threads_option(c);
+  add_gpu_layers_option(c);
+  c->add_option("--stop", o->stop, "End a reply where its text contains this string (not printed; repeatable)");
   c->add_option("--chat-template", o->chat_template, "Chat format by name (chatml, llama3, gemma, phi3, mistral-v7, …) or template text; default: the model's");
   c->add_option("--system", o->system, "System message");
   c->add_option("-c,--ctx-size", o->ctx, "Context in tokens (default: the model's, at most 4096)")->check(CLI::Range(0, 1 << 24));

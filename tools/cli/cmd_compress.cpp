@@ -30,7 +30,7 @@ namespace tz::cli {
 namespace {
 
 struct Opts {
-  std::string in, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
+  std::string in, model, out, method = "rtn", calib, tokenizer, lowrank_method = "eora", scale_dtype = "f16", synthetic, gguf_type;
   int bits = 4, group = 128, outliers = 0, lowrank = 0, calib_docs = 128, calib_len = 256, calib_skip = 0;
   double target_bpw = 0, damp = 0.01;
   TuneOptions tune;  // the library's defaults
@@ -233,6 +233,8 @@ void add_compress(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("compress", "Quantize a model's linear layers (RTN, AWQ, GPTQ, ternary; outliers, low-rank compensation, mixed precision)");
   c->add_option("input", o->in, "Model: llama2.c .bin, GGUF, Hugging Face directory / safetensors (any architecture), tensorzip file");
+  c->add_option("-m,--model", o->model, "The model, as every other subcommand takes it (or give it as the positional input)");
+  add_threads_option(c);
   c->add_option("-o,--output", o->out, "Output: a tensorzip file (safetensors container), or .gguf for llama.cpp")->required();
   c->add_option("--method", o->method, "rtn, awq, gptq or ternary")->capture_default_str();
   c->add_option("--bits", o->bits, "Bits per weight 1..8")->capture_default_str()->check(CLI::Range(1, 8));
@@ -275,7 +277,11 @@ void add_compress(CLI::App& app) {
   c->add_option("--synthetic", o->synthetic, "Compress a generated model with LLaMA-2-7B layer shapes: 7b:LAYERS");
   c->add_option("--gguf-type", o->gguf_type, "With -o X.gguf: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q4_k q4_k_m q5_k q5_k_m q6_k iq4_nl iq4_xs");
   c->add_flag("--json", o->json, "One JSON object with the per-layer report");
-  c->callback([o] { run(*o); });
+  c->callback([o] {
+    require(o->in.empty() || o->model.empty(), "compress: give the model once (-m or the positional input), not both");
+    if (!o->model.empty()) o->in = o->model;
+    run(*o);
+  });
 }
 
 }  // namespace tz::cli

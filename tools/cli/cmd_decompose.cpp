@@ -49,8 +49,21 @@ Tensor load(const std::string& path, const std::string& name) {
             path + ": tensor '" + name + "' is " + dtype_name(t.dtype()) + "; decompose reads f32, f16 or bf16");
     return t.to(DType::F32);
   }
+  // llama2.c stacks each layer's weights in one tensor: NAME[layer] takes one layer's matrix.
   const auto f = io::Llama2cCheckpoint::open(path);
-  return f.tensor(name).to(DType::F32);
+  const size_t open = name.find('[');
+  if (open == std::string::npos || name.back() != ']') return f.tensor(name).to(DType::F32);
+  const std::string base = name.substr(0, open), index = name.substr(open + 1, name.size() - open - 2);
+  const Tensor all = f.tensor(base);
+  char* end = nullptr;
+  const long layer = std::strtol(index.c_str(), &end, 10);
+  require(!index.empty() && *end == '\0', path + ": '" + name + "': the layer index '" + index + "' is not a number");
+  require(all.ndim() >= 2, path + ": tensor '" + base + "' is not stacked by layer (shape " + shape_to_string(all.shape()) + ")");
+  require(layer >= 0 && layer < all.dim(0), path + ": '" + name + "': layer " + index + " is outside [0, " +
+                                                std::to_string(all.dim(0)) + ")");
+  const Shape one(all.shape().begin() + 1, all.shape().end());
+  const int64_t per = all.numel() / all.dim(0);
+  return Tensor::view(DType::F32, one, const_cast<float*>(all.data<float>()) + layer * per).to(DType::F32);
 }
 
 // A generated m x n matrix with a decaying spectrum (σ_i = 1/(1+i)), or exact rank r if given.
@@ -205,7 +218,7 @@ void add_decompose(CLI::App& app) {
   static Opts o;
   auto* cmd = app.add_subcommand("decompose", "Factor a tensor (SVD, randomized/weighted SVD, Tucker, CP, TT, MPO) and report error, parameters, time");
   cmd->add_option("file", o.file, "safetensors, GGUF or llama2.c file");
-  cmd->add_option("--tensor", o.tensor, "Tensor name in the file");
+  cmd->add_option("--tensor", o.tensor, "Tensor name in the file; NAME[layer] for one layer of a llama2.c stacked tensor (wq[3])");
   cmd->add_option("--synthetic", o.synthetic, "A generated matrix instead of a file: MxN (decaying spectrum) or MxN:RANK");
   cmd->add_option("--method", o.method, "svd, rsvd, wsvd, tucker, cp, tt or mpo");
   cmd->add_option("--rank", o.rank, "Target rank (svd/rsvd/wsvd/cp; cp default: a quarter of the smallest mode, at most 64)")->check(positive());
@@ -224,6 +237,7 @@ void add_decompose(CLI::App& app) {
   cmd->add_option("--iters", o.iters, "tucker/cp: maximum iterations")->check(non_negative());
   cmd->add_option("-o,--output", o.out, "Write the factors to this safetensors file (atomically)");
   cmd->add_flag("--json", o.json, "One JSON object");
+  add_threads_option(cmd);
   cmd->callback([] { run(o); });
 }
 

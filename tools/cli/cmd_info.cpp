@@ -9,6 +9,7 @@
 #include "tensorzip/dispatch.h"
 #include "tensorzip/gemm.h"
 #include "tensorzip/runtime.h"
+#include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 
 namespace tz::cli {
@@ -17,6 +18,7 @@ void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show CPU features, active ISA and the kernel chosen per op");
   static bool json = false;
   cmd->add_flag("--json", json, "One JSON object instead of text");
+  add_threads_option(cmd);
   cmd->callback([] {
     const CpuInfo& c = cpu_info();
     const auto table = kernel_dispatch_table();

@@ -2,6 +2,8 @@
 // safetensors, GGUF or llama2.c file. The format is recognised from the file's first bytes.
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/json.h"
@@ -42,7 +44,7 @@ Listing list_gguf(const std::string& path, bool full) {
       value = scalar_json(kv.value.items.at(0));
     }
     L.meta.push_back({{"key", kv.key}, {"type", kv.value.type_string()}, {"value", value},
-                      {"text", kv.value.to_string()}});
+                      {"text", full ? kv.value.to_string(kv.value.items.size()) : kv.value.to_string()}});
   }
   for (const auto& t : f.tensors())
     L.tensors.push_back({{"name", t.name}, {"dtype", io::ggml_type_info(t.ggml_type)->name}, {"shape", t.shape}, {"bytes", t.nbytes}});
@@ -56,6 +58,40 @@ Listing list_safetensors(const std::string& path) {
   for (const auto& [k, v] : f.metadata()) L.meta.push_back({{"key", k}, {"type", "string"}, {"value", v}, {"text", v}});
   for (const auto& t : f.tensors())
     L.tensors.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"bytes", t.end - t.begin}});
+  return L;
+}
+
+// A model directory (Hugging Face or PEFT): the keys of config.json / adapter_config.json and
+// the tensors of every safetensors file in it (shards in name order).
+Listing list_directory(const std::string& dir, bool full) {
+  namespace fs = std::filesystem;
+  Listing L;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file()) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  int shards = 0;
+  for (const auto& f : files) {
+    const std::string name = f.filename().string();
+    if (name != "config.json" && name != "adapter_config.json") continue;
+    const json_io::Json j = json_io::parse(io::read_text_file(f.string()), f.string());
+    require(j.is_object(), f.string() + ": not a JSON object");
+    for (const auto& [k, v] : j.items()) {
+      std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+      if (!full && text.size() > 96) text = text.substr(0, 93) + "...";
+      L.meta.push_back({{"key", (name == "config.json" ? "" : name + ":") + k}, {"type", v.type_name()}, {"value", ojson::parse(v.dump())}, {"text", text}});
+    }
+  }
+  for (const auto& f : files) {
+    if (f.extension() != ".safetensors") continue;
+    ++shards;
+    const auto st = io::SafetensorsFile::open(f.string());
+    for (const auto& t : st.tensors())
+      L.tensors.push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"bytes", t.end - t.begin},
+                           {"file", f.filename().string()}});
+  }
+  require(shards > 0 || !L.meta.empty(), dir + ": a directory without config.json, adapter_config.json or safetensors files");
+  L.format = "directory, " + std::to_string(shards) + " safetensors file" + (shards == 1 ? "" : "s");
   return L;
 }
 
@@ -77,17 +113,20 @@ Listing list_llama2c(const std::string& path) {
 }  // namespace
 
 void add_inspect(CLI::App& app) {
-  auto* cmd = app.add_subcommand("inspect", "List the tensors and metadata of a safetensors, GGUF or llama2.c file");
+  auto* cmd = app.add_subcommand("inspect", "List the tensors and metadata of a safetensors, GGUF or llama2.c file, or a model directory");
   static std::string path, format = "auto";
-  cmd->add_option("file", path, "Model file")->required();
+  cmd->add_option("file", path, "Model file, or a model directory (Hugging Face, PEFT adapter)")->required();
   cmd->add_option("--format", format, "auto, safetensors, gguf or llama2c")->check(CLI::IsMember({"auto", "safetensors", "gguf", "llama2c"}));
   static bool json = false, full = false;
   cmd->add_flag("--json", json, "One JSON object instead of text");
-  cmd->add_flag("--full", full, "Print whole metadata arrays (default: first 8 items)");
+  cmd->add_flag("--full", full, "Whole metadata arrays and values, in text and JSON (default: the first 8 items, long values cut)");
   cmd->callback([] {
     std::string fmt_name = format;
-    if (fmt_name == "auto") fmt_name = detect_format(*io::MappedFile::open(path));
-    Listing L = fmt_name == "gguf" ? list_gguf(path, full)
+    const bool dir = std::filesystem::is_directory(path);
+    require(!dir || format == "auto", "inspect: " + path + " is a directory; --format applies to files");
+    if (fmt_name == "auto" && !dir) fmt_name = detect_format(*io::MappedFile::open(path));
+    Listing L = dir ? list_directory(path, full)
+              : fmt_name == "gguf" ? list_gguf(path, full)
               : fmt_name == "safetensors" ? list_safetensors(path) : list_llama2c(path);
     uint64_t total = 0;
     for (const auto& t : L.tensors) total += t["bytes"].get<uint64_t>();

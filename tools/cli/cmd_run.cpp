@@ -31,80 +31,79 @@ namespace {
 struct RunOpts {
   ModelOpts m;
   std::string prompt, prompt_file, chat_template, system;
-  int steps = 256;
+  int n_predict = -1, ctx = 0;
+  std::vector<std::string> stop;
   bool chat = false;
   // llama2.c's sampling by default (temperature 1, top-p 0.9, no top-k / min-p): same seed, same draw.
   SampleOpts sample{1.0f, 0.9f, 0.f, 1.f, 0, 64, -1};
 };
 
-// `run --chat`: the prompt as one user turn in the model's chat format; only the reply is printed.
-void run_chat_once(const RunOpts& o, const std::string& prompt_text) {
-  Loaded L = load(o.m);
-  const std::string format = choose_chat_format(o.chat_template, L.src);
-  std::vector<ChatMessage> msgs;
-  if (!o.system.empty()) msgs.push_back({"system", o.system});
-  msgs.push_back({"user", prompt_text});
-  const std::vector<int> ids = L.tok.encode(apply_chat_template(format, msgs, true), true, false, /*parse_special=*/true);
-  const LlamaConfig& c = L.model->config();
-  const int ctx = std::min(c.seq_len, int(ids.size()) + std::max(o.steps, 1));
-  require(int(ids.size()) < ctx, "run --chat: the prompt is " + std::to_string(ids.size()) + " tokens, the context " + std::to_string(ctx));
-  LlamaSession s(*L.model, ctx);
-  std::vector<float> logits(size_t(c.vocab_size));
-  const auto t0 = Clock::now();
-  s.forward(ids.data(), int(ids.size()), 0, logits.data());
-  const double prefill_s = seconds_since(t0);
-  int pos = int(ids.size());
-  std::vector<int> history = ids;
-  Sampler sampler = make_sampler(o.sample, c.vocab_size);
-  const Reply r = generate_reply(s, L.tok, sampler, o.sample, logits, pos, ctx - pos, chat_stop_strings(format), history);
+// Tokens to generate after a prompt of `prompt` tokens: -n, or until the context is full (-n -1).
+// The session holds the prompt and every generated token.
+int session_tokens(const RunOpts& o, const LlamaConfig& c, size_t prompt, const char* what) {
+  const int ctx = context_size(o.ctx, c);
+  require(int(prompt) < ctx, std::string(what) + ": the prompt is " + std::to_string(prompt) + " tokens; the context (-c) holds " +
+                                 std::to_string(ctx));
+  return o.n_predict < 0 ? ctx : std::min<int64_t>(ctx, int64_t(prompt) + o.n_predict);
+}
+
+void print_run_summary(const RunOpts& o, const Loaded& L, const std::string& format, size_t prompt_tokens, const std::string& prompt_text,
+                       const Reply& r, double prefill_s) {
+  const double prefill_tps = double(prompt_tokens) / prefill_s, decode_tps = r.seconds > 0 ? r.tokens / r.seconds : 0.0;
+  if (o.m.json) {  // one object on stdout (the text was not streamed)
+    nlohmann::json j = {{"model", o.m.model}, {"weights", o.m.weights}, {"prompt", prompt_text}, {"text", r.text},
+                        {"prompt_tokens", prompt_tokens}, {"generated_tokens", r.tokens}, {"stop", r.stop},
+                        {"prefill_tokens_per_s", prefill_tps}, {"decode_tokens_per_s", decode_tps}, {"peak_rss_mib", peak_rss_mib()}};
+    if (!format.empty()) j["chat_format"] = format;
+    fmt::print("{}\n", json_io::dump(j));
+    return;
+  }
   std::printf("\n");
   std::fflush(stdout);
-  fmt::print(stderr, "tensorzip: format {}, {} prompt + {} reply tokens{}; prefill {:.1f} tok/s, decode {:.1f} tok/s\n", format, ids.size(),
-             r.tokens, r.ended ? "" : " (limit reached)", double(ids.size()) / prefill_s, r.seconds > 0 ? r.tokens / r.seconds : 0.0);
+  fmt::print(stderr, "tensorzip: {}{} prompt + {} generated tokens ({}); prefill {:.1f} tok/s, decode {:.1f} tok/s; weights {} ({:.1f} MiB); peak RSS {:.0f} MiB\n",
+             format.empty() ? "" : "format " + format + ", ", prompt_tokens, r.tokens,
+             r.stop == "eos" ? "end of text" : r.stop == "stop" ? "stop string" : "limit", prefill_tps, decode_tps,
+             L.model->format_summary(), double(L.model->weight_bytes()) / (1 << 20), peak_rss_mib());
 }
 
 void run_generate(const RunOpts& o) {
   require(o.prompt.empty() || o.prompt_file.empty(), "run: give the prompt with -p or -f, not both");
   const std::string prompt_text = o.prompt_file.empty() ? o.prompt : io::read_text_file(o.prompt_file);
-  if (o.chat) return run_chat_once(o, prompt_text);
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
-  int steps = o.steps <= 0 || o.steps > c.seq_len ? c.seq_len : o.steps;
-  std::vector<int> prompt = L.tok.encode(prompt_text, true, false, /*parse_special=*/true);  // as llama-cli: <|im_start|> is a token
-  require(int(prompt.size()) <= steps,
-          "run: the prompt is " + std::to_string(prompt.size()) + " tokens, more than the " + std::to_string(steps) + " steps (-n)");
-  LlamaSession s(*L.model, steps);
+  // --chat: the prompt as one user turn in the model's chat format; only the reply is printed.
+  std::string format;
+  std::vector<ChatMessage> msgs;
+  if (o.chat) {
+    format = choose_chat_format(o.chat_template, L.src);
+    if (!o.system.empty()) msgs.push_back({"system", o.system});
+    msgs.push_back({"user", prompt_text});
+  } else {
+    require(o.chat_template.empty() && o.system.empty(), "run: --chat-template and --system need --chat");
+  }
+  // As llama-cli, special tokens written in the prompt (<|im_start|>) are tokens.
+  const std::vector<int> prompt =
+      L.tok.encode(o.chat ? apply_chat_template(format, msgs, true) : prompt_text, true, false, /*parse_special=*/true);
+  const int tokens = session_tokens(o, c, prompt.size(), "run");
+  LlamaSession s(*L.model, tokens);
   Sampler sampler = make_sampler(o.sample, c.vocab_size);
   std::vector<float> logits(size_t(c.vocab_size));
   const auto t0 = Clock::now();
   s.forward(prompt.data(), int(prompt.size()), 0, logits.data());
   const double prefill_s = seconds_since(t0);
-  for (size_t i = 1; i < prompt.size(); ++i) print_piece(L.tok.decode_piece(prompt[i - 1], prompt[i]));
-  int pos = int(prompt.size()), token = prompt.back(), generated = 0;
-  const auto t1 = Clock::now();
-  while (true) {
-    const int next = sampler.sample(logits.data());
-    if (next == L.tok.bos_id()) break;  // llama2.c: BOS ends the sequence
-    print_piece(L.tok.decode_piece(token, next));
-    token = next;
-    ++generated;
-    if (pos >= steps) break;
-    s.forward(&token, 1, pos++, logits.data());
-  }
-  const double decode_s = seconds_since(t1);
-  std::printf("\n");
-  std::fflush(stdout);
-  if (o.m.json) {
-    nlohmann::json j = {{"model", o.m.model}, {"weights", o.m.weights}, {"prompt_tokens", prompt.size()},
-                        {"generated_tokens", generated}, {"prefill_tokens_per_s", double(prompt.size()) / prefill_s},
-                        {"decode_tokens_per_s", generated > 1 ? (generated - 1) / decode_s : 0.0},
-                        {"peak_rss_mib", peak_rss_mib()}};
-    fmt::print(stderr, "{}\n", json_io::dump(j));
-  } else {
-    fmt::print(stderr, "tensorzip: {} prompt + {} generated tokens; prefill {:.1f} tok/s, decode {:.1f} tok/s; weights {} ({:.1f} MiB); peak RSS {:.0f} MiB\n",
-               prompt.size(), generated, double(prompt.size()) / prefill_s, generated > 1 ? (generated - 1) / decode_s : 0.0,
-               L.model->format_summary(), double(L.model->weight_bytes()) / (1 << 20), peak_rss_mib());
-  }
+  if (!o.chat && !o.m.json)  // llama2.c's run echoes the prompt
+    for (size_t i = 1; i < prompt.size(); ++i) print_piece(L.tok.decode_piece(prompt[i - 1], prompt[i]));
+  ReplyLimits lim;
+  lim.max_tokens = tokens - int(prompt.size());
+  // End of generation: EOS, the end-of-turn tokens of every format the vocabulary has, --stop.
+  lim.stop_pieces = o.chat ? chat_stop_strings(format) : end_of_turn_pieces(L.tok);
+  lim.stop_strings = o.stop;
+  lim.stop_at_bos = !o.chat;
+  lim.stream = !o.m.json;
+  int pos = int(prompt.size());
+  std::vector<int> history = prompt;
+  const Reply r = generate_reply(s, L.tok, sampler, o.sample, logits, pos, history, lim);
+  print_run_summary(o, L, format, prompt.size(), prompt_text, r, prefill_s);
 }
 
 // ------------------------------------------------------------------ eval
@@ -112,7 +111,7 @@ void run_generate(const RunOpts& o) {
 struct EvalOpts {
   ModelOpts m;
   std::string text, split, capture;
-  int ctx = 0, stride = 0, max_docs = 0, decode_tokens = 32;
+  int ctx = 0, stride = 0, max_docs = 0, decode_tokens = -1, capture_rows_given = 0;  // decode_tokens -1: 32, at most ctx - 1
   int64_t capture_rows = 2048;
 };
 
@@ -147,12 +146,20 @@ void run_eval(const EvalOpts& o) {
     io::require_output_path(o.capture);
     io::require_output_not_input(o.capture, model_inputs(o.m.model, {o.m.tokenizer, o.text, o.m.lora}), "eval --capture");
   }
+  // Flags this run would ignore or cap are errors (llama-perplexity's habit of silently adjusting is not kept).
+  require(o.max_docs == 0 || !o.split.empty(), "eval: --max-docs needs --split (it counts documents)");
+  require(o.capture_rows_given == 0 || !o.capture.empty(), "eval: --capture-rows needs --capture");
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
-  const int ctx = o.ctx > 0 ? std::min(o.ctx, c.seq_len) : c.seq_len;
+  require(o.ctx <= c.seq_len, "eval: -c/--ctx " + std::to_string(o.ctx) + " is longer than the model's context (seq_len " +
+                                  std::to_string(c.seq_len) + ")");
+  const int ctx = o.ctx > 0 ? o.ctx : c.seq_len;
   require(c.seq_len >= 2, "eval: " + o.m.model + ": the model's context (seq_len " + std::to_string(c.seq_len) +
                               ") is shorter than the 2 tokens perplexity needs");
-  require(ctx >= 2, "eval: --ctx must be at least 2");
+  require(ctx >= 2, "eval: -c/--ctx must be at least 2");
+  require(o.stride <= ctx, "eval: --stride " + std::to_string(o.stride) + " is longer than the context " + std::to_string(ctx));
+  require(o.decode_tokens < ctx, "eval: --decode-tokens " + std::to_string(o.decode_tokens) + " does not fit the context " +
+                                     std::to_string(ctx) + " (at most ctx - 1)");
   const std::string text = io::read_text_file(o.text);
   // Sequences to score: each document (BOS + text, truncated to ctx) with --split, else the whole
   // text as one token stream scored with a sliding window.
@@ -164,16 +171,17 @@ void run_eval(const EvalOpts& o) {
   Capture cap{o.capture_rows, {}};
   LlamaSession s(*L.model, ctx);
   if (!o.capture.empty()) s.set_activation_hook([&](const std::string& name, const float* x, int64_t n, int64_t in) { cap.add(name, x, n, in); });
-  std::unique_ptr<Progress> bar;
-  const PerplexityResult pr = evaluate_perplexity(s, docs, ctx, stride, [&](int64_t done, int64_t total) {
-    if (!bar) bar = std::make_unique<Progress>(int(total), !o.m.json);
-    bar->step("window " + std::to_string(done));
+  // The running perplexity after each window, as llama-perplexity prints it: [1]5.1234,[2]…
+  const PerplexityResult pr = evaluate_perplexity(s, docs, ctx, stride, [&](int64_t done, int64_t, const PerplexityResult& so_far) {
+    if (o.m.json) return;
+    fmt::print(stderr, "[{}]{:.4f},", done, so_far.perplexity());
+    std::fflush(stderr);
   });
-  if (bar) bar->done();
+  if (!o.m.json) fmt::print(stderr, "\n");
   s.set_activation_hook(nullptr);
   // Decode speed: greedy single-token steps after a one-token prompt.
   double decode_tps = 0;
-  const int dn = std::min(o.decode_tokens, ctx - 1);
+  const int dn = o.decode_tokens < 0 ? std::min(32, ctx - 1) : o.decode_tokens;
   if (dn > 0) {
     LlamaSession ds(*L.model, dn + 1);
     std::vector<float> lg(size_t(c.vocab_size));
@@ -204,7 +212,8 @@ void run_eval(const EvalOpts& o) {
   if (o.m.json) {
     nlohmann::json j = {{"model", o.m.model}, {"weights", o.m.weights}, {"text", o.text}, {"ctx", ctx},
                         {"documents", docs.size()}, {"windows", windows}, {"tokens_scored", scored},
-                        {"mean_nll", mean_nll}, {"perplexity", ppl}, {"prefill_tokens_per_s", prefill_tps},
+                        {"mean_nll", mean_nll}, {"perplexity", ppl}, {"perplexity_error", pr.perplexity_error()},
+                        {"prefill_tokens_per_s", prefill_tps},
                         {"decode_tokens_per_s", decode_tps}, {"weight_bytes", L.model->weight_bytes()},
                         {"peak_rss_mib", peak_rss_mib()}, {"load_s", L.load_s}};
     fmt::print("{}\n", json_io::dump(j));
@@ -212,7 +221,7 @@ void run_eval(const EvalOpts& o) {
     fmt::print("model        {} ({})\n", o.m.model, c.to_string());
     fmt::print("weights      {} ({:.2f} MiB)\n", L.model->format_summary(), double(L.model->weight_bytes()) / (1 << 20));
     fmt::print("text         {}: {} documents, {} windows of <= {} tokens, {} tokens scored\n", o.text, docs.size(), windows, ctx, scored);
-    fmt::print("perplexity   {:.4f} (mean NLL {:.4f} nats/token)\n", ppl, mean_nll);
+    fmt::print("perplexity   {:.4f} +/- {:.5f} (mean NLL {:.4f} nats/token)\n", ppl, pr.perplexity_error(), mean_nll);
     fmt::print("speed        prefill {:.1f} tok/s, decode {:.1f} tok/s\n", prefill_tps, decode_tps);
     fmt::print("memory       peak RSS {:.1f} MiB\n", peak_rss_mib());
   }
@@ -222,16 +231,22 @@ void run_eval(const EvalOpts& o) {
 
 void add_run(CLI::App& app) {
   auto o = std::make_shared<RunOpts>();
-  auto* c = app.add_subcommand("run", "Generate text from a LLaMA-architecture model (llama2.c's run: echo the prompt, stream the continuation)");
+  auto* c = app.add_subcommand("run", "Generate text from a model (echo the prompt, stream the continuation; flags as llama-cli)");
   add_model_options(c, o->m);
   c->add_option("-p,--prompt", o->prompt, "Prompt (default: start from BOS)");
   c->add_option("-f,--file", o->prompt_file, "Read the prompt from this file (for prompts longer than a command line)");
-  c->add_option("-n,--steps", o->steps, "Positions to run, prompt included (0 or > seq_len: seq_len)")->capture_default_str();
+  c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate, the prompt not counted (-1: until end of text or a full context)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 1 << 24));
+  c->add_option("-c,--ctx-size", o->ctx, "Context in tokens, prompt included (default: the model's, at most 4096)")->check(CLI::Range(0, 1 << 24));
+  c->add_option("--stop", o->stop, "Stop when the generated text contains this string (not printed; repeatable)");
   add_sample_options(c, o->sample);
+  add_threads_option(c);
+  add_gpu_layers_option(c);
   c->add_flag("--chat", o->chat, "Treat the prompt as a user turn in the model's chat format; print only the reply");
   c->add_option("--chat-template", o->chat_template, "With --chat: the format by name (chatml, llama3, gemma, …); default: the model's");
   c->add_option("--system", o->system, "With --chat: a system message");
-  c->add_flag("--json", o->m.json, "Statistics as JSON on stderr");
+  c->add_flag("--json", o->m.json, "One JSON object on stdout with the generated text and statistics (no streaming)");
   c->callback([o] { run_generate(*o); });
 }
 
@@ -239,14 +254,19 @@ void add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOpts>();
   auto* c = app.add_subcommand("eval", "Perplexity, prefill/decode tokens/s and peak memory of a model on a text");
   add_model_options(c, o->m);
-  c->add_option("--text", o->text, "Evaluation text file")->required();
-  c->add_option("--ctx", o->ctx, "Context window (default: the model's seq_len)");
-  c->add_option("--stride", o->stride, "Sliding-window stride (default: ctx/2; each token is scored once)");
+  c->add_option("-f,--file,--text", o->text, "Evaluation text file")->required();
+  c->add_option("-c,--ctx-size,--ctx", o->ctx, "Context window (default: the model's seq_len; longer is an error)")->check(CLI::Range(0, 1 << 24));
+  c->add_option("--stride", o->stride, "Sliding-window stride (default: ctx/2; each token is scored once)")->check(CLI::Range(0, 1 << 24));
   c->add_option("--split", o->split, "Score documents separated by this string (e.g. '\\n\\n'), each as BOS + text truncated to ctx");
-  c->add_option("--max-docs", o->max_docs, "With --split: only the first N non-empty documents");
-  c->add_option("--decode-tokens", o->decode_tokens, "Greedy decode steps timed for decode tokens/s")->capture_default_str();
+  c->add_option("--max-docs", o->max_docs, "With --split: only the first N non-empty documents")->check(CLI::Range(0, 1 << 30));
+  c->add_option("--decode-tokens", o->decode_tokens, "Greedy decode steps timed for decode tokens/s (default 32; at most ctx - 1)")
+      ->check(CLI::Range(0, 1 << 24));
   c->add_option("--capture", o->capture, "Write each linear layer's input activations to this safetensors file (calibration)");
-  c->add_option("--capture-rows", o->capture_rows, "Rows (tokens) kept per layer in --capture")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  c->add_option_function<int64_t>("--capture-rows", [o](const int64_t& v) { o->capture_rows = v, o->capture_rows_given = 1; },
+                                  "Rows (tokens) kept per layer in --capture (default 2048)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  add_threads_option(c);
+  add_gpu_layers_option(c);
   c->add_flag("--json", o->m.json, "One JSON object (key perplexity, ...)");
   c->callback([o] { run_eval(*o); });
 }

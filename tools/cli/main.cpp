@@ -2,6 +2,9 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "tensorzip/error.h"
 #include "tensorzip/io/atomic_file.h"
@@ -11,8 +14,9 @@
 int main(int argc, char** argv) {
   CLI::App app{"tensorzip: neural-network tensor math on compressed and structured weights"};
   app.require_subcommand(1);
-  int threads = 0;
-  app.add_option("--threads", threads, "Threads for every kernel (default: all cores)")->check(CLI::Range(1, 1024));
+  // Applied as parsed: the main app's options run before the subcommand's, so a -t after the subcommand wins.
+  app.add_option_function<int>("--threads", [](const int& n) { tz::set_num_threads(n); }, "Threads for every kernel (default: all cores)")
+      ->check(CLI::Range(1, 1024));
   app.set_version_flag("--version", "tensorzip 0.1.0");
   tz::set_log_callback([](tz::LogLevel level, std::string_view msg) {
     if (level >= tz::LogLevel::Warn) fmt::print(stderr, "tensorzip: {}\n", msg);
@@ -25,12 +29,14 @@ int main(int argc, char** argv) {
   tz::cli::add_chat(app);
   tz::cli::add_eval(app);
   tz::cli::add_compress(app);
-  app.parse_complete_callback([&] {
-    if (threads > 0) tz::set_num_threads(threads);
-  });
   tz::io::install_signal_cleanup();  // Ctrl-C / SIGTERM during a write leave no temporary behind
+  // llama-cli's -ngl is a many-letter short option, which CLI11 cannot name: spell it long.
+  std::vector<std::string> ngl = {"--n-gpu-layers"};
+  std::vector<char*> args(argv, argv + argc);
+  for (char*& a : args)
+    if (std::string_view(a) == "-ngl") a = ngl[0].data();
   try {
-    app.parse(argc, argv);
+    app.parse(int(args.size()), args.data());
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

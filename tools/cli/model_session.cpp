@@ -1,6 +1,7 @@
 // Shared by run, eval and chat (see model_session.h).
 #include "tools/cli/model_session.h"
 
+#include <fmt/core.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "tensorzip/chat.h"
 #include "tensorzip/error.h"
+#include "tensorzip/runtime.h"
 #include "tools/cli/progress.h"
 
 namespace tz::cli {
@@ -65,7 +67,7 @@ void print_piece(const std::string& p) {
 }
 
 void add_sample_options(CLI::App* c, SampleOpts& o) {
-  c->add_option("-t,--temp", o.temp, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  c->add_option("--temp", o.temp, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   c->add_option("--top-k", o.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 24));
   c->add_option("--top-p", o.top_p, "Nucleus sampling threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   c->add_option("--min-p", o.min_p, "Drop tokens below this fraction of the top probability (0: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
@@ -81,13 +83,37 @@ Sampler make_sampler(const SampleOpts& o, int vocab) {
   return s;
 }
 
+namespace {
+// Text held back from printing: it may be the start of a stop string.
+size_t stop_prefix_len(const std::string& text, const std::vector<std::string>& stops) {
+  size_t keep = 0;
+  for (const auto& s : stops)
+    for (size_t k = std::min(s.size() - 1, text.size()); k > keep; --k)
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        keep = k;
+        break;
+      }
+  return keep;
+}
+}  // namespace
+
 Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, const SampleOpts& so, std::vector<float>& logits,
-                     int& pos, int max_tokens, const std::vector<std::string>& stops, std::vector<int>& history,
-                     const volatile bool* interrupt) {
+                     int& pos, std::vector<int>& history, const ReplyLimits& lim) {
   Reply r;
   const auto t0 = Clock::now();
   int prev = history.empty() ? tok.bos_id() : history.back();
-  while (r.tokens < max_tokens && !(interrupt && *interrupt)) {
+  std::string pending;  // sampled, not yet printed
+  const auto emit = [&](size_t n) {
+    if (lim.stream) print_piece(pending.substr(0, n));
+    r.text += pending.substr(0, n);
+    pending.erase(0, n);
+  };
+  while (true) {
+    if (lim.interrupt && *lim.interrupt) {
+      r.stop = "interrupt";
+      break;
+    }
+    if (r.tokens >= lim.max_tokens) break;
     if (so.repeat_penalty != 1.f)  // llama.cpp's rule: shrink a repeated token's logit towards "less likely"
       for (size_t i = history.size() > size_t(so.repeat_last_n) ? history.size() - size_t(so.repeat_last_n) : 0; i < history.size(); ++i) {
         float& l = logits[size_t(history[i])];
@@ -95,22 +121,35 @@ Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, co
       }
     const int next = sampler.sample(logits.data());
     const std::string& piece = tok.piece(next);
-    if (next == tok.eos_id() || std::find(stops.begin(), stops.end(), piece) != stops.end()) {
-      r.ended = true;
+    if (next == tok.eos_id() || (lim.stop_at_bos && next == tok.bos_id()) ||
+        std::find(lim.stop_pieces.begin(), lim.stop_pieces.end(), piece) != lim.stop_pieces.end()) {
+      r.stop = "eos";
       break;
     }
     const std::string text = tok.decode_piece(prev, next);
-    print_piece(text);
-    r.text += text;
+    r.sampled += text;
+    pending += text;
     ++r.tokens;
     history.push_back(next);
     prev = next;
-    require(pos < s.max_seq(), "chat: the context of " + std::to_string(s.max_seq()) + " tokens is full (--ctx-size, or /reset)");
+    size_t cut = std::string::npos;
+    for (const auto& st : lim.stop_strings) cut = std::min(cut, pending.find(st));
+    if (cut != std::string::npos) {
+      emit(cut);
+      pending.clear();
+      r.stop = "stop";
+      break;
+    }
+    emit(pending.size() - stop_prefix_len(pending, lim.stop_strings));
+    require(pos < s.max_seq(), "the context of " + std::to_string(s.max_seq()) + " tokens is full (--ctx-size, or /reset)");
     s.forward(&next, 1, pos++, logits.data());
   }
+  if (r.stop != "stop") emit(pending.size());
   r.seconds = seconds_since(t0);
   return r;
 }
+
+int context_size(int flag, const LlamaConfig& c) { return flag > 0 ? std::min(flag, c.seq_len) : std::min(c.seq_len, 4096); }
 
 std::string choose_chat_format(const std::string& flag, const LlamaSource& src) {
   if (!flag.empty()) {

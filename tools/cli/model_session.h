@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tensorzip/llama.h"
+#include "tools/cli/cli_util.h"
 
 namespace tz::cli {
 
@@ -43,19 +44,32 @@ struct SampleOpts {
 void add_sample_options(CLI::App* c, SampleOpts& o);
 Sampler make_sampler(const SampleOpts& o, int vocab);
 
-// One assistant reply: tokens sampled after what the session holds (`logits` are the last
-// position's), each piece streamed to stdout, until EOS or a token whose text is one of `stops`
-// (the format's end of turn), `max_tokens`, or `*interrupt` (Ctrl-C). The end-of-turn token is
-// not printed and not kept in the cache; `pos` and `history` (for the repeat penalty) advance.
+// One reply: tokens sampled after what the session holds (`logits` are the last position's),
+// until EOS, a token whose text is one of `stop_pieces` (the format's end of turn; not printed,
+// not kept in the cache), generated text containing one of `stop_strings` (--stop: the text from
+// it on is not printed or returned), `max_tokens`, or `*interrupt` (Ctrl-C). Every other token is
+// fed back, so `pos` and `history` (for the repeat penalty) advance.
+struct ReplyLimits {
+  int max_tokens = 0;
+  std::vector<std::string> stop_pieces, stop_strings;
+  bool stop_at_bos = false;  // llama2.c's run: BOS ends the sequence
+  bool stream = true;        // print each piece to stdout as it is sampled
+  const volatile bool* interrupt = nullptr;
+};
 struct Reply {
-  std::string text;
+  std::string text;     // what was printed (up to a stop string)
+  std::string sampled;  // every sampled token's text (the cache holds these tokens)
   int tokens = 0;
-  bool ended = false;  // by EOS / end of turn, not by a limit
+  std::string stop = "limit";  // "eos" (EOS / end of turn / BOS), "stop" (a stop string), "limit", "interrupt"
+  bool ended() const { return stop == "eos" || stop == "stop"; }
   double seconds = 0;
 };
 Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, const SampleOpts& so, std::vector<float>& logits,
-                     int& pos, int max_tokens, const std::vector<std::string>& stops, std::vector<int>& history,
-                     const volatile bool* interrupt = nullptr);
+                     int& pos, std::vector<int>& history, const ReplyLimits& limits);
+
+// The context a session gets: -c when given (at most the model's), else the model's capped at
+// 4096 (llama-cli's default) so a long-context model does not allocate its whole cache.
+int context_size(int flag, const LlamaConfig& c);
 
 // The chat format to use: --chat-template NAME, else the one the model's template text selects.
 std::string choose_chat_format(const std::string& flag, const LlamaSource& src);
