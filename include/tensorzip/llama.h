@@ -192,6 +192,8 @@ class Linear {
   // adapter kept unmerged (L = (α/r)·B, R = A); several branches concatenate.
   void add_lowrank(const std::vector<float>& l, const std::vector<float>& r, int64_t rank);
   int64_t lowrank_rank() const { return extras_ ? extras_->rank : 0; }
+  // Multiplies output row o by g[o] after everything else (DoRA's m / ‖W + ΔW‖); once per layer.
+  void set_output_scale(std::vector<float> g);
   int64_t out() const { return out_; }
   int64_t in() const { return in_; }
   size_t bytes() const;
@@ -218,6 +220,7 @@ class Linear {
     size_t bytes = 0;
   };
   std::shared_ptr<const Extras> extras_;
+  std::shared_ptr<const std::vector<float>> out_scale_;
 };
 
 class LlamaModel {
@@ -229,12 +232,17 @@ class LlamaModel {
   size_t weight_bytes() const;  // every weight the forward pass reads (embedding, norms, linears)
   // The linear layer of a canonical name (layers.3.attention.wq, output), or nullptr.
   Linear* linear(const std::string& name);
-  // Attaches a PEFT LoRA adapter unmerged: every target module's layer gets y += (α/r)·B·(A·x),
-  // whatever its weight format. Hugging Face module names (model.layers.N.self_attn.q_proj, …,
-  // mlp.gate_proj, lm_head) map to Meta's, and q/k's B rows are permuted from rotate-half order as
-  // their weights are; Meta names are taken as they are. Returns the number of layers adapted;
-  // throws tz::Error (naming the module) on an unknown module or a shape mismatch.
-  int attach_lora(const PeftAdapter& adapter);
+  // Attaches a PEFT LoRA adapter unmerged: every target module's layer gets y += s·B·(A·x) with
+  // s = scale · α/r (α/√r under rsLoRA), whatever its weight format; DoRA then multiplies each
+  // output row by m / ‖W + s·B·A‖ (W from `base`, the source this model was built from: DoRA
+  // needs it). Embedding LoRA is merged into the embedding table (a lookup; the classifier of a
+  // tied model keeps the original), saved modules (modules_to_save: lm_head, embed_tokens) replace
+  // theirs. Hugging Face module names (model.layers.N.self_attn.q_proj, …, mlp.gate_proj, lm_head,
+  // model.embed_tokens) map to Meta's, and q/k's rows are permuted from rotate-half order as their
+  // weights are (adjacent-pair rotary models only); Meta names are taken as they are. Returns the
+  // number of modules adapted; throws tz::Error (naming the module) on an unknown module or a shape
+  // mismatch.
+  int attach_lora(const PeftAdapter& adapter, float scale = 1.f, const LlamaSource* base = nullptr);
   size_t linear_bytes() const;  // the linear layers' packed weights
   std::string format_summary() const;
 
@@ -254,6 +262,12 @@ class LlamaModel {
   std::vector<float> rope_factors;  // [head_size / 2] or empty
   Linear classifier;
 };
+
+// The adapter merged into the source's weights (f32; llama.cpp blocks and compressed layers are
+// dequantized first), with every option attach_lora honours: W += s·B·A, DoRA's row scaling,
+// embedding LoRA, saved modules; a tied classifier that an adapter changes becomes its own
+// `output` tensor. `scale` multiplies every s (llama.cpp's --lora-scaled).
+void merge_lora(LlamaSource& src, const PeftAdapter& adapter, float scale = 1.f);
 
 // Called with each linear layer's input rows (name as in LlamaSource, n rows of `in` floats).
 using ActivationHook = std::function<void(const std::string& name, const float* x, int64_t n, int64_t in)>;

@@ -5,6 +5,7 @@
 // y [n, out]. LoRA: W' = W + s·B·A with A [r, in] (PEFT lora_A), B [out, r] (lora_B), s = α / r.
 #pragma once
 #include <cstdint>
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -72,10 +73,12 @@ class FactoredLinear {
 // ------------------------------------------------------------------------------ adapters
 struct LoraAdapter {
   int64_t rank = 0;
-  float alpha = 0;         // scale s = alpha / rank
+  float alpha = 0;         // scale s = alpha / rank (rsLoRA: alpha / sqrt(rank))
   std::vector<float> a;    // [rank, in]
   std::vector<float> b;    // [out, rank]
-  float scale() const { return alpha / float(rank); }
+  bool rslora = false;
+  std::vector<float> magnitude;  // DoRA (PEFT use_dora): m [out], W' = m ⊙ (W + s·B·A) / ‖row‖; empty: plain LoRA
+  float scale() const { return rslora ? alpha / std::sqrt(float(rank)) : alpha / float(rank); }
 };
 
 // y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, unmerged (W untouched).
@@ -161,13 +164,29 @@ class AdapterBank {
 // PEFT layout: adapter_model.safetensors with "<prefix><module>.lora_A.weight" [r, in] and
 // ".lora_B.weight" [out, r] tensors (f32, f16 or bf16), adapter_config.json with r, lora_alpha and
 // target_modules. Modules are keyed by their path without the "base_model.model." prefix.
+// Every option that changes what the adapter computes is honoured or refused by name, never
+// ignored: use_rslora (α/√r), use_dora ("<module>.lora_magnitude_vector" [out]), rank_pattern /
+// alpha_pattern (per-module r and α, keys matched as PEFT does: "(.*\.)?KEY$"), embedding LoRA
+// ("<module>.lora_embedding_A" [r, vocab], "_B" [dim, r]), modules_to_save and saved embedding
+// layers ("<module>.weight": the module's whole new weight), fan_in_fan_out (PEFT turns it off
+// for Linear layers; so does this reader, with PEFT's warning). Trained biases, lora_bias,
+// layer_replication, target_parameters, trainable_token_indices, aLoRA and any unknown field or
+// tensor are errors naming them.
 struct PeftAdapter {
   int64_t r = 0;
   double lora_alpha = 0;
+  bool use_rslora = false, use_dora = false;
   std::vector<std::string> target_modules;
   bool target_regex = false;     // target_modules was one string: PEFT's regex (or "all-linear")
-  bool ranks_may_differ = false; // a non-empty rank_pattern
-  std::map<std::string, LoraAdapter> modules;
+  std::map<std::string, int64_t> rank_pattern;
+  std::map<std::string, double> alpha_pattern;
+  std::vector<std::string> modules_to_save;
+  std::map<std::string, LoraAdapter> modules;     // linear layers (lm_head included)
+  std::map<std::string, LoraAdapter> embeddings;  // embedding LoRA: a [r, vocab], b [dim, r]
+  std::map<std::string, Tensor> saved;            // modules_to_save / saved embeddings: the whole f32 weight
+  // r and α of `module`: its rank_pattern / alpha_pattern entry (PEFT's get_pattern_key), else r / lora_alpha.
+  int64_t rank_for(const std::string& module) const;
+  double alpha_for(const std::string& module) const;
 };
 // Refuses tensors that disagree with the config (a module's rank other than r, a module not in
 // target_modules) and warns (log hook) about a target module with no tensors.

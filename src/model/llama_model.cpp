@@ -447,10 +447,19 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
     gemm_f32(n, out_, e.rank, t.data(), e.rank, e.l.data(), e.rank, u.data(), out_);
     for (int64_t i = 0; i < n * out_; ++i) y[i] += u[size_t(i)];
   }
+  if (out_scale_)  // DoRA: every output row times m / ‖W + ΔW‖
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out_; ++o) y[i * out_ + o] *= (*out_scale_)[size_t(o)];
+}
+
+void Linear::set_output_scale(std::vector<float> g) {
+  require(int64_t(g.size()) == out_, "Linear: the output scale must have one value per output (" + std::to_string(out_) + ")");
+  require(!out_scale_, "Linear: the layer already has an output scale (two DoRA adapters on one layer)");
+  out_scale_ = std::make_shared<const std::vector<float>>(std::move(g));
 }
 
 size_t Linear::bytes() const {
-  const size_t extra = extras_ ? extras_->bytes : 0;
+  const size_t extra = (extras_ ? extras_->bytes : 0) + (out_scale_ ? out_scale_->size() * 4 : 0);
   switch (fmt_.kind) {
     case WeightFormat::Kind::F32:
     case WeightFormat::Kind::Native: return (ggml_ ? ggml_->bytes() : size_t(out_ * in_) * 4) + extra;
@@ -535,50 +544,6 @@ Linear* LlamaModel::linear(const std::string& name) {
   if (w == "feed_forward.w2") return &L.w2;
   if (w == "feed_forward.w3") return &L.w3;
   return nullptr;
-}
-
-int LlamaModel::attach_lora(const PeftAdapter& ad) {
-  static const std::pair<const char*, const char*> hf[] = {
-      {"self_attn.q_proj", "attention.wq"}, {"self_attn.k_proj", "attention.wk"}, {"self_attn.v_proj", "attention.wv"},
-      {"self_attn.o_proj", "attention.wo"}, {"mlp.gate_proj", "feed_forward.w1"}, {"mlp.down_proj", "feed_forward.w2"},
-      {"mlp.up_proj", "feed_forward.w3"}};
-  int adapted = 0;
-  for (const auto& [module, lora] : ad.modules) {
-    std::string name = module;
-    int rotary_heads = 0;
-    int l = -1;
-    char rest[64] = {};
-    if (module == "lm_head") {
-      name = "output";
-    } else if (std::sscanf(module.c_str(), "model.layers.%d.%63s", &l, rest) == 2) {
-      name.clear();
-      for (auto [h, m] : hf)
-        if (std::string(rest) == h) {
-          name = "layers." + std::to_string(l) + "." + m;
-          if (std::string(h) == "self_attn.q_proj") rotary_heads = cfg_.n_heads;
-          if (std::string(h) == "self_attn.k_proj") rotary_heads = cfg_.n_kv_heads;
-        }
-    }
-    Linear* lin = name.empty() ? nullptr : linear(name);
-    require(lin != nullptr, "LoRA adapter: module '" + module + "' is not a linear layer of this model");
-    require(lora.rank > 0 && int64_t(lora.a.size()) == lora.rank * lin->in() && int64_t(lora.b.size()) == lin->out() * lora.rank,
-            "LoRA adapter: module '" + module + "' has A/B shapes that do not fit the layer [" + std::to_string(lin->out()) + ", " +
-                std::to_string(lin->in()) + "]");
-    const float scale = lora.scale();
-    std::vector<float> L(lora.b.size());
-    const int64_t r = lora.rank, out = lin->out(), hs = rotary_heads > 0 ? out / rotary_heads : 0;
-    for (int64_t row = 0; row < out; ++row) {
-      int64_t src = row;  // Meta row (h, 2j + i) comes from HF row (h, i·hs/2 + j)
-      if (rotary_heads > 0) {
-        const int64_t h = row / hs, j = (row % hs) / 2, i = row % 2;
-        src = h * hs + i * hs / 2 + j;
-      }
-      for (int64_t k = 0; k < r; ++k) L[size_t(row * r + k)] = scale * lora.b[size_t(src * r + k)];
-    }
-    lin->add_lowrank(L, lora.a, r);
-    ++adapted;
-  }
-  return adapted;
 }
 
 size_t LlamaModel::linear_bytes() const {

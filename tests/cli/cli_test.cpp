@@ -408,6 +408,31 @@ TEST(Cli, RunWithLoraAndLowRankWeights) {
   EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
   r = test::run_cli("run -m " + m + " --temp 0 -n 40 --weights lr48,output=f32 --json");
   ASSERT_EQ(r.code, 0) << r.err;
+  // Several adapters at once, DIR:SCALE (llama.cpp's --lora-scaled), and `merge` writing the
+  // merged model: the same perplexity as the adapters applied unmerged.
+  const std::string txt = test::models_dir() + "/eval-text/tinystories_valid_head.txt", evalx = " -f " + txt + " --split '\\n\\n' --max-docs 30 --json";
+  const auto ppl = [&](const std::string& args) {
+    const auto e = test::run_cli("eval " + args + evalx);
+    EXPECT_EQ(e.code, 0) << args << ": " << e.err;
+    return e.code == 0 ? json::parse(e.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double twice = ppl("-m " + m + " --lora " + dir + "/lora --lora " + dir + "/lora");
+  EXPECT_NEAR(ppl("-m " + m + " --lora " + dir + "/lora:2"), twice, 1e-4 * twice);
+  EXPECT_GT(std::abs(ppl("-m " + m + " --lora " + dir + "/lora:0.5") - twice), 1e-3);
+  r = test::run_cli("merge -m " + m + " --lora " + dir + "/lora:2 -o " + dir + "/merged.tz --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["modules_merged"], 5);
+  EXPECT_NEAR(ppl("-m " + dir + "/merged.tz"), twice, 1e-4 * twice);
+  r = test::run_cli("merge -m " + m + " --lora " + dir + "/lora --lora " + dir + "/lora -o " + dir + "/merged.gguf --gguf-type f32");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NEAR(ppl("-m " + dir + "/merged.gguf"), twice, 1e-4 * twice);
+  r = test::run_cli("run -m " + m + " --lora " + dir + "/lora:abc -n 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("'abc' after the last ':' is not a scale"), std::string::npos) << r.err;
+  r = test::run_cli("merge -m " + m + " --lora " + dir + "/lora -o " + dir + "/x.gguf --gguf-type q9_k");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("q9_k"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
 }
 
 TEST(Cli, EvalPerplexityAndCapture) {

@@ -5,6 +5,8 @@
 // config, and the KV cache sized by use.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -371,6 +373,71 @@ TEST(Hardening, PeftAdapterMustMatchItsConfig) {
   const std::string deep = "{\"r\":" + std::string(100000, '[') + "}";
   write_text(dir + "/adapter_config.json", deep);
   EXPECT_TRUE(contains(error_of([&] { read_peft_adapter(dir); }), "nested deeper"));
+}
+
+// Issue 25: every adapter_config field and tensor is honoured or refused by name, never ignored.
+TEST(Hardening, PeftOptionsAreHonouredOrRefusedByName) {
+  const std::string dir = test::temp_dir() + "/lora";
+  PeftAdapter ad;
+  ad.r = 2;
+  ad.lora_alpha = 4;
+  ad.target_modules = {"q_proj"};
+  LoraAdapter l{2, 4.f, std::vector<float>(2 * 32, 0.01f), std::vector<float>(32 * 2, 0.01f)};
+  ad.modules["model.layers.0.self_attn.q_proj"] = l;
+  write_peft_adapter(dir, ad);
+  const nlohmann::json base = nlohmann::json::parse(std::ifstream(dir + "/adapter_config.json"));
+  const auto with_config = [&](nlohmann::json j) {
+    write_text(dir + "/adapter_config.json", j.dump());
+    return error_of([&] { read_peft_adapter(dir); });
+  };
+  EXPECT_EQ(with_config(base), "");
+  nlohmann::json j = base;
+  j["use_rslora"] = true;
+  EXPECT_EQ(with_config(j), "");
+  EXPECT_FLOAT_EQ(read_peft_adapter(dir).modules.begin()->second.scale(), 4.f / std::sqrt(2.f));
+  j = base;
+  j["fan_in_fan_out"] = true;  // PEFT turns it off for Linear layers, with a warning
+  EXPECT_EQ(with_config(j), "");
+  for (const auto& [key, value, what] : std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+           {"some_new_option", 1, "field 'some_new_option'"},
+           {"lora_bias", true, "'lora_bias'"},
+           {"layer_replication", nlohmann::json::array({nlohmann::json::array({0, 1})}), "'layer_replication'"},
+           {"trainable_token_indices", nlohmann::json::array({1, 2}), "'trainable_token_indices'"},
+           {"peft_type", "IA3", "peft_type \"IA3\""},
+           {"bias", "some", "bias 'some'"},
+           {"use_dora", true, "use_dora is set but"},
+           {"rank_pattern", {{"q_proj", 0}}, "rank_pattern 'q_proj'"},
+           {"alpha_pattern", {{"q_proj", "x"}}, "alpha_pattern 'q_proj'"}}) {
+    j = base;
+    j[key] = value;
+    EXPECT_TRUE(contains(with_config(j), what)) << key << ": " << with_config(j);
+  }
+  j = base;
+  j["rank_pattern"] = {{"q_proj", 3}};  // the pattern's r, not the tensors'
+  EXPECT_TRUE(contains(with_config(j), "has rank 2 but")) << with_config(j);
+  j = base;
+  j["alpha_pattern"] = {{"layers\\.0\\..*q_proj", 9.0}};  // a regex key, matched as PEFT does
+  EXPECT_EQ(with_config(j), "");
+  EXPECT_FLOAT_EQ(read_peft_adapter(dir).modules.begin()->second.alpha, 9.f);
+  write_text(dir + "/adapter_config.json", base.dump());
+  // Tensors: a trained bias, a magnitude without use_dora, an unknown tensor — each named.
+  const auto with_tensor = [&](const std::string& name, Shape shape) {
+    io::SafetensorsWriter w;
+    std::vector<Tensor> keep;
+    const auto f = io::SafetensorsFile::open(dir + "/adapter_model.safetensors");
+    for (const auto& e : f.tensors()) keep.push_back(f.tensor(e.name).clone()), w.add(e.name, keep.back());
+    keep.push_back(Tensor::zeros(DType::F32, shape));
+    w.add(name, keep.back());
+    const std::string d2 = dir + "2";
+    std::filesystem::create_directories(d2);
+    w.write(d2 + "/adapter_model.safetensors");
+    write_text(d2 + "/adapter_config.json", base.dump());
+    return error_of([&] { read_peft_adapter(d2); });
+  };
+  EXPECT_TRUE(contains(with_tensor("base_model.model.model.layers.0.self_attn.q_proj.bias", {32}), "trained biases")) << "bias";
+  EXPECT_TRUE(contains(with_tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector", {32}), "has no use_dora"));
+  EXPECT_TRUE(contains(with_tensor("base_model.model.model.layers.0.self_attn.q_proj.hada_w1_a", {2, 2}), "hada_w1_a"));
+  EXPECT_TRUE(contains(with_tensor("base_model.model.model.norm.weight", {32}), "neither a LoRA tensor nor a module of modules_to_save"));
 }
 
 // ---------------------------------------------------------------- item 8: memory sized by use

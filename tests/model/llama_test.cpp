@@ -553,6 +553,141 @@ TEST(Llama, LoraAdaptersUnmergedEqualMergedWeights) {
   EXPECT_THROW(LlamaModel(src, FormatSpec("f32")).attach_lora(bad), Error);
 }
 
+// Every PEFT option against weights merged by hand here: rsLoRA (α/√r), DoRA (m / ‖W + ΔW‖ per
+// row), rank_pattern / alpha_pattern, embedding LoRA on a tied model (the classifier keeps the
+// original table), lm_head LoRA, modules_to_save, two adapters at once with a scale; unmerged
+// (attach_lora), merged (merge_lora) and through PEFT directories.
+TEST(Llama, PeftOptionsEqualHandMergedWeights) {
+  LlamaConfig c;
+  c.dim = 64, c.hidden_dim = 96, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 50, c.seq_len = 32;
+  LlamaSource src = synthetic_llama(c, 5);
+  src.tensors.erase("output");  // tied
+  const std::vector<int> ids = {1, 7, 3, 22, 9, 41, 5, 5, 17};
+  const auto lora = [](int64_t out, int64_t in, int64_t r, float alpha, uint32_t seed) {
+    LoraAdapter a;
+    a.rank = r;
+    a.alpha = alpha;
+    a.a = test::random_floats(size_t(r * in), seed, 0.2f);
+    a.b = test::random_floats(size_t(out * r), seed + 1, 0.2f);
+    return a;
+  };
+  PeftAdapter one;  // rsLoRA + DoRA, per-module r and α, embedding LoRA, lm_head LoRA
+  one.r = 2, one.lora_alpha = 4, one.use_rslora = true, one.use_dora = true;
+  one.rank_pattern = {{"k_proj", 3}};
+  one.alpha_pattern = {{"v_proj", 7.0}};
+  one.target_modules = {"q_proj", "k_proj", "v_proj", "down_proj", "lm_head", "embed_tokens"};
+  one.modules["model.layers.0.self_attn.q_proj"] = lora(64, 64, 2, 4, 10);
+  one.modules["model.layers.1.self_attn.k_proj"] = lora(32, 64, 3, 4, 20);
+  one.modules["model.layers.1.self_attn.v_proj"] = lora(32, 64, 2, 7, 30);
+  one.modules["model.layers.0.mlp.down_proj"] = lora(64, 96, 2, 4, 40);
+  one.modules["lm_head"] = lora(50, 64, 2, 4, 50);
+  for (auto& [name, l] : one.modules) {
+    l.rslora = true;
+    l.magnitude = test::random_floats(size_t(l.b.size() / size_t(l.rank)), 60, 1.f);
+    for (float& m : l.magnitude) m = 0.5f + std::abs(m);
+  }
+  one.embeddings["model.embed_tokens"] = lora(64, 50, 2, 4, 70);  // A [r, vocab], B [dim, r]
+  one.embeddings["model.embed_tokens"].rslora = true;
+  PeftAdapter two;  // a saved lm_head and a plain LoRA, applied at scale 0.5
+  two.r = 2, two.lora_alpha = 2;
+  two.modules_to_save = {"lm_head"};
+  two.modules["model.layers.1.self_attn.o_proj"] = lora(64, 64, 2, 2, 80);
+  two.saved["lm_head"] = Tensor::empty(DType::F32, {50, 64});
+  const auto head = test::random_floats(50 * 64, 90, 0.3f);
+  std::copy(head.begin(), head.end(), two.saved["lm_head"].data<float>());
+
+  // The reference, merged here: Meta rows of q/k come from Hugging Face's rotate-half order.
+  LlamaSource ref = src;
+  ref.tensors["output"] = src.get("tok_embeddings").clone();
+  const auto merge = [&](const std::string& name, const LoraAdapter& a, float user, int heads, bool dora) {
+    Tensor w = ref.get(name).clone();
+    const int64_t out = w.dim(0), in = w.dim(1), hs = heads ? out / heads : 0;
+    const double s = user * a.alpha / (a.rslora ? std::sqrt(double(a.rank)) : double(a.rank));
+    for (int64_t row = 0; row < out; ++row) {
+      const int64_t hf = heads ? (row / hs) * hs + (row % 2) * hs / 2 + (row % hs) / 2 : row;
+      double norm = 0;
+      for (int64_t col = 0; col < in; ++col) {
+        double d = 0;
+        for (int64_t k = 0; k < a.rank; ++k) d += double(a.b[size_t(hf * a.rank + k)]) * a.a[size_t(k * in + col)];
+        const double v = w.data<float>()[row * in + col] + s * d;
+        w.data<float>()[row * in + col] = float(v);
+        norm += v * v;
+      }
+      if (dora)
+        for (int64_t col = 0; col < in; ++col) w.data<float>()[row * in + col] *= float(a.magnitude[size_t(hf)] / std::sqrt(norm));
+    }
+    ref.tensors[name] = w;
+  };
+  merge("layers.0.attention.wq", one.modules["model.layers.0.self_attn.q_proj"], 1, 4, true);
+  merge("layers.1.attention.wk", one.modules["model.layers.1.self_attn.k_proj"], 1, 2, true);
+  merge("layers.1.attention.wv", one.modules["model.layers.1.self_attn.v_proj"], 1, 0, true);
+  merge("layers.0.feed_forward.w2", one.modules["model.layers.0.mlp.down_proj"], 1, 0, true);
+  merge("output", one.modules["lm_head"], 1, 0, true);
+  {
+    const LoraAdapter& e = one.embeddings["model.embed_tokens"];
+    Tensor t = ref.get("tok_embeddings").clone();
+    for (int64_t v = 0; v < 50; ++v)
+      for (int64_t d = 0; d < 64; ++d) {
+        double acc = 0;
+        for (int64_t k = 0; k < 2; ++k) acc += double(e.b[size_t(d * 2 + k)]) * e.a[size_t(k * 50 + v)];
+        t.data<float>()[v * 64 + d] += float(4.0 / std::sqrt(2.0) * acc);
+      }
+    ref.tensors["tok_embeddings"] = t;
+  }
+  ref.tensors["output"] = two.saved["lm_head"].clone();  // adapter two replaces the head whole
+  merge("layers.1.attention.wo", two.modules["model.layers.1.self_attn.o_proj"], 0.5f, 0, false);
+  const auto want = logits_of(LlamaModel(ref, FormatSpec("f32")), ids);
+
+  LlamaModel m(src, FormatSpec("f32"));
+  EXPECT_EQ(m.attach_lora(one, 1.f, &src), 6);
+  EXPECT_EQ(m.attach_lora(two, 0.5f, &src), 2);
+  EXPECT_LE(max_rel_diff(logits_of(m, ids), want), 1e-5);
+  LlamaSource merged = src;
+  merge_lora(merged, one);
+  merge_lora(merged, two, 0.5f);
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(merged, FormatSpec("f32")), ids), want), 1e-5);
+  // Through PEFT directories: the reader honours every option it wrote.
+  const std::string dir = test::temp_dir();
+  write_peft_adapter(dir + "/one", one);
+  write_peft_adapter(dir + "/two", two);
+  LlamaModel r(src, FormatSpec("f32"));
+  r.attach_lora(read_peft_adapter(dir + "/one"), 1.f, &src);
+  r.attach_lora(read_peft_adapter(dir + "/two"), 0.5f, &src);
+  EXPECT_LE(max_rel_diff(logits_of(r, ids), want), 1e-5);
+  // Without the options the logits differ (each option is used, not ignored) …
+  PeftAdapter plain = one;
+  plain.use_rslora = plain.use_dora = false;
+  for (auto& [n, l] : plain.modules) l.rslora = false, l.magnitude.clear();
+  LlamaModel p(src, FormatSpec("f32"));
+  p.attach_lora(plain, 1.f, &src);
+  p.attach_lora(two, 0.5f, &src);
+  EXPECT_GT(max_rel_diff(logits_of(p, ids), want), 1e-3);
+  // … and DoRA without the base weights is an error, not plain LoRA.
+  EXPECT_THROW(LlamaModel(src, FormatSpec("f32")).attach_lora(one), Error);
+  // NEOX-rotary models keep Hugging Face's row order: no permutation of q.
+  LlamaConfig neox = c;
+  neox.arch = "qwen2", neox.rope_style = RopeStyle::HalfSplit;
+  LlamaSource nsrc = synthetic_llama(neox, 6);
+  PeftAdapter q;
+  q.r = 2, q.lora_alpha = 4;
+  q.modules["model.layers.0.self_attn.q_proj"] = lora(64, 64, 2, 4, 100);
+  LlamaSource nref = nsrc;
+  {
+    Tensor w = nref.get("layers.0.attention.wq").clone();
+    const LoraAdapter& a = q.modules["model.layers.0.self_attn.q_proj"];
+    for (int64_t row = 0; row < 64; ++row)
+      for (int64_t col = 0; col < 64; ++col) {
+        double d = 0;
+        for (int64_t k = 0; k < 2; ++k) d += double(a.b[size_t(row * 2 + k)]) * a.a[size_t(k * 64 + col)];
+        w.data<float>()[row * 64 + col] += float(2.0 * d);
+      }
+    nref.tensors["layers.0.attention.wq"] = w;
+  }
+  LlamaModel nm(nsrc, FormatSpec("f32"));
+  nm.attach_lora(q);
+  EXPECT_LE(max_rel_diff(logits_of(nm, ids), logits_of(LlamaModel(nref, FormatSpec("f32")), ids)), 1e-5);
+}
+
 TEST(Llama, LowRankFormat) {
   TZ_REQUIRE_MODELS();
   const LlamaSource src = load_llama2c(model_path());

@@ -144,7 +144,11 @@ std::string unescape(const std::string& s) {  // "\n" in a command-line argument
 void run_eval(const EvalOpts& o) {
   if (!o.capture.empty()) {  // before any work: the output must be writable and not an input
     io::require_output_path(o.capture);
-    io::require_output_not_input(o.capture, model_inputs(o.m.model, {o.m.tokenizer, o.text, o.m.lora}), "eval --capture");
+    io::require_output_not_input(o.capture, model_inputs(o.m.model, [&] {
+      std::vector<std::string> in = {o.m.tokenizer, o.text};
+      for (const auto& l : o.m.lora) in.push_back(lora_arg(l).first);
+      return in;
+    }()), "eval --capture");
   }
   // Flags this run would ignore or cap are errors (llama-perplexity's habit of silently adjusting is not kept).
   require(o.max_docs == 0 || !o.split.empty(), "eval: --max-docs needs --split (it counts documents)");

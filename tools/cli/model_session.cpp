@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "tensorzip/chat.h"
 #include "tensorzip/error.h"
@@ -28,7 +31,19 @@ void add_model_options(CLI::App* c, ModelOpts& o) {
   c->add_option("--weights", o.weights,
                 "Weight format of the linear layers: native (as stored: every GGUF quantized type runs on its own llama.cpp blocks, f16/bf16 in f32), f32, bf16, q1..q8[gG][a], t; overrides by name, e.g. q4,output=q8,layers.0.*=f32")
       ->capture_default_str();
-  c->add_option("--lora", o.lora, "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged");
+  c->add_option("--lora", o.lora,
+                "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), applied unmerged; DIR:SCALE "
+                "scales it (llama.cpp's --lora-scaled); repeat for several");
+}
+
+std::pair<std::string, float> lora_arg(const std::string& arg) {
+  const size_t colon = arg.rfind(':');
+  if (colon == std::string::npos || std::filesystem::is_directory(arg)) return {arg, 1.f};
+  const std::string num = arg.substr(colon + 1);
+  char* end = nullptr;
+  const float s = std::strtof(num.c_str(), &end);
+  require(!num.empty() && *end == '\0' && std::isfinite(s), "--lora " + arg + ": '" + num + "' after the last ':' is not a scale");
+  return {arg.substr(0, colon), s};
 }
 
 Tokenizer tokenizer_from_path(const std::string& path, int vocab_size) {
@@ -53,7 +68,10 @@ Loaded load(const ModelOpts& o, bool need_tokenizer) {
   Progress bar(L.src.cfg.n_layers * 7 + 1, !o.json && o.weights != "f32" && o.weights != "native");
   L.model = std::make_unique<LlamaModel>(L.src, spec, [&](int i, int) { bar.step("packing weights " + std::to_string(i)); });
   bar.done();
-  if (!o.lora.empty()) L.model->attach_lora(read_peft_adapter(o.lora));
+  for (const auto& arg : o.lora) {
+    const auto [dir, scale] = lora_arg(arg);
+    L.model->attach_lora(read_peft_adapter(dir), scale, &L.src);
+  }
   L.load_s = seconds_since(t0);
   return L;
 }

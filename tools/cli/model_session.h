@@ -17,9 +17,12 @@ inline double seconds_since(Clock::time_point t) { return std::chrono::duration<
 double peak_rss_mib();
 
 struct ModelOpts {
-  std::string model, tokenizer, weights = "native", lora;
+  std::string model, tokenizer, weights = "native";
+  std::vector<std::string> lora;  // DIR or DIR:SCALE, in order
   bool json = false;
 };
+// "DIR" or "DIR:SCALE" (llama.cpp's --lora / --lora-scaled) → the directory and the scale.
+std::pair<std::string, float> lora_arg(const std::string& arg);
 void add_model_options(CLI::App* c, ModelOpts& o);
 
 struct Loaded {
