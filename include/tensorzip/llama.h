@@ -123,14 +123,32 @@ LlamaSource load_llama(const std::string& path);
 // it — a plain tensor collection of any architecture).
 bool is_llama_model(const std::string& path);
 // Writes a LlamaSource as a llama.cpp GGUF file (architecture "llama", Meta's rotary layout, the
-// tokenizer as tokenizer.ggml.*): linear layers and the embedding in `ggml_type` (kGgmlF32,
-// kGgmlF16, or a quantized type io::quantize_ggml writes; rows must be whole blocks), norms f32.
-// Atomic: nothing is left at `path` on failure.
-void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type);
-// Each matrix in the type type_of(its GGUF name) gives (f32, f16, or any type io::quantize_ggml
-// writes): mixtures such as Q4_K_M. file_type: general.file_type (default: from blk.0.attn_q's type).
-void write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path,
-                      const std::function<uint32_t(const std::string& gguf_name)>& type_of, uint32_t file_type = ~0u);
+// SentencePiece tokenizer as tokenizer.ggml.*): each matrix in the type type_of(its GGUF name)
+// gives (f32, f16, bf16, or any type io::quantize_ggml writes: mixtures such as Q4_K_M), norms f32.
+// A row length the type cannot hold falls back per tensor as llama-quantize does (Q2_K / Q3_K /
+// IQ4_XS → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, TQ1_0 / TQ2_0 → Q4_0; then, or for the
+// 32-value types, F16), reported. file_type: general.file_type (default: from blk.0.attn_q's
+// requested type). Atomic: nothing is left at `path` on failure.
+struct GgufTensorWritten {
+  std::string name, requested, written;  // GGUF name; ggml type names
+  int64_t values = 0;
+  uint64_t bytes = 0;
+  double rel_error = 0;  // ‖dequantized − source‖ / ‖source‖ (0 for f32)
+};
+struct GgufWriteReport {
+  std::vector<GgufTensorWritten> tensors;
+  int fallbacks = 0;
+  double bits_per_weight = 0;  // the file's: every tensor's bytes × 8 / every tensor's values (llama.cpp's BPW)
+};
+using GgufTypeOf = std::function<uint32_t(const std::string& gguf_name)>;
+GgufWriteReport write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, uint32_t ggml_type);
+GgufWriteReport write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, const std::string& path, const GgufTypeOf& type_of,
+                                 uint32_t file_type = ~0u);
+// What write_gguf_llama checks before it quantizes anything (the architecture, the tokenizer,
+// every tensor's type): call it before long work whose result will be written as GGUF.
+void check_gguf_llama_export(const LlamaSource& src, const Tokenizer* tok, const GgufTypeOf& type_of);
+// The type a tensor of rows of `cols` values is written in when `requested` is asked for.
+uint32_t gguf_fallback_type(uint32_t requested, int64_t cols);
 // tensorzip files (docs/formats.md, "tensorzip model files"): a safetensors container holding the
 // dense tensors as f32, each compressed linear layer as NAME.qweight (packed codes, U8 [rows,
 // row bytes]), NAME.scales (F16/F32 [rows, groups]), NAME.zeros (U8, asymmetric), and when present
@@ -323,9 +341,15 @@ struct PerplexityResult {
   double perplexity_error() const;
 };
 // `progress` gets the windows done, their total and the result over the tokens scored so far.
+// `first_scored`: the first token of each sequence whose probability counts (earlier ones are
+// context only); llama-perplexity's chunks score their second half (ctx / 2 + 1).
 PerplexityResult evaluate_perplexity(
     LlamaSession& s, const std::vector<std::vector<int>>& seqs, int ctx, int stride,
-    const std::function<void(int64_t done, int64_t total, const PerplexityResult& so_far)>& progress = nullptr);
+    const std::function<void(int64_t done, int64_t total, const PerplexityResult& so_far)>& progress = nullptr,
+    int first_scored = 1);
+// llama-perplexity's protocol: the text's tokens (BOS first) cut into chunks of ctx, each chunk's
+// first token replaced by BOS; evaluate with first_scored = ctx / 2 + 1.
+std::vector<std::vector<int>> perplexity_chunks(const std::vector<int>& tokens, int ctx, int bos);
 
 // llama2.c's sampler: greedy at temperature 0, else softmax(logits / T) with top-p (nucleus)
 // truncation when 0 < top_p < 1, drawn from llama2.c's xorshift generator (same seed, same draw).

@@ -161,6 +161,80 @@ void q_q2_k(const float* x, uint8_t* b) {
   put_f16(b + 82, dmin);
 }
 
+// Q3_K: sixteen 16-value groups, signed 6-bit scales of d, 3-bit codes c with value d·sc·(c − 4):
+// the group's value of largest magnitude maps to code 0 (−4), as q5_0 does.
+void q_q3_k(const float* x, uint8_t* b) {
+  float sc[16], smax = 0;
+  for (int g = 0; g < 16; ++g) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < 16; ++i)
+      if (std::fabs(x[16 * g + i]) > amax) amax = std::fabs(x[16 * g + i]), max = x[16 * g + i];
+    sc[g] = max / -4.f;
+    smax = std::max(smax, std::fabs(sc[g]));
+  }
+  const float d = as_f16(smax / 31.f);
+  uint8_t* hm = b;
+  uint8_t* qs = b + 32;
+  uint8_t* s = b + 96;
+  std::memset(b, 0, 108);
+  for (int g = 0; g < 16; ++g) {
+    const int ls = d != 0.f ? clampi(std::lround(sc[g] / d), -32, 31) : 0, u = ls + 32;
+    s[g % 8] = uint8_t(s[g % 8] | ((u & 0x0f) << (g < 8 ? 0 : 4)));  // low nibbles of 0..7, then their high nibbles
+    s[8 + g % 4] = uint8_t(s[8 + g % 4] | ((u >> 4) << (2 * (g / 4))));
+    uint8_t q[16];
+    rtn(x + 16 * g, 16, d * float(ls), 4.f, 7, q);
+    for (int l = 0; l < 16; ++l) {  // value v = 16g + l: half v / 128, shift 2·(v % 128 / 32), byte v % 32
+      const int v = 16 * g + l, half = v / 128, j = (v % 128) / 32, k = v % 32;
+      qs[32 * half + k] = uint8_t(qs[32 * half + k] | ((q[l] & 3) << (2 * j)));
+      hm[k] = uint8_t(hm[k] | ((q[l] >> 2) << (4 * half + j)));
+    }
+  }
+  put_f16(b + 108, d);
+}
+
+// Ternary types: trits round(x / mean|x|) in {−1, 0, 1} (BitNet b1.58's absmean rule), then d the
+// least-squares scale of those trits (the mean |x| where the trit is not 0); stored + 1.
+float ternary_trits(const float* x, uint8_t* t) {
+  double sum = 0;
+  for (int i = 0; i < 256; ++i) sum += std::fabs(x[i]);
+  const double mean = sum / 256;
+  double kept = 0;
+  int nonzero = 0;
+  for (int i = 0; i < 256; ++i) {
+    const int q = mean > 0 ? clampi(std::lround(x[i] / mean), -1, 1) : 0;
+    t[i] = uint8_t(q + 1);
+    if (q != 0) kept += std::fabs(x[i]), ++nonzero;
+  }
+  return nonzero > 0 ? as_f16(float(kept / nonzero)) : 0.f;
+}
+
+// TQ1_0: five trits per byte as a base-3 fraction of 256 (the first trit most significant,
+// rounded up so that ·3^n >> 8 reads trit n back): bytes 0..31 hold values 32n + m, bytes 32..47
+// values 160 + 16n + m, qh[j] (four trits) values 240 + 4n + j.
+void q_tq1_0(const float* x, uint8_t* b) {
+  uint8_t t[256];
+  const float d = ternary_trits(x, t);
+  const auto pack = [](const uint8_t* trits, int count, int stride) {
+    int q = 0;
+    for (int n = 0; n < count; ++n) q = q * 3 + trits[n * stride];
+    for (int n = count; n < 5; ++n) q *= 3;
+    return uint8_t((q * 256 + 242) / 243);
+  };
+  for (int m = 0; m < 32; ++m) b[m] = pack(t + m, 5, 32);
+  for (int m = 0; m < 16; ++m) b[32 + m] = pack(t + 160 + m, 5, 16);
+  for (int j = 0; j < 4; ++j) b[48 + j] = pack(t + 240 + j, 4, 4);
+  put_f16(b + 52, d);
+}
+
+// TQ2_0: 2-bit trits, four per byte: byte 32h + m holds values 128h + 32l + m in bits 2l.
+void q_tq2_0(const float* x, uint8_t* b) {
+  uint8_t t[256];
+  const float d = ternary_trits(x, t);
+  std::memset(b, 0, 64);
+  for (int v = 0; v < 256; ++v) b[32 * (v / 128) + v % 32] = uint8_t(b[32 * (v / 128) + v % 32] | (t[v] << (2 * ((v % 128) / 32))));
+  put_f16(b + 64, d);
+}
+
 uint8_t nearest_iq4(float v) {  // index of the level closest to v (levels ascending)
   int best = 0;
   for (int k = 1; k < 16; ++k)
@@ -213,7 +287,8 @@ struct BlockQuant {
 constexpr BlockQuant kQuant[] = {
     {kGgmlQ4_0, q_q4_0},     {kGgmlQ4_1, q_q4_1},       {kGgmlQ5_0, q_q5<false>}, {kGgmlQ5_1, q_q5<true>},
     {kGgmlQ8_0, q_q8_0},     {kGgmlQ2_K, q_q2_k},       {kGgmlQ4_K, q_qk<false>}, {kGgmlQ5_K, q_qk<true>},
-    {kGgmlQ6_K, q_q6_k},     {kGgmlIQ4_NL, q_iq4_nl},   {kGgmlIQ4_XS, q_iq4_xs},
+    {kGgmlQ6_K, q_q6_k},     {kGgmlIQ4_NL, q_iq4_nl},   {kGgmlIQ4_XS, q_iq4_xs},  {kGgmlQ3_K, q_q3_k},
+    {kGgmlTQ1_0, q_tq1_0},   {kGgmlTQ2_0, q_tq2_0},
 };
 
 }  // namespace

@@ -28,6 +28,8 @@ void check_lora(const char* what, int64_t out, int64_t in, const LoraAdapter& ad
   require(int64_t(ad.b.size()) == out * ad.rank, std::string(what) + ": B must be [" + std::to_string(out) + ", " +
                                                      std::to_string(ad.rank) + "], has " + std::to_string(ad.b.size()) + " values");
   require(std::isfinite(ad.alpha), std::string(what) + ": alpha must be finite");
+  // A DoRA magnitude changes the product; these plain-LoRA paths would drop it (DoraAdapter, attach_lora take it).
+  require(ad.magnitude.empty(), std::string(what) + ": the adapter is DoRA (a magnitude vector); use dora_apply / LlamaModel::attach_lora");
   check_finite(what, ad.a.data(), ad.a.size());
   check_finite(what, ad.b.data(), ad.b.size());
 }

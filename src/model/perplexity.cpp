@@ -43,8 +43,22 @@ std::vector<std::vector<int>> split_documents(const std::string& text, const Tok
   return docs;
 }
 
+std::vector<std::vector<int>> perplexity_chunks(const std::vector<int>& tokens, int ctx, int bos) {
+  require(ctx >= 2, "perplexity: chunks need ctx >= 2");
+  std::vector<std::vector<int>> chunks;
+  for (size_t b = 0; b + size_t(ctx) <= tokens.size(); b += size_t(ctx)) {
+    chunks.emplace_back(tokens.begin() + std::ptrdiff_t(b), tokens.begin() + std::ptrdiff_t(b + size_t(ctx)));
+    chunks.back()[0] = bos;
+  }
+  require(!chunks.empty(), "perplexity: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one chunk of " +
+                               std::to_string(ctx));
+  return chunks;
+}
+
 PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vector<int>>& seqs, int ctx, int stride,
-                                     const std::function<void(int64_t, int64_t, const PerplexityResult&)>& progress) {
+                                     const std::function<void(int64_t, int64_t, const PerplexityResult&)>& progress,
+                                     int first_scored) {
+  require(first_scored >= 1, "perplexity: first_scored must be >= 1");
   require(ctx >= 2 && ctx <= s.max_seq(), "perplexity: ctx must be in [2, " + std::to_string(s.max_seq()) + "]");
   require(stride >= 1 && stride <= ctx, "perplexity: stride must be in [1, ctx]");
   struct Window { size_t seq; int begin, len, score_from; };
@@ -52,7 +66,7 @@ PerplexityResult evaluate_perplexity(LlamaSession& s, const std::vector<std::vec
   for (size_t d = 0; d < seqs.size(); ++d) {
     const int n = int(seqs[d].size());
     if (n < 2) continue;
-    int scored_to = 1;  // tokens [1, scored_to) are scored
+    int scored_to = std::min(first_scored, n);  // tokens [first_scored, scored_to) are scored
     for (int b = 0; scored_to < n; b += stride) {
       const int len = std::min(ctx, n - b);
       windows.push_back({d, b, len, scored_to - b});

@@ -355,6 +355,42 @@ TEST(Cli, LlamaCliFlagHabits) {
   EXPECT_NE(r.err.find("layer 5 is outside [0, 5)"), std::string::npos) << r.err;
 }
 
+// convert: a model re-typed as GGUF without calibration, per-tensor fallbacks reported; eval
+// --chunks scores as llama-perplexity does (ctx-token chunks from BOS, the second half of each).
+TEST(Cli, ConvertRetypesForLlamaCppAndEvalChunks) {
+  TZ_REQUIRE_MODELS();
+  const std::string m = test::models_dir() + "/stories260K/stories260K.bin", dir = test::temp_dir();
+  auto r = test::run_cli("convert -m " + m + " -o " + dir + "/c.gguf --type q4_k_m --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_GT(j["bits_per_weight"].get<double>(), 4.0);
+  EXPECT_EQ(j["fallbacks"], 36);  // rows of 64 and 172 hold no 256-value super-block
+  const json info = json::parse(test::run_cli("inspect " + dir + "/c.gguf --json").out);
+  std::map<std::string, std::string> types;
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  for (const auto& t : j["tensors"]) EXPECT_EQ(types[t["name"]], t["written"]) << t["name"];
+  EXPECT_EQ(types["blk.0.attn_q.weight"], "q5_0");    // q4_K's fallback
+  EXPECT_EQ(types["blk.0.ffn_down.weight"], "f16");   // 172 values fit nothing smaller
+  EXPECT_EQ(types["token_embd.weight"], "q5_0");      // (tied: no output.weight)
+  const std::string txt = test::models_dir() + "/eval-text/tinystories_valid_head.txt";
+  r = test::run_cli("eval -m " + dir + "/c.gguf -f " + txt + " -c 128 --chunks 40 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json e = json::parse(r.out);
+  EXPECT_EQ(e["windows"], 40);
+  EXPECT_EQ(e["tokens_scored"].get<int64_t>(), 40 * (128 - 64 - 1));
+  EXPECT_GT(e["perplexity"].get<double>(), 1.0);
+  EXPECT_NE(test::run_cli("eval -m " + m + " -f " + txt + " --chunks 4 --split x").code, 0);
+  // Errors before any work: an unknown type, a non-GGUF output, the model twice.
+  r = test::run_cli("convert -m " + m + " -o " + dir + "/d.gguf --type q9_k");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("'q9_k'"), std::string::npos) << r.err;
+  r = test::run_cli("convert -m " + m + " -o " + dir + "/d.tz --type q4_0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(".gguf"), std::string::npos) << r.err;
+  EXPECT_EQ(test::run_cli("convert " + m + " -m " + m + " -o " + dir + "/d.gguf --type q4_0").code, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/d.gguf"));
+}
+
 // inspect: a model directory (its config and every safetensors file); --full in text output too.
 TEST(Cli, InspectDirectoriesAndFullText) {
   const std::string dir = test::temp_dir() + "/hf";
@@ -621,7 +657,7 @@ TEST(Cli, CompressWritesEveryGgufType) {
   const std::string dir = test::temp_dir();
   const auto f32 = test::run_cli("run -m " + model + " -p Once -n 8 --temp 0");
   ASSERT_EQ(f32.code, 0) << f32.err;
-  for (const std::string t : {"q4_1", "q5_0", "q5_1", "q2_k", "q4_k", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"}) {
+  for (const std::string t : {"q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0", "bf16"}) {
     SCOPED_TRACE(t);
     const std::string out = dir + "/m." + t + ".gguf";
     auto r = test::run_cli("compress " + model + " -o " + out + " --exclude 'layers.*' --gguf-type " + t);
@@ -632,11 +668,15 @@ TEST(Cli, CompressWritesEveryGgufType) {
     std::map<std::string, std::string> types;
     for (const auto& e : j["tensors"]) types[e["name"].get<std::string>()] = e["dtype"].get<std::string>();
     const bool mixed = t.size() > 4 && t.substr(t.size() - 2) == "_m";
-    EXPECT_EQ(types["blk.1.ffn_down.weight"], mixed ? "q6_K" : t == "q2_k" ? "q2_K" : t == "q4_k" ? "q4_K" : t == "q6_k" ? "q6_K" : t);
+    std::string want = mixed ? "q6_K" : t;
+    if (!mixed && t.back() == 'k') want.back() = 'K';  // ggml spells the K-quants q4_K
+    EXPECT_EQ(types["blk.1.ffn_down.weight"], want);
     r = test::run_cli("run -m " + out + " -p Once -n 8 --temp 0");
     EXPECT_EQ(r.code, 0) << r.err;
   }
-  EXPECT_EQ(test::run_cli("compress " + model + " -o " + dir + "/x.gguf --gguf-type q3_k").code, 1);
+  const auto bad = test::run_cli("compress " + model + " -o " + dir + "/x.gguf --gguf-type iq2_xxs");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("'iq2_xxs'"), std::string::npos) << bad.err;
 }
 
 }  // namespace tz

@@ -108,7 +108,8 @@ TEST(GgmlTypes, QuantizersRoundTripWithinTheirBits) {
   const auto x = test::random_floats(256 * 24, 7, 0.02f);
   const std::pair<uint32_t, double> cases[] = {{kGgmlQ4_0, 0.12}, {kGgmlQ4_1, 0.10}, {kGgmlQ5_0, 0.06}, {kGgmlQ5_1, 0.05},
                                                {kGgmlQ8_0, 0.006}, {kGgmlQ2_K, 0.45}, {kGgmlQ4_K, 0.11}, {kGgmlQ5_K, 0.055},
-                                               {kGgmlQ6_K, 0.03}, {kGgmlIQ4_NL, 0.11}, {kGgmlIQ4_XS, 0.11}};
+                                               {kGgmlQ6_K, 0.03}, {kGgmlIQ4_NL, 0.11}, {kGgmlIQ4_XS, 0.11}, {kGgmlQ3_K, 0.25},
+                                               {kGgmlTQ1_0, 0.5}, {kGgmlTQ2_0, 0.5}};
   for (const auto& [type, bound] : cases) {
     const GgmlTypeInfo* ti = ggml_type_info(type);
     SCOPED_TRACE(ti->name);
@@ -123,7 +124,18 @@ TEST(GgmlTypes, QuantizersRoundTripWithinTheirBits) {
     EXPECT_LE(rel, bound);
     std::printf("%-7s relative RMS error %.4f\n", ti->name, rel);
   }
-  EXPECT_FALSE(ggml_quantize_supported(kGgmlTQ1_0));
+  EXPECT_FALSE(ggml_quantize_supported(16));  // IQ2_XXS: read, not written
+  // Ternary weights (d·{−1, 0, 1}, d an f16 value) come back exactly through TQ1_0 and TQ2_0.
+  std::vector<float> t(256 * 4);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = 0.046875f * float(int((i * 7 + i / 5) % 3) - 1);
+  for (const uint32_t type : {kGgmlTQ1_0, kGgmlTQ2_0}) {
+    const GgmlTypeInfo* ti = ggml_type_info(type);
+    std::vector<uint8_t> blocks(t.size() / 256 * ti->block_bytes);
+    quantize_ggml(type, t.data(), blocks.data(), t.size());
+    std::vector<float> y(t.size());
+    dequantize_ggml(type, blocks.data(), y.data(), y.size());
+    EXPECT_EQ(y, t) << ti->name;
+  }
 }
 
 }  // namespace tz::io

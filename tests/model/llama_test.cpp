@@ -334,9 +334,14 @@ TEST(Llama, GgufAndHuggingFaceLoadersAgreeWithLlama2c) {
   EXPECT_EQ(logits_of(LlamaModel(g, FormatSpec("f32")), ids), want);  // same floats, same code: bit-exact
   write_gguf_llama(src, tok, dir + "/m16.gguf", io::kGgmlF16);
   EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/m16.gguf"), FormatSpec("f32")), ids), want), 1e-2);
-  // stories260K's hidden size 172 is not a multiple of 32: q8_0 refuses clearly.
-  EXPECT_THROW(write_gguf_llama(src, tok, dir + "/m8.gguf", io::kGgmlQ8_0), Error);
-  EXPECT_FALSE(test::file_exists(dir + "/m8.gguf"));
+  // stories260K's hidden size 172 is not a multiple of 32: ffn_down falls back to f16 (llama-quantize's
+  // last resort), reported; the rest is q8_0.
+  const GgufWriteReport rep = write_gguf_llama(src, tok, dir + "/m8.gguf", io::kGgmlQ8_0);
+  EXPECT_EQ(rep.fallbacks, 5);
+  for (const auto& t : rep.tensors)
+    if (t.name.find("ffn_down") != std::string::npos) EXPECT_EQ(t.written, "f16") << t.name;
+    else if (t.name.find("norm") == std::string::npos) EXPECT_EQ(t.written, "q8_0") << t.name;
+  EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/m8.gguf"), FormatSpec("native")), ids), want), 3e-2);
 
   std::filesystem::create_directory(dir + "/hf");
   write_hf(src, dir + "/hf", false);
@@ -375,6 +380,73 @@ TEST(Llama, LinearRopeScalingIsAppliedAndKept) {
   EXPECT_EQ(logits_of(LlamaModel(g, FormatSpec("f32")), ids), scaled);
   write_tensorzip(src, &tok, dir + "/s.tz");
   EXPECT_EQ(load_llama(dir + "/s.tz").cfg.rope_freq_scale, 0.25f);
+}
+
+// GGUF export in every type tensorzip writes: the file reads back to the blocks written (the
+// report's added error is the read-back tensor's), rows a type cannot hold fall back as
+// llama-quantize's table says, bits/weight is the file's, and what cannot be written fails
+// before any tensor is quantized.
+TEST(Llama, GgufExportEveryTypeAndFallbacks) {
+  const std::string dir = test::temp_dir();
+  test::write_file(dir + "/tok.bin", test::sample_tokenizer_bin());
+  const Tokenizer tok = Tokenizer::from_llama2c(dir + "/tok.bin", 16);
+  LlamaConfig c{256, 512, 1, 4, 2, 16, 32};
+  const LlamaSource src = synthetic_llama(c, 9);
+  for (const uint32_t type : {io::kGgmlF16, io::kGgmlBF16, io::kGgmlQ4_0, io::kGgmlQ4_1, io::kGgmlQ5_0, io::kGgmlQ5_1, io::kGgmlQ8_0,
+                              io::kGgmlQ2_K, io::kGgmlQ3_K, io::kGgmlQ4_K, io::kGgmlQ5_K, io::kGgmlQ6_K, io::kGgmlIQ4_NL,
+                              io::kGgmlIQ4_XS, io::kGgmlTQ1_0, io::kGgmlTQ2_0}) {
+    const std::string name = io::ggml_type_info(type)->name;
+    SCOPED_TRACE(name);
+    const GgufWriteReport rep = write_gguf_llama(src, tok, dir + "/e.gguf", type);
+    EXPECT_EQ(rep.fallbacks, 0);
+    const io::GgufFile g = io::GgufFile::open(dir + "/e.gguf");
+    uint64_t bytes = 0;
+    int64_t values = 0;
+    for (const auto& t : g.tensors()) bytes += t.nbytes, values += shape_numel(t.shape);
+    EXPECT_NEAR(rep.bits_per_weight, double(bytes) * 8 / double(values), 1e-9);
+    const LlamaSource back = load_llama(dir + "/e.gguf");
+    for (const auto& t : rep.tensors) {
+      EXPECT_EQ(io::ggml_type_info(g.find_tensor(t.name)->ggml_type)->name, t.written) << t.name;
+      if (t.name != "blk.0.ffn_down.weight") continue;
+      const Tensor a = src.get("layers.0.feed_forward.w2"), b = back.dense("layers.0.feed_forward.w2");
+      double num = 0, den = 0;
+      for (int64_t i = 0; i < a.numel(); ++i) {
+        const double d = double(b.data<float>()[i]) - a.data<float>()[i];
+        num += d * d, den += double(a.data<float>()[i]) * a.data<float>()[i];
+      }
+      EXPECT_NEAR(t.rel_error, std::sqrt(num / den), 1e-6);  // the report measures what the file holds
+      EXPECT_GT(t.rel_error, 0.0);
+    }
+  }
+  // Rows of 96 and 64 values: K-quants and ternary fall back per tensor as llama-quantize's table.
+  LlamaConfig small{64, 96, 1, 4, 2, 16, 32};
+  const LlamaSource s2 = synthetic_llama(small, 10);
+  const auto written = [&](uint32_t type, const std::string& tensor) {
+    for (const auto& t : write_gguf_llama(s2, tok, dir + "/f.gguf", type).tensors)
+      if (t.name == tensor) return t.written;
+    return std::string();
+  };
+  EXPECT_EQ(written(io::kGgmlQ4_K, "blk.0.ffn_down.weight"), "q5_0");
+  EXPECT_EQ(written(io::kGgmlQ5_K, "blk.0.ffn_down.weight"), "q5_1");
+  EXPECT_EQ(written(io::kGgmlQ6_K, "blk.0.attn_q.weight"), "q8_0");
+  EXPECT_EQ(written(io::kGgmlQ2_K, "blk.0.attn_q.weight"), "iq4_nl");
+  EXPECT_EQ(written(io::kGgmlTQ1_0, "blk.0.attn_q.weight"), "q4_0");
+  EXPECT_EQ(gguf_fallback_type(io::kGgmlQ4_K, 172), io::kGgmlF16);  // q5_0 cannot hold 172 either
+  EXPECT_EQ(gguf_fallback_type(io::kGgmlQ8_0, 48), io::kGgmlF16);
+  EXPECT_EQ(gguf_fallback_type(io::kGgmlQ4_K, 512), io::kGgmlQ4_K);
+  // Refused before any tensor is quantized: another architecture, a byte-level BPE vocabulary, a
+  // type tensorzip does not write.
+  LlamaSource qwen = s2;
+  qwen.cfg.arch = "qwen2", qwen.cfg.rope_style = RopeStyle::HalfSplit;
+  EXPECT_THROW(check_gguf_llama_export(qwen, &tok, [](const std::string&) { return io::kGgmlQ4_0; }), Error);
+  const Tokenizer bpe = Tokenizer::parse_hf_json(
+      R"({"model":{"type":"BPE","vocab":{"<unk>":0,"<s>":1,"</s>":2,"a":3},"merges":[]},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}})",
+      "bpe.json");
+  ASSERT_EQ(bpe.kind(), Tokenizer::Kind::ByteBpe);
+  EXPECT_THROW(check_gguf_llama_export(s2, &bpe, [](const std::string&) { return io::kGgmlQ4_0; }), Error);
+  EXPECT_THROW(check_gguf_llama_export(s2, nullptr, [](const std::string&) { return io::kGgmlQ4_0; }), Error);
+  EXPECT_THROW(write_gguf_llama(s2, tok, dir + "/iq2.gguf", 16), Error);  // IQ2_XXS
+  EXPECT_FALSE(test::file_exists(dir + "/iq2.gguf"));
 }
 
 TEST(Llama, GgufLowBitWeightsRunNatively) {

@@ -135,8 +135,11 @@ void run(const Opts& o) {
       }
       calib_desc = fmt::format("{} random sequences of {} tokens", calib.size(), calib[0].size());
     }
+    // Everything the GGUF writer would refuse (architecture, tokenizer, types) fails now, not after the work.
+    if (gguf_out) check_gguf_llama_export(src, tok ? &*tok : nullptr, gguf_types(o.gguf_type.empty() ? (o.bits <= 4 ? "q4_0" : "q8_0") : o.gguf_type).first);
     res = compress_llama(src, calib, co, progress);
   } else {
+    require(!gguf_out, "compress: " + o.in + " is a tensor collection, not a LLaMA-family model; GGUF export needs a model");
     LlamaSource src;
     src.label = o.in;
     const auto f = io::SafetensorsFile::open(o.in);
@@ -158,7 +161,8 @@ void run(const Opts& o) {
     require(res.model.cfg.dim > 0 && tok.has_value(), "compress: GGUF export needs a LLaMA model with a tokenizer");
     // llama.cpp's blocks are their own grid: the compressed weights are dequantized and re-quantized.
     const auto types = gguf_types(o.gguf_type.empty() ? (o.bits <= 4 ? "q4_0" : "q8_0") : o.gguf_type);
-    write_gguf_llama(res.model, *tok, o.out, types.first, types.second);
+    const GgufWriteReport rep = write_gguf_llama(res.model, *tok, o.out, types.first, types.second);
+    if (!o.json) print_gguf_report(rep, o.out, true);
   } else {
     std::map<std::string, std::string> meta = {{"tensorzip.source", o.in.empty() ? o.synthetic : o.in},
                                                {"tensorzip.method", o.method}, {"tensorzip.calibration", calib_desc}};
@@ -253,7 +257,7 @@ void add_compress(CLI::App& app) {
   c->add_option("--exclude", o->exclude, "Globs of tensors to leave dense");
   c->add_option("-z,--tokenizer", o->tokenizer, "Tokenizer for text calibration (default: the model's)");
   c->add_option("--synthetic", o->synthetic, "Compress a generated model with LLaMA-2-7B layer shapes: 7b:LAYERS");
-  c->add_option("--gguf-type", o->gguf_type, "With -o X.gguf: f32 f16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q4_k q4_k_m q5_k q5_k_m q6_k iq4_nl iq4_xs");
+  c->add_option("--gguf-type", o->gguf_type, std::string("With -o X.gguf: ") + kGgufTypeNames + " (default q4_0, q8_0 above 4 bits)");
   c->add_flag("--json", o->json, "One JSON object with the per-layer report");
   c->callback([o] {
     require(o->in.empty() || o->model.empty(), "compress: give the model once (-m or the positional input), not both");

@@ -45,8 +45,10 @@ void run_merge(const MergeOpts& o) {
     merge_lora(src, ad, scale);
     modules += ad.modules.size() + ad.embeddings.size() + ad.saved.size();
   }
-  if (gguf_out) write_gguf_llama(src, tok, o.out, types.first, types.second);
-  else write_tensorzip(src, &tok, o.out, {{"tensorzip.source", o.model}, {"tensorzip.merged_adapters", [&] {
+  if (gguf_out) {
+    check_gguf_llama_export(src, &tok, types.first);
+    print_gguf_report(write_gguf_llama(src, tok, o.out, types.first, types.second), o.out, false);
+  } else write_tensorzip(src, &tok, o.out, {{"tensorzip.source", o.model}, {"tensorzip.merged_adapters", [&] {
                                             std::string s;
                                             for (const auto& l : o.lora) s += (s.empty() ? "" : ",") + l;
                                             return s;

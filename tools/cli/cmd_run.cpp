@@ -108,10 +108,13 @@ void run_generate(const RunOpts& o) {
 
 // ------------------------------------------------------------------ eval
 
+constexpr int kNoChunks = -2;
+
 struct EvalOpts {
   ModelOpts m;
   std::string text, split, capture;
-  int ctx = 0, stride = 0, max_docs = 0, decode_tokens = -1, capture_rows_given = 0;  // decode_tokens -1: 32, at most ctx - 1
+  int ctx = 0, stride = 0, max_docs = 0, decode_tokens = -1, capture_rows_given = 0;
+  int chunks = kNoChunks;  // --chunks N: llama-perplexity's protocol over N chunks (-1: all)  // decode_tokens -1: 32, at most ctx - 1
   int64_t capture_rows = 2048;
 };
 
@@ -152,6 +155,7 @@ void run_eval(const EvalOpts& o) {
   }
   // Flags this run would ignore or cap are errors (llama-perplexity's habit of silently adjusting is not kept).
   require(o.max_docs == 0 || !o.split.empty(), "eval: --max-docs needs --split (it counts documents)");
+  require(o.chunks == kNoChunks || (o.split.empty() && o.stride == 0), "eval: --chunks is its own protocol; it takes no --split or --stride");
   require(o.capture_rows_given == 0 || !o.capture.empty(), "eval: --capture-rows needs --capture");
   Loaded L = load(o.m);
   const LlamaConfig& c = L.model->config();
@@ -168,7 +172,15 @@ void run_eval(const EvalOpts& o) {
   // Sequences to score: each document (BOS + text, truncated to ctx) with --split, else the whole
   // text as one token stream scored with a sliding window.
   std::vector<std::vector<int>> docs;
-  if (!o.split.empty()) docs = split_documents(text, L.tok, unescape(o.split), o.max_docs, ctx);
+  if (o.chunks != kNoChunks) {
+    docs = perplexity_chunks(L.tok.encode(text, true), ctx, L.tok.bos_id());
+    if (o.chunks >= 0) {
+      require(o.chunks <= int(docs.size()), "eval: --chunks " + std::to_string(o.chunks) + ": the text has " + std::to_string(docs.size()) +
+                                                 " chunks of " + std::to_string(ctx) + " tokens");
+      docs.resize(size_t(o.chunks));
+    }
+  }
+  else if (!o.split.empty()) docs = split_documents(text, L.tok, unescape(o.split), o.max_docs, ctx);
   else docs.push_back(L.tok.encode(text, true));
   require(!docs.empty() && docs[0].size() >= 2, o.text + ": no text to evaluate");
   const int stride = o.stride > 0 ? std::min(o.stride, ctx) : std::max(1, ctx / 2);
@@ -180,7 +192,7 @@ void run_eval(const EvalOpts& o) {
     if (o.m.json) return;
     fmt::print(stderr, "[{}]{:.4f},", done, so_far.perplexity());
     std::fflush(stderr);
-  });
+  }, o.chunks != kNoChunks ? ctx / 2 + 1 : 1);
   if (!o.m.json) fmt::print(stderr, "\n");
   s.set_activation_hook(nullptr);
   // Decode speed: greedy single-token steps after a one-token prompt.
@@ -262,6 +274,10 @@ void add_eval(CLI::App& app) {
   c->add_option("-c,--ctx-size,--ctx", o->ctx, "Context window (default: the model's seq_len; longer is an error)")->check(CLI::Range(0, 1 << 24));
   c->add_option("--stride", o->stride, "Sliding-window stride (default: ctx/2; each token is scored once)")->check(CLI::Range(0, 1 << 24));
   c->add_option("--split", o->split, "Score documents separated by this string (e.g. '\\n\\n'), each as BOS + text truncated to ctx");
+  c->add_option("--chunks", o->chunks,
+                "llama-perplexity's protocol over the first N chunks (-1: all): the text cut into -c token chunks, each from BOS, "
+                "the second half of each scored (llama-perplexity -c C --chunks N gives the same numbers)")
+      ->check(CLI::Range(-1, 1 << 30));
   c->add_option("--max-docs", o->max_docs, "With --split: only the first N non-empty documents")->check(CLI::Range(0, 1 << 30));
   c->add_option("--decode-tokens", o->decode_tokens, "Greedy decode steps timed for decode tokens/s (default 32; at most ctx - 1)")
       ->check(CLI::Range(0, 1 << 24));

@@ -13,6 +13,7 @@ void add_chat(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_compress(CLI::App& app);
 void add_merge(CLI::App& app);
+void add_convert(CLI::App& app);
 void add_bench_model(CLI::App& bench);
 
 }  // namespace tz::cli

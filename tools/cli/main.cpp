@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   tz::cli::add_eval(app);
   tz::cli::add_compress(app);
   tz::cli::add_merge(app);
+  tz::cli::add_convert(app);
   tz::io::install_signal_cleanup();  // Ctrl-C / SIGTERM during a write leave no temporary behind
   // llama-cli's -ngl is a many-letter short option, which CLI11 cannot name: spell it long.
   std::vector<std::string> ngl = {"--n-gpu-layers"};
