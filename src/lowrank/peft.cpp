@@ -131,7 +131,9 @@ PeftAdapter parse_peft_config(const std::string& text, const std::string& label)
       require(p.is_null() || p.is_object(), label + ": \"" + key + "\" must be an object");
       if (!p.is_object()) continue;
       for (const auto& [k, v] : p.items()) {
-        const std::string where = label + ": " + key + " '" + k + "'";
+        const std::string where = label + ": " + key + " '" + k.substr(0, 64) + "'";
+        // The key is a regular expression (std::regex recurses per character): bound its length.
+        require(k.size() <= 256, where + "…: a pattern key longer than 256 characters");
         if (std::string(key) == "rank_pattern") {
           require(v.is_number_integer() && v.get<int64_t>() >= 1 && v.get<int64_t>() <= (int64_t(1) << 24), where + " must be a rank >= 1");
           ad.rank_pattern[k] = v.get<int64_t>();

@@ -407,7 +407,8 @@ TEST(Hardening, PeftOptionsAreHonouredOrRefusedByName) {
            {"bias", "some", "bias 'some'"},
            {"use_dora", true, "use_dora is set but"},
            {"rank_pattern", {{"q_proj", 0}}, "rank_pattern 'q_proj'"},
-           {"alpha_pattern", {{"q_proj", "x"}}, "alpha_pattern 'q_proj'"}}) {
+           {"alpha_pattern", {{"q_proj", "x"}}, "alpha_pattern 'q_proj'"},
+           {"rank_pattern", {{std::string(300, 'a'), 2}}, "longer than 256 characters"}}) {
     j = base;
     j[key] = value;
     EXPECT_TRUE(contains(with_config(j), what)) << key << ": " << with_config(j);
