@@ -13,6 +13,7 @@
 #include "tensorzip/decompose.h"
 #include "tensorzip/memory.h"
 #include "tensorzip/mpgemm.h"
+#include "tensorzip/tensor.h"
 
 namespace tz {
 
