@@ -111,7 +111,7 @@ void bench_lowrank(const LowRankBenchOptions& o, Reporter& rep, const std::funct
         for (int64_t i = 0; i < o.adapters; ++i)
           bank.add(LoraAdapter{o.adapter_rank, float(2 * o.adapter_rank),
                                gaussian(size_t(o.adapter_rank * k), uint32_t(300 + i), 0.02f),
-                               gaussian(size_t(m * o.adapter_rank), uint32_t(400 + i), 0.02f)});
+                               gaussian(size_t(m * o.adapter_rank), uint32_t(400 + i), 0.02f), false, {}});
         std::vector<int32_t> ids(static_cast<size_t>(o.rows));
         for (int64_t r = 0; r < o.rows; ++r) ids[size_t(r)] = int32_t((r * 7) % o.adapters);  // mixed order
         const auto x = gaussian(size_t(o.rows * k), 500);

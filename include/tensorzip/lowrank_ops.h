@@ -192,6 +192,8 @@ struct PeftAdapter {
 // Refuses tensors that disagree with the config (a module's rank other than r, a module not in
 // target_modules) and warns (log hook) about a target module with no tensors.
 PeftAdapter read_peft_adapter(const std::string& dir);
+// PEFT's module match: `module` is `key` or ends with "." + key (target_modules, modules_to_save).
+bool peft_module_is(const std::string& module, const std::string& key);
 // The adapter_config.json part alone (r, lora_alpha, target_modules; no modules); `label` names the
 // source in errors.
 PeftAdapter parse_peft_config(const std::string& json_text, const std::string& label);

@@ -24,8 +24,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// PEFT's module match: the name is the key or ends with "." + key.
-bool module_is(const std::string& module, const std::string& key) { return module == key || ends_with(module, "." + key); }
 
 std::vector<float> as_f32(const io::SafetensorsFile& f, const std::string& name, const std::string& path) {
   const Tensor t = f.tensor(name);
@@ -53,13 +51,13 @@ void check_against_config(const PeftAdapter& ad, const std::string& st_path, con
   for (const auto* group : {&ad.modules, &ad.embeddings})
     for (const auto& [module, l] : *group) {
       bool named = false;
-      for (const auto& t : ad.target_modules) named |= module_is(module, t);
+      for (const auto& t : ad.target_modules) named |= peft_module_is(module, t);
       require(named, st_path + ": module '" + module + "' is not among the target_modules of " + cfg_path + " (" + list + ")");
     }
   for (const auto& t : ad.target_modules) {
     bool used = false;
     for (const auto* group : {&ad.modules, &ad.embeddings})
-      for (const auto& [module, l] : *group) used |= module_is(module, t);
+      for (const auto& [module, l] : *group) used |= peft_module_is(module, t);
     if (!used) log(LogLevel::Warn, cfg_path + ": target module '" + t + "' has no LoRA tensors in " + st_path);
   }
 }
@@ -87,6 +85,8 @@ const std::set<std::string> kInertFields = {
     "trainable_token_indices", "alora_invocation_tokens", "arrow_config"};
 
 }  // namespace
+
+bool peft_module_is(const std::string& module, const std::string& key) { return module == key || ends_with(module, "." + key); }
 
 int64_t PeftAdapter::rank_for(const std::string& module) const {
   const int64_t* p = pattern_entry(rank_pattern, module);
@@ -200,8 +200,8 @@ PeftAdapter read_peft_adapter(const std::string& dir) {
       magnitudes[module_of(n, ends_with(n, ".weight") ? ".lora_magnitude_vector.weight" : ".lora_magnitude_vector")] = as_f32(f, n, st_path);
     } else if (ends_with(n, ".weight")) {  // a module saved whole: modules_to_save, or an embedding layer saved with the adapter
       const std::string module = module_of(n, ".weight");
-      bool listed = module_is(module, "embed_tokens") || module_is(module, "lm_head");
-      for (const auto& m : ad.modules_to_save) listed |= module_is(module, m);
+      bool listed = peft_module_is(module, "embed_tokens") || peft_module_is(module, "lm_head");
+      for (const auto& m : ad.modules_to_save) listed |= peft_module_is(module, m);
       require(listed, st_path + ": tensor '" + n + "' is neither a LoRA tensor nor a module of modules_to_save");
       const std::vector<float> v = as_f32(f, n, st_path);
       Tensor t = Tensor::empty(DType::F32, e.shape);

@@ -10,10 +10,6 @@
 namespace tz {
 namespace {
 
-bool module_is(const std::string& module, const std::string& key) {
-  return module == key || (module.size() > key.size() && module.compare(module.size() - key.size() - 1, key.size() + 1, "." + key) == 0);
-}
-
 // A Hugging Face (or Meta) module name → the source tensor it adapts, and the heads whose rows
 // Hugging Face keeps in rotate-half order (q, k of adjacent-pair rotary models; 0 otherwise).
 struct Target {
@@ -120,10 +116,10 @@ int LlamaModel::attach_lora(const PeftAdapter& ad, float scale, const LlamaSourc
   require(std::isfinite(scale), "LoRA adapter: the scale must be finite");
   int adapted = 0;
   for (const auto& [module, t] : ad.saved) {  // modules_to_save: the module as trained, whole
-    if (module_is(module, "lm_head")) {
+    if (peft_module_is(module, "lm_head")) {
       require_saved_shape(t, classifier.out(), classifier.in(), module);
       classifier = Linear::build(t.to(DType::F32).clone(), classifier.format());
-    } else if (module_is(module, "embed_tokens")) {
+    } else if (peft_module_is(module, "embed_tokens")) {
       require_saved_shape(t, cfg_.vocab_size, cfg_.dim, module);
       embedding = t.to(DType::F32).clone();
       embedding_blocks.reset();
@@ -133,7 +129,7 @@ int LlamaModel::attach_lora(const PeftAdapter& ad, float scale, const LlamaSourc
     ++adapted;
   }
   for (const auto& [module, lora] : ad.embeddings) {
-    require(module_is(module, "embed_tokens"), "LoRA adapter: embedding LoRA on '" + module + "', which is not the token embedding");
+    require(peft_module_is(module, "embed_tokens"), "LoRA adapter: embedding LoRA on '" + module + "', which is not the token embedding");
     if (embedding_blocks || embedding.numel() == 0) {  // the file's blocks, dequantized once to take the update
       Tensor e = Tensor::empty(DType::F32, {cfg_.vocab_size, cfg_.dim});
       for (int v = 0; v < cfg_.vocab_size; ++v) embed(v, e.data<float>() + int64_t(v) * cfg_.dim);
@@ -176,11 +172,11 @@ void merge_lora(LlamaSource& src, const PeftAdapter& ad, float scale) {
     return src.tensors[name] = t;
   };
   for (const auto& [module, t] : ad.saved) {
-    if (module_is(module, "lm_head")) {
+    if (peft_module_is(module, "lm_head")) {
       require_saved_shape(t, c.vocab_size, c.dim, module);
       src.tensors["output"] = t.to(DType::F32).clone();
       src.quantized.erase("output");
-    } else if (module_is(module, "embed_tokens")) {
+    } else if (peft_module_is(module, "embed_tokens")) {
       require_saved_shape(t, c.vocab_size, c.dim, module);
       untie();
       src.tensors["tok_embeddings"] = t.to(DType::F32).clone();
@@ -190,7 +186,7 @@ void merge_lora(LlamaSource& src, const PeftAdapter& ad, float scale) {
     }
   }
   for (const auto& [module, lora] : ad.embeddings) {
-    require(module_is(module, "embed_tokens"), "LoRA adapter: embedding LoRA on '" + module + "', which is not the token embedding");
+    require(peft_module_is(module, "embed_tokens"), "LoRA adapter: embedding LoRA on '" + module + "', which is not the token embedding");
     untie();
     add_embedding_update(owned("tok_embeddings"), lora, scale, module);
   }
