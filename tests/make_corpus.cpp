@@ -1,5 +1,5 @@
 // Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
-// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip,hf_config}/,
+// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip,hf_config,hf_quant}/,
 // plus hostile seeds (deep nesting, floats in integer fields, duplicate keys). Run by ctest before the fuzz targets.
 #include <cstring>
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include "tensorzip/compress.h"
 #include "tensorzip/io/ggml_blocks.h"
 #include "tensorzip/io/gguf.h"
+#include "tensorzip/io/hf_quant.h"
 #include "tensorzip/io/safetensors.h"
 #include "tests/test_util.h"
 
@@ -69,6 +70,41 @@ int main(int argc, char** argv) {
   extra("hf_config", "nested", "{\"hidden_size\":" + deep + "}");
   extra("hf_config", "float_layers", R"({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2.5, "num_attention_heads": 1e300, "vocab_size": 32})");
   extra("hf_config", "inf_eps", R"({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 32, "rms_norm_eps": 1e999})");
+  extra("hf_config", "gptq", hf_cfg.substr(0, hf_cfg.size() - 1) +
+                                R"(, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": true, "sym": true, "checkpoint_format": "gptq"}})");
+  extra("hf_config", "awq", hf_cfg.substr(0, hf_cfg.size() - 1) +
+                               R"(, "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true, "version": "gemm"}})");
+  // AutoAWQ / GPTQ layers: the tensors with their quantization_config in the metadata.
+  {
+    const auto layer = [&](const std::string& cfg_text, int64_t rows, int64_t cols, bool act_order) {
+      const tz::io::HfQuantConfig cfg = tz::io::parse_hf_quant_config(cfg_text, "corpus");
+      tz::QuantFormat fmt;
+      fmt.bits = cfg.bits;
+      fmt.group = cfg.group;
+      fmt.symmetric = false;
+      fmt.scale_dtype = tz::DType::F16;
+      const auto w = tz::test::random_floats(size_t(rows * cols), 7);
+      tz::QuantMatrix q = tz::quantize_rtn_ref(w.data(), rows, cols, fmt);
+      for (float& z : q.zeros) z = std::max(z, cfg.zeros_minus_one ? 1.f : 0.f);
+      std::vector<int32_t> perm;
+      for (int64_t i = act_order ? cols - 1 : -1; i >= 0; --i) perm.push_back(int32_t(i));
+      const tz::io::HfQuantTensors t = tz::io::pack_hf_quant(cfg, q, perm);
+      tz::io::SafetensorsWriter wr;
+      wr.set_metadata("quantization_config", cfg_text);
+      wr.add("qweight", t.qweight);
+      wr.add("qzeros", t.qzeros);
+      wr.add("scales", t.scales);
+      if (t.g_idx.defined() && t.g_idx.numel() > 0) wr.add("g_idx", t.g_idx);
+      const std::string tmp = (root / "hf_quant.tmp").string();
+      wr.write(tmp);
+      const auto bytes = tz::test::read_file(tmp);
+      fs::remove(tmp);
+      return bytes;
+    };
+    emit("hf_quant", layer(R"({"quant_method":"gptq","bits":3,"group_size":32,"desc_act":true,"sym":false})", 32, 64, true));
+    const auto awq = layer(R"({"quant_method":"awq","bits":4,"group_size":32,"zero_point":true,"version":"gemm"})", 16, 64, false);
+    extra("hf_quant", "awq", std::string(awq.begin(), awq.end()));
+  }
   // A tiny llama2.c tokenizer.bin and a tokenizer.json with merges.
   const std::vector<uint8_t> tok = tz::test::sample_tokenizer_bin();
   emit("tokenizer", tok);

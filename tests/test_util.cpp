@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -211,6 +212,181 @@ std::vector<uint8_t> sample_tokenizer_bin() {
     score -= 1.f;
   }
   return tok;
+}
+
+}  // namespace tz::test
+
+#include <nlohmann/json.hpp>
+#include <span>
+
+#include "tensorzip/io/hf_quant.h"
+#include "tensorzip/llama.h"
+
+namespace tz::test {
+
+void write_hf_dir(const LlamaSource& s, const std::string& dir, bool bf16) {
+  const LlamaConfig& c = s.cfg;
+  std::filesystem::create_directories(dir);
+  nlohmann::json cfg = {{"model_type", c.arch}, {"hidden_size", c.dim}, {"intermediate_size", c.hidden_dim},
+                        {"num_hidden_layers", c.n_layers}, {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
+                        {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len}, {"rms_norm_eps", c.norm_eps},
+                        {"rope_theta", c.rope_theta}, {"tie_word_embeddings", s.tied()}};
+  if (c.arch == "phi3") cfg["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json();
+  if (c.arch == "qwen2") cfg["use_sliding_window"] = false;
+  if (c.arch == "gemma2") {
+    cfg["head_dim"] = c.head_size();
+    cfg["query_pre_attn_scalar"] = c.head_size();
+    cfg["sliding_window"] = c.sliding_window;
+    cfg["attn_logit_softcapping"] = c.attn_softcap;
+    cfg["final_logit_softcapping"] = c.final_softcap;
+    cfg["hidden_activation"] = "gelu_pytorch_tanh";
+  }
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  std::vector<Tensor> keep;
+  io::SafetensorsWriter w;
+  const auto put = [&](const std::string& hf, const Tensor& t, int rotary_heads = 0) {
+    Tensor v = t.clone();
+    if (rotary_heads > 0 && c.rope_style == RopeStyle::Adjacent) {  // Meta's row (h, 2j + i) is HF's (h, i, j)
+      const int64_t rows = t.dim(0), cols = t.dim(1), hs = rows / rotary_heads;
+      for (int64_t h = 0; h < rotary_heads; ++h)
+        for (int64_t j = 0; j < hs / 2; ++j)
+          for (int64_t i = 0; i < 2; ++i)
+            std::memcpy(v.data<float>() + (h * hs + i * hs / 2 + j) * cols, t.data<float>() + (h * hs + 2 * j + i) * cols, size_t(cols) * 4);
+    }
+    if (c.arch == "gemma2" && hf.ends_with("norm.weight"))  // Gemma stores w of (1 + w); GGUF the sum
+      for (float& x : std::span(v.data<float>(), size_t(v.numel()))) x -= 1.f;
+    keep.push_back(bf16 ? v.to(DType::BF16) : v);
+    w.add(hf, keep.back());
+  };
+  const auto cat_rows = [&](std::initializer_list<std::string> names) {
+    int64_t rows = 0, cols = 0;
+    for (const auto& n : names) rows += s.get(n).dim(0), cols = s.get(n).dim(1);
+    Tensor t = Tensor::empty(DType::F32, {rows, cols});
+    int64_t r0 = 0;
+    for (const auto& n : names) {
+      std::memcpy(t.data<float>() + r0 * cols, s.get(n).data<float>(), size_t(s.get(n).numel()) * 4);
+      r0 += s.get(n).dim(0);
+    }
+    return t;
+  };
+  put("model.embed_tokens.weight", s.get("tok_embeddings"));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
+    if (c.arch == "gemma2") {
+      put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
+      put(h + "post_attention_layernorm.weight", s.get(p + "post_attention_norm"));
+      put(h + "pre_feedforward_layernorm.weight", s.get(p + "ffn_norm"));
+      put(h + "post_feedforward_layernorm.weight", s.get(p + "post_ffn_norm"));
+    } else if (c.pre_norms) {
+      put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
+      put(h + "post_attention_layernorm.weight", s.get(p + "ffn_norm"));
+    } else {
+      put(h + "post_attention_layernorm.weight", s.get(p + "post_attention_norm"));
+      put(h + "post_feedforward_layernorm.weight", s.get(p + "post_ffn_norm"));
+    }
+    if (c.arch == "phi3") {
+      put(h + "self_attn.qkv_proj.weight", cat_rows({p + "attention.wq", p + "attention.wk", p + "attention.wv"}));
+      put(h + "mlp.gate_up_proj.weight", cat_rows({p + "feed_forward.w1", p + "feed_forward.w3"}));
+    } else {
+      put(h + "self_attn.q_proj.weight", s.get(p + "attention.wq"), c.n_heads);
+      put(h + "self_attn.k_proj.weight", s.get(p + "attention.wk"), c.n_kv_heads);
+      put(h + "self_attn.v_proj.weight", s.get(p + "attention.wv"));
+      put(h + "mlp.gate_proj.weight", s.get(p + "feed_forward.w1"));
+      put(h + "mlp.up_proj.weight", s.get(p + "feed_forward.w3"));
+    }
+    put(h + "self_attn.o_proj.weight", s.get(p + "attention.wo"));
+    put(h + "mlp.down_proj.weight", s.get(p + "feed_forward.w2"));
+    if (c.qkv_bias)
+      for (const char* b : {"q", "k", "v"}) put(h + "self_attn." + b + "_proj.bias", s.get(p + "attention.b" + b));
+    if (c.qk_norm)
+      for (const char* b : {"q", "k"}) put(h + "self_attn." + b + "_norm.weight", s.get(p + "attention." + b + "_norm"));
+  }
+  put("model.norm.weight", s.get("norm"));
+  if (!s.tied()) put("lm_head.weight", s.get("output"));
+  w.write(dir + "/model.safetensors");
+}
+
+HfQuantRewrite write_hf_quantized_dir(const std::string& dense_dir, const std::string& qdir, const std::string& ref_dir, const std::string& qconfig,
+                            bool act_order, uint32_t seed) {
+  const io::HfQuantConfig qc = io::parse_hf_quant_config(qconfig, "test");
+  const bool awq = qc.method == io::HfQuantConfig::Method::Awq;
+  std::filesystem::create_directories(qdir);
+  std::filesystem::create_directories(ref_dir);
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(dense_dir + "/config.json"));
+  std::ofstream(ref_dir + "/config.json") << cfg.dump();
+  cfg["quantization_config"] = nlohmann::json::parse(qconfig);
+  std::ofstream(qdir + "/config.json") << cfg.dump();
+  const auto f = io::SafetensorsFile::open(dense_dir + "/model.safetensors");
+  io::SafetensorsWriter wq, wr;
+  std::vector<Tensor> keep;
+  std::mt19937 rng(seed);
+  HfQuantRewrite out;
+  for (const auto& e : f.tensors()) {
+    const Tensor t = f.tensor(e.name);
+    const bool proj = e.name.ends_with("_proj.weight") && t.ndim() == 2;
+    const int64_t rows = proj ? t.dim(0) : 0, cols = proj ? t.dim(1) : 0, group = qc.group == 0 ? cols : qc.group;
+    const bool fits = proj && (awq ? rows % 8 == 0 && cols % group == 0 : rows * qc.bits % 32 == 0 && cols * qc.bits % 32 == 0);
+    if (!fits) {
+      keep.push_back(t);
+      wq.add(e.name, keep.back());
+      wr.add(e.name, keep.back());
+      out.dense += proj;
+      continue;
+    }
+    QuantFormat fmt;
+    fmt.bits = qc.bits;
+    fmt.group = qc.group;
+    fmt.symmetric = false;
+    fmt.scale_dtype = DType::F16;
+    // Act-order: the inputs in a random order, quantized in that order (column j of q is input perm[j]).
+    std::vector<int32_t> perm;
+    std::vector<float> w(t.data<float>(), t.data<float>() + rows * cols);
+    if (act_order) {
+      perm.resize(size_t(cols));
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) w[size_t(r * cols + j)] = t.data<float>()[r * cols + perm[size_t(j)]];
+    }
+    QuantMatrix q = quantize_rtn_ref(w.data(), rows, cols, fmt);
+    if (qc.sym && !awq) {  // GPTQ sym: zero 2^(bits−1), scale 2·max|w| / (2^bits − 1) per group
+      const int64_t gs = fmt.group_size(cols), ng = q.groups_per_row(), maxq = (int64_t(1) << qc.bits) - 1;
+      std::vector<uint8_t> codes(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t g = 0; g < ng; ++g) {
+          float amax = 0;
+          for (int64_t j = g * gs; j < std::min(cols, (g + 1) * gs); ++j) amax = std::max(amax, std::fabs(w[size_t(r * cols + j)]));
+          const float sc = f16_to_f32_scalar(f32_to_f16_scalar(std::max(2 * amax / float(maxq), 1e-8f))), z = float((maxq + 1) / 2);
+          q.scales[size_t(r * ng + g)] = sc;
+          q.zeros[size_t(r * ng + g)] = z;
+          for (int64_t j = g * gs; j < std::min(cols, (g + 1) * gs); ++j)
+            codes[size_t(j)] = uint8_t(std::clamp(std::nearbyint(w[size_t(r * cols + j)] / sc) + z, 0.f, float(maxq)));
+        }
+        pack_codes_ref(codes.data(), cols, qc.bits, q.codes.data() + size_t(r) * q.packed_row_bytes());
+      }
+    }
+    if (qc.zeros_minus_one)  // v1 cannot store a zero of 0 (AutoGPTQ's packer would overflow)
+      for (float& z : q.zeros) z = std::max(z, 1.f);
+    if (!act_order) out.codes[e.name] = q;
+    const std::string base = e.name.substr(0, e.name.size() - 7);
+    const io::HfQuantTensors p = io::pack_hf_quant(qc, q, perm);
+    for (const auto& [suffix, tensor] : {std::pair{".qweight", p.qweight}, std::pair{".qzeros", p.qzeros}, std::pair{".scales", p.scales},
+                                         std::pair{".g_idx", p.g_idx}})
+      if (tensor.defined() && tensor.numel() > 0) {
+        keep.push_back(tensor);
+        wq.add(base + suffix, keep.back());
+      }
+    dequantize_ref(q, w.data());
+    Tensor d = Tensor::empty(DType::F32, {rows, cols});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) d.data<float>()[r * cols + (perm.empty() ? j : perm[size_t(j)])] = w[size_t(r * cols + j)];
+    keep.push_back(d);
+    wr.add(e.name, keep.back());
+    ++out.quantized;
+  }
+  wq.write(qdir + "/model.safetensors");
+  wr.write(ref_dir + "/model.safetensors");
+  return out;
 }
 
 }  // namespace tz::test

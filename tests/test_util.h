@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "tensorzip/cpu.h"
+#include "tensorzip/format.h"
 
 namespace tz::test {
 
@@ -57,6 +59,26 @@ std::vector<uint8_t> sample_llama2c(int version, bool shared);
 // "Once"): enough to encode short prompts for sample_llama2c's vocab of 16.
 std::vector<uint8_t> sample_tokenizer_bin();
 }  // namespace tz::test
+
+namespace tz {
+struct LlamaSource;
+namespace test {
+// A model as a Hugging Face directory: config.json (model_type = cfg.arch) and model.safetensors
+// with HF names, q/k rows in rotate-half order for the adjacent-pair rotary models, phi3's fused
+// qkv_proj / gate_up_proj, gemma2's norms as w of (1 + w); tensors f32 or (bf16) bfloat16.
+void write_hf_dir(const LlamaSource& s, const std::string& dir, bool bf16 = false);
+// Copies the Hugging Face directory `dense_dir` to `qdir` as an AutoAWQ / GPTQ checkpoint
+// (`qconfig`: its quantization_config): every *_proj.weight the layout can hold becomes RTN codes
+// (v1 zeros kept ≥ 1; a random act-order permutation when asked), the rest stays dense; and to
+// `ref_dir` with those projections replaced by their dequantized values.
+struct HfQuantRewrite {
+  std::map<std::string, QuantMatrix> codes;  // HF module name → the codes packed (without act-order)
+  int quantized = 0, dense = 0;              // projections
+};
+HfQuantRewrite write_hf_quantized_dir(const std::string& dense_dir, const std::string& qdir, const std::string& ref_dir,
+                                      const std::string& qconfig, bool act_order, uint32_t seed);
+}  // namespace test
+}  // namespace tz
 
 // Sanitizer builds: some tests (address-space limits) cannot run under ASan.
 #if defined(__SANITIZE_ADDRESS__)

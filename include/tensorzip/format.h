@@ -42,6 +42,10 @@ struct QuantMatrix {
 void pack_codes_ref(const uint8_t* codes, int64_t n, int bits, uint8_t* out);
 void unpack_codes_ref(const uint8_t* packed, int64_t n, int bits, uint8_t* out);
 
+// Rows rows[0], rows[1], … of q (codes, scales and zeros as they are): permuting or splitting a
+// quantized matrix's outputs.
+QuantMatrix select_rows(const QuantMatrix& q, const std::vector<int64_t>& rows);
+
 // Round-to-nearest quantization of a row-major f32 matrix, and its exact inverse on the grid.
 QuantMatrix quantize_rtn_ref(const float* w, int64_t rows, int64_t cols, const QuantFormat& fmt);
 void dequantize_ref(const QuantMatrix& q, float* out);

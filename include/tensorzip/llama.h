@@ -19,6 +19,7 @@
 
 #include "tensorzip/format.h"
 #include "tensorzip/gemm.h"
+#include "tensorzip/io/hf_quant.h"
 #include "tensorzip/lowrank_ops.h"
 #include "tensorzip/mpgemm.h"
 #include "tensorzip/quantize.h"
@@ -102,13 +103,18 @@ struct LlamaSource {
 LlamaSource load_llama2c(const std::string& path);
 LlamaSource load_gguf_llama(const std::string& path);
 // A directory (or its config.json / model.safetensors) with config.json, model.safetensors and,
-// when present, tokenizer.json.
+// when present, tokenizer.json. AutoAWQ (GEMM) and GPTQ checkpoints load with their codes kept:
+// their layers are `quantized` entries (method "awq 4-bit g128", …) that the native format runs
+// on the LUT kernels.
 LlamaSource load_hf_llama(const std::string& path);
 // A Hugging Face config.json (model_type llama, mistral, qwen2, phi3 or olmo2): every field type- and
 // range-checked; the architecture's switches set as from GGUF.
 struct HfConfig {
   LlamaConfig cfg;
   bool tie_word_embeddings = false;
+  // quantization_config (or AutoGPTQ's quantize_config.json beside it): AutoAWQ GEMM / GPTQ
+  // layers read with their codes unchanged (io/hf_quant.h).
+  std::optional<io::HfQuantConfig> quant;
   std::vector<float> rope_factors;  // rope_scaling of type llama3: per-pair factors (the GGUF rope_freqs)
 };
 // Llama 3.1's rope_scaling (type llama3) as per-pair factors [head_size / 2], as llama.cpp's
@@ -128,12 +134,16 @@ bool is_llama_model(const std::string& path);
 // A row length the type cannot hold falls back per tensor as llama-quantize does (Q2_K / Q3_K /
 // IQ4_XS → IQ4_NL, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, TQ1_0 / TQ2_0 → Q4_0; then, or for the
 // 32-value types, F16), reported. file_type: general.file_type (default: from blk.0.attn_q's
-// requested type). Atomic: nothing is left at `path` on failure.
+// requested type). A compressed layer whose codes fit the type's grid (4/5/8-bit codes in groups of
+// whole blocks: GPTQ sym into q4_0 / q5_0 / q8_0, AWQ and asymmetric GPTQ into q4_1 / q5_1) is written
+// with its codes as they are; every other tensor is re-quantized. Atomic: nothing is left at `path`
+// on failure.
 struct GgufTensorWritten {
   std::string name, requested, written;  // GGUF name; ggml type names
   int64_t values = 0;
   uint64_t bytes = 0;
   double rel_error = 0;  // ‖dequantized − source‖ / ‖source‖ (0 for f32)
+  bool codes_kept = false;  // the source's codes written as they are (AWQ / GPTQ into q4_0 … q8_0), not re-quantized
 };
 struct GgufWriteReport {
   std::vector<GgufTensorWritten> tensors;
@@ -226,9 +236,11 @@ class Linear {
   PackedBf16Weights bf16_;
   std::shared_ptr<LutWeights> lut_;
   std::shared_ptr<const GgmlMatrix> ggml_;  // Native on llama.cpp blocks (ggml_gemm)
-  // Extras of a compressed layer: y = Q·(x ⊘ s with outlier channels zeroed) + W_out·x_out + L·(R·x).
+  // Extras of a compressed layer: y = Q·(x ⊘ s with outlier channels zeroed) + W_out·x_out + L·(R·x),
+  // or y = Q·x[perm] + L·(R·x).
   struct Extras {
     std::vector<float> inv_scale;       // 1 / s, empty when none
+    std::vector<int32_t> perm;          // Q reads x[perm] (act-order checkpoints); empty when none
     std::vector<int32_t> outlier_cols;
     std::vector<float> outlier_w;       // [out, k]
     int64_t rank = 0;

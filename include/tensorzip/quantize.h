@@ -68,9 +68,11 @@ struct QuantizeOptions {
   int lqlora_iters = 4;
 };
 
-// A compressed linear layer: y = Q·(x ⊘ s) + W_out·x[outlier_cols] + L·(R·x).
+// A compressed linear layer: y = Q·(x ⊘ s) + W_out·x[outlier_cols] + L·(R·x), or with an input
+// permutation (GPTQ act-order checkpoints, whose groups are not contiguous) y = Q·x[input_perm] + L·(R·x).
 struct CompressedLinear {
   QuantMatrix q;                      // [out, in]; outlier columns hold zeros
+  std::vector<int32_t> input_perm;    // column j of q reads input input_perm[j]; empty: identity (not with s / outliers)
   std::vector<float> input_scale;     // s (AWQ), empty when none
   std::vector<int32_t> outlier_cols;  // ascending input channels kept dense
   std::vector<float> outlier_w;       // [out, outliers], values exactly representable in f16

@@ -40,6 +40,25 @@ int64_t QuantMatrix::groups_per_row() const {
 
 size_t QuantMatrix::packed_row_bytes() const { return dtype_bytes(fmt.code_dtype(), size_t(cols)); }
 
+QuantMatrix select_rows(const QuantMatrix& q, const std::vector<int64_t>& rows) {
+  QuantMatrix r;
+  r.fmt = q.fmt;
+  r.rows = int64_t(rows.size());
+  r.cols = q.cols;
+  const size_t rb = q.packed_row_bytes(), ng = size_t(q.groups_per_row());
+  r.codes.resize(rows.size() * rb);
+  r.scales.resize(rows.size() * ng);
+  if (!q.zeros.empty()) r.zeros.resize(rows.size() * ng);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t s = rows[i];
+    require(s >= 0 && s < q.rows, "select_rows: row " + std::to_string(s) + " of " + std::to_string(q.rows));
+    std::copy_n(q.codes.data() + size_t(s) * rb, rb, r.codes.data() + i * rb);
+    std::copy_n(q.scales.data() + size_t(s) * ng, ng, r.scales.data() + i * ng);
+    if (!q.zeros.empty()) std::copy_n(q.zeros.data() + size_t(s) * ng, ng, r.zeros.data() + i * ng);
+  }
+  return r;
+}
+
 void pack_codes_ref(const uint8_t* codes, int64_t n, int bits, uint8_t* out) {
   const size_t nbytes = dtype_bytes(packed_dtype(bits), size_t(n));
   std::fill(out, out + nbytes, uint8_t(0));

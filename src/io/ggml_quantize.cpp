@@ -312,3 +312,38 @@ void quantize_ggml(uint32_t type, const float* x, uint8_t* blocks, size_t n) {
 }
 
 }  // namespace tz::io
+
+namespace tz::io {
+
+int ggml_code_block_bits(uint32_t type) {
+  switch (type) {
+    case kGgmlQ4_0: case kGgmlQ4_1: return 4;
+    case kGgmlQ5_0: case kGgmlQ5_1: return 5;
+    case kGgmlQ8_0: return 8;
+    default: return 0;
+  }
+}
+
+void encode_ggml_codes(uint32_t type, const uint8_t* q, float d, float m, uint8_t* b) {
+  const int bits = ggml_code_block_bits(type);
+  require(bits > 0, std::string("encode_ggml_codes: ") + (ggml_type_info(type) ? ggml_type_info(type)->name : "an unknown type") +
+                        " does not store plain codes");
+  for (int i = 0; i < 32; ++i) require(q[i] < (1u << bits), "encode_ggml_codes: code out of range");
+  put_f16(b, d);
+  const bool with_min = type == kGgmlQ4_1 || type == kGgmlQ5_1;
+  if (with_min) put_f16(b + 2, m);
+  uint8_t* p = b + (with_min ? 4 : 2);
+  if (type == kGgmlQ8_0) {  // int8 q − 128
+    for (int i = 0; i < 32; ++i) p[i] = uint8_t(int(q[i]) - 128);
+    return;
+  }
+  if (bits == 5) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; ++j) qh |= uint32_t(q[j] >> 4) << j;
+    std::memcpy(p, &qh, 4);
+    p += 4;
+  }
+  pack_nibbles(q, 16, p);
+}
+
+}  // namespace tz::io

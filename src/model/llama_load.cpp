@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <random>
 #include <set>
 #include <span>
@@ -316,6 +317,8 @@ HfConfig parse_hf_config(std::string_view text, const std::string& label) {
       require(!j.value("use_sliding_window", false), label + ": use_sliding_window (Qwen2 sliding-window layers) is not supported");
     if (type == "phi3" && j.contains("sliding_window") && !j["sliding_window"].is_null())
       c.sliding_window = int(json_io::get_int(j, "sliding_window", label, 1, kMax));
+    if (j.contains("quantization_config") && !j["quantization_config"].is_null())
+      h.quant = io::parse_hf_quant_config(j["quantization_config"].dump(), label);
   } catch (const nlohmann::json::exception& e) {
     throw Error(label + ": " + e.what());
   }
@@ -327,7 +330,9 @@ LlamaSource load_hf_llama(const std::string& path) {
   const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
   const fs::path cfg_path = dir / "config.json";
   require(fs::exists(cfg_path), cfg_path.string() + ": cannot open (a Hugging Face model directory needs config.json)");
-  const HfConfig hf = parse_hf_config(io::read_text_file(cfg_path.string()), cfg_path.string());
+  HfConfig hf = parse_hf_config(io::read_text_file(cfg_path.string()), cfg_path.string());
+  if (const fs::path qc = dir / "quantize_config.json"; !hf.quant && fs::exists(qc))  // AutoGPTQ's own file
+    hf.quant = io::parse_hf_quant_config(io::read_text_file(qc.string()), qc.string());
   LlamaSource s;
   s.label = dir.string();
   s.cfg = hf.cfg;
@@ -355,7 +360,55 @@ LlamaSource load_hf_llama(const std::string& path) {
   std::vector<io::SafetensorsFile> opened;
   for (const auto& f : files) opened.push_back(io::SafetensorsFile::open(f.string()));
   std::set<std::string> used;
+  const auto file_of = [&](const std::string& tensor) -> const io::SafetensorsFile* {
+    for (const auto& f : opened)
+      if (f.find(tensor) != nullptr) return &f;
+    return nullptr;
+  };
+  // A quantized module BASE (BASE.qweight / .qzeros / .scales / .g_idx) with its codes.
+  const auto quantized_module = [&](const std::string& base) {
+    const io::SafetensorsFile* f = file_of(base + ".qweight");
+    require(hf.quant.has_value(), f->label() + ": tensor '" + base + ".qweight' in a checkpoint without quantization_config (config.json or quantize_config.json)");
+    io::HfQuantTensors t;
+    const auto part = [&](const char* suffix, bool needed) {
+      const io::SafetensorsFile* pf = file_of(base + suffix);
+      require(pf != nullptr || !needed, dir.string() + ": missing tensor '" + base + suffix + "'");
+      if (pf == nullptr) return Tensor();
+      used.insert(base + suffix);
+      return pf->tensor(base + suffix);
+    };
+    t.qweight = part(".qweight", true);
+    t.qzeros = part(".qzeros", true);
+    t.scales = part(".scales", true);
+    t.g_idx = part(".g_idx", false);
+    io::HfQuantLinear u = io::unpack_hf_quant(*hf.quant, t, f->label() + ": " + base);
+    CompressedLinear c;
+    c.q = std::move(u.q);
+    c.input_perm = std::move(u.input_perm);
+    c.method = hf.quant->name();
+    return c;
+  };
+  const auto hf_rotary_rows = [](int64_t rows, int heads) {  // Meta's row (h, 2j + i) is HF's (h, i, j)
+    std::vector<int64_t> order(static_cast<size_t>(rows));
+    const int64_t hs = rows / heads;
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < hs / 2; ++j) order[size_t(h * hs + 2 * j + i)] = h * hs + i * hs / 2 + j;
+    return order;
+  };
   const auto get = [&](const std::string& hf, const std::string& name, int rotary_heads = 0) {
+    const std::string base = hf.ends_with(".weight") ? hf.substr(0, hf.size() - 7) : "";
+    if (!base.empty() && file_of(hf) == nullptr && file_of(base + ".qweight") != nullptr) {
+      CompressedLinear c = quantized_module(base);
+      if (rotary_heads > 0) {
+        require(c.rows() % (2 * rotary_heads) == 0, dir.string() + ": tensor '" + base + ".qweight' has " + std::to_string(c.rows()) +
+                                                        " outputs, not a whole number of heads");
+        c.q = select_rows(c.q, hf_rotary_rows(c.rows(), rotary_heads));
+      }
+      s.quantized[name] = std::move(c);
+      return;
+    }
+    used.insert(hf);
     used.insert(hf);
     for (const auto& f : opened)
       if (f.find(hf) != nullptr) {
@@ -375,6 +428,23 @@ LlamaSource load_hf_llama(const std::string& path) {
   // Fused matrices (phi3: qkv_proj, gate_up_proj) split by rows into the canonical ones.
   const auto split_rows = [&](const std::string& hf, const std::vector<std::pair<std::string, int64_t>>& parts) {
     get(hf, "fused");
+    if (auto q = s.quantized.find("fused"); q != s.quantized.end()) {
+      const CompressedLinear all = std::move(q->second);
+      s.quantized.erase(q);
+      int64_t total = 0;
+      for (const auto& [name, rows] : parts) total += rows;
+      require(all.rows() == total, dir.string() + ": tensor '" + hf + "' has " + std::to_string(all.rows()) + " outputs, expected " + std::to_string(total));
+      int64_t r0 = 0;
+      for (const auto& [name, rows] : parts) {
+        CompressedLinear c = all;
+        std::vector<int64_t> idx(static_cast<size_t>(rows));
+        std::iota(idx.begin(), idx.end(), r0);
+        c.q = select_rows(all.q, idx);
+        s.quantized[name] = std::move(c);
+        r0 += rows;
+      }
+      return;
+    }
     const Tensor all = s.tensors.at("fused");
     s.tensors.erase("fused");
     int64_t total = 0;
@@ -437,8 +507,7 @@ LlamaSource load_hf_llama(const std::string& path) {
         t = t.clone();  // f32 tensors may be the mapped file's read-only pages
         for (float& v : std::span(t.data<float>(), size_t(t.numel()))) v += 1.f;
       }
-  bool has_head = false;
-  for (const auto& f : opened) has_head |= f.find("lm_head.weight") != nullptr;
+  const bool has_head = file_of("lm_head.weight") != nullptr || file_of("lm_head.qweight") != nullptr;
   if (has_head && !tie) get("lm_head.weight", "output");
   // Every tensor must be one the config accounts for: a checkpoint with more layers than
   // num_hidden_layers says (or another architecture's tensors) is refused, not silently cut.

@@ -348,12 +348,15 @@ Linear Linear::from_compressed(const CompressedLinear& c) {
   l.out_ = c.rows();
   l.in_ = c.cols();
   l.lut_ = std::make_shared<LutWeights>(LutWeights::pack(c.q));
-  if (!c.input_scale.empty() || !c.outlier_cols.empty()) {
+  require(c.input_perm.empty() || (c.input_scale.empty() && c.outlier_cols.empty() && int64_t(c.input_perm.size()) == c.cols()),
+          "Linear: an input permutation needs one entry per input and no input scales or outliers");
+  if (!c.input_scale.empty() || !c.outlier_cols.empty() || !c.input_perm.empty()) {
     auto e = std::make_shared<Extras>();
     for (float v : c.input_scale) e->inv_scale.push_back(1.f / v);
+    e->perm = c.input_perm;
     e->outlier_cols = c.outlier_cols;
     e->outlier_w = c.outlier_w;
-    e->bytes = c.input_scale.size() * 4 + c.outlier_cols.size() * 4 + c.outlier_w.size() * 2;
+    e->bytes = c.input_scale.size() * 4 + c.input_perm.size() * 4 + c.outlier_cols.size() * 4 + c.outlier_w.size() * 2;
     l.extras_ = std::move(e);
   }
   if (c.rank > 0) l.add_lowrank(c.lora_l, c.lora_r, c.rank);
@@ -406,7 +409,12 @@ void Linear::forward(const float* x, int64_t n, float* y) const {
     case WeightFormat::Kind::Quant: {
       const Extras* e = extras_.get();
       const float* xq = x;
-      if (e && (!e->inv_scale.empty() || !e->outlier_cols.empty())) {
+      if (e && !e->perm.empty()) {  // gather each row's inputs in Q's column order
+        xs.resize(size_t(n * in_));
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t c = 0; c < in_; ++c) xs[size_t(i * in_ + c)] = x[i * in_ + e->perm[size_t(c)]];
+        xq = xs.data();
+      } else if (e && (!e->inv_scale.empty() || !e->outlier_cols.empty())) {
         xs.assign(x, x + n * in_);
         for (int64_t i = 0; i < n; ++i) {
           float* row = &xs[size_t(i * in_)];

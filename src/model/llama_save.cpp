@@ -66,6 +66,34 @@ double added_error(const Tensor& t, uint32_t type, const std::vector<uint8_t>& b
   return den > 0 ? std::sqrt(num / den) : 0.0;
 }
 
+// The blocks of `type` holding c's codes as they are, when they fit its grid: 4-, 5- or 8-bit codes
+// in groups of whole 32-value blocks with f16 scales, zero points 8 / 16 / 128 for q4_0 / q5_0 /
+// q8_0 (GPTQ sym) or any integer for q4_1 / q5_1 (AWQ, GPTQ asym: m = −s·z, rounded to f16); no
+// input permutation, scales, outliers or low-rank part. Empty otherwise.
+std::vector<uint8_t> codes_as_blocks(const CompressedLinear& c, uint32_t type) {
+  const int bits = io::ggml_code_block_bits(type);
+  const QuantMatrix& q = c.q;
+  if (bits == 0 || c.ggml || q.codes.empty() || q.fmt.bits != bits || q.fmt.ternary || q.fmt.symmetric || !c.input_perm.empty() ||
+      !c.input_scale.empty() || !c.outlier_cols.empty() || c.rank > 0 || q.cols % 32 != 0 || q.fmt.group_size(q.cols) % 32 != 0)
+    return {};
+  const bool with_min = type == io::kGgmlQ4_1 || type == io::kGgmlQ5_1;
+  const float fixed_zero = float(1 << (bits - 1));
+  for (size_t i = 0; i < q.scales.size(); ++i)
+    if (f16_to_f32_scalar(f32_to_f16_scalar(q.scales[i])) != q.scales[i] || (!with_min && q.zeros[i] != fixed_zero)) return {};
+  const io::GgmlTypeInfo* ti = io::ggml_type_info(type);
+  const int64_t gs = q.fmt.group_size(q.cols), ng = q.groups_per_row(), blocks = q.cols / 32;
+  std::vector<uint8_t> out(size_t(q.rows * blocks) * ti->block_bytes), codes(static_cast<size_t>(q.cols));
+  for (int64_t r = 0; r < q.rows; ++r) {
+    unpack_codes_ref(q.codes.data() + size_t(r) * q.packed_row_bytes(), q.cols, bits, codes.data());
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t g = r * ng + b * 32 / gs;
+      const float s = q.scales[size_t(g)];
+      io::encode_ggml_codes(type, codes.data() + b * 32, s, -s * q.zeros[size_t(g)], out.data() + size_t(r * blocks + b) * ti->block_bytes);
+    }
+  }
+  return out;
+}
+
 // The matrices written, in file order: (source name, GGUF name).
 std::vector<std::pair<std::string, std::string>> gguf_matrices(const LlamaSource& src) {
   std::vector<std::pair<std::string, std::string>> m = {{"tok_embeddings", "token_embd.weight"}};
@@ -171,9 +199,10 @@ GgufWriteReport write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, c
   GgufWriteReport rep;
   int64_t values = 0;
   uint64_t bytes = 0;
-  const auto add = [&](const std::string& gguf_name, uint32_t requested, uint32_t type, const Tensor& t) {
-    std::vector<uint8_t> data = encode_tensor(t, type);
-    rep.tensors.push_back({gguf_name, type_name(requested), type_name(type), t.numel(), data.size(), added_error(t, type, data)});
+  const auto add = [&](const std::string& gguf_name, uint32_t requested, uint32_t type, const Tensor& t, std::vector<uint8_t> data = {}) {
+    const bool codes_kept = !data.empty();
+    if (!codes_kept) data = encode_tensor(t, type);
+    rep.tensors.push_back({gguf_name, type_name(requested), type_name(type), t.numel(), data.size(), added_error(t, type, data), codes_kept});
     rep.fallbacks += requested != type;
     values += t.numel();
     bytes += data.size();
@@ -181,8 +210,9 @@ GgufWriteReport write_gguf_llama(const LlamaSource& src, const Tokenizer& tok, c
   };
   const auto matrix = [&](const std::string& name, const std::string& gguf_name) {
     const Tensor t = src.dense(name);
-    const uint32_t requested = type_of(gguf_name);
-    add(gguf_name, requested, gguf_fallback_type(requested, t.dim(-1)), t);
+    const uint32_t requested = type_of(gguf_name), type = gguf_fallback_type(requested, t.dim(-1));
+    const auto q = src.quantized.find(name);
+    add(gguf_name, requested, type, t, q == src.quantized.end() ? std::vector<uint8_t>{} : codes_as_blocks(q->second, type));
   };
   const auto vec = [&](const std::string& name, const std::string& gguf_name) { add(gguf_name, io::kGgmlF32, io::kGgmlF32, src.get(name)); };
   const auto matrices = gguf_matrices(src);

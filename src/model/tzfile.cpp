@@ -93,6 +93,7 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
       add(name + ".zeros", z);
     }
     if (!c.input_scale.empty()) add(name + ".input_scale", Tensor::view(DType::F32, {q.cols}, const_cast<float*>(c.input_scale.data())).clone());
+    if (!c.input_perm.empty()) add(name + ".input_perm", Tensor::view(DType::I32, {q.cols}, const_cast<int32_t*>(c.input_perm.data())).clone());
     const int64_t k = int64_t(c.outlier_cols.size());
     if (k > 0) {
       add(name + ".outlier_cols", Tensor::view(DType::I32, {k}, const_cast<int32_t*>(c.outlier_cols.data())).clone());
@@ -107,7 +108,7 @@ void write_tensorzip(const LlamaSource& src, const Tokenizer* tok, const std::st
     formats[name] = {{"rows", q.rows}, {"cols", q.cols}, {"bits", q.fmt.bits}, {"group", q.fmt.group},
                      {"symmetric", q.fmt.symmetric}, {"ternary", q.fmt.ternary},
                      {"scale_dtype", q.fmt.scale_dtype == DType::F16 ? "f16" : "f32"}, {"method", c.method},
-                     {"outliers", k}, {"rank", c.rank}, {"input_scale", !c.input_scale.empty()},
+                     {"outliers", k}, {"rank", c.rank}, {"input_scale", !c.input_scale.empty()}, {"input_perm", !c.input_perm.empty()},
                      {"bits_per_weight", c.bits_per_weight()}};
   }
   w.set_metadata(kFormatKey, kFormatValue);
@@ -211,10 +212,10 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
         const auto* ze = f.find(name + ".zeros");
         const bool f32_zeros = ze != nullptr && ze->dtype == DType::F32;  // fractional zero points
         const Tensor z = part(".zeros", f32_zeros ? DType::F32 : DType::U8, {q.rows, ng});
-        const int qmax = (1 << q.fmt.bits) - 1;
+        const int zmax = 1 << q.fmt.bits;  // 2^bits: a GPTQ v1 checkpoint's wrapped zero of 0, as AutoGPTQ reads it
         for (int64_t i = 0; i < z.numel(); ++i) {
           const float v = f32_zeros ? z.data<float>()[i] : float(z.data<uint8_t>()[i]);
-          require(f32_zeros ? std::isfinite(v) : v <= float(qmax),
+          require(f32_zeros ? std::isfinite(v) : v <= float(zmax),
                   path + ": tensor '" + name + ".zeros' has a zero point " + (f32_zeros ? "that is not finite" : "above the code range"));
           q.zeros.push_back(v);
         }
@@ -225,6 +226,16 @@ LlamaSource parse_tensorzip(const io::SafetensorsFile& f) {
         for (float v : c.input_scale) require(std::isfinite(v) && v > 0, path + ": tensor '" + name + ".input_scale' must be positive");
       }
       const int64_t k = json_io::get_int(d, "outliers", where, 0, kMaxDim, 0);
+      if (d.value("input_perm", false)) {
+        require(c.input_scale.empty() && k == 0, path + ": tensor '" + name + "' has an input permutation with input scales or outliers");
+        const Tensor t = part(".input_perm", DType::I32, {q.cols});
+        c.input_perm.assign(t.data<int32_t>(), t.data<int32_t>() + q.cols);
+        std::vector<uint8_t> seen(size_t(q.cols), 0);
+        for (int32_t v : c.input_perm) {
+          require(v >= 0 && v < q.cols && !seen[size_t(v)], path + ": tensor '" + name + ".input_perm' is not a permutation of the inputs");
+          seen[size_t(v)] = 1;
+        }
+      }
       if (k > 0) {
         require(k < q.cols, path + ": tensor '" + name + "' has too many outliers");
         const Tensor idx = part(".outlier_cols", DType::I32, {k});

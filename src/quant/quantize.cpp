@@ -413,6 +413,13 @@ void CompressedLinear::dequantize(float* w) const {
   if (ggml) return ggml->dequantize(w);
   dequantize_ref(q, w);
   const int64_t R = rows(), C = cols(), k = int64_t(outlier_cols.size());
+  if (!input_perm.empty()) {  // Q's column j is input input_perm[j]
+    std::vector<float> row(static_cast<size_t>(C));
+    for (int64_t r = 0; r < R; ++r) {
+      std::copy_n(w + r * C, C, row.data());
+      for (int64_t j = 0; j < C; ++j) w[r * C + input_perm[size_t(j)]] = row[size_t(j)];
+    }
+  }
   if (!input_scale.empty())
     for (int64_t r = 0; r < R; ++r)
       for (int64_t c = 0; c < C; ++c) w[r * C + c] /= input_scale[size_t(c)];
@@ -425,7 +432,7 @@ size_t CompressedLinear::bytes() const {
   if (ggml) return ggml->bytes();
   const bool zeros = !q.fmt.symmetric && !q.fmt.ternary;
   const size_t groups = size_t(q.rows * q.groups_per_row());
-  return q.codes.size() + groups * (q.fmt.scale_dtype == DType::F16 ? 2 : 4) + (zeros ? groups : 0) + input_scale.size() * 4 +
+  return q.codes.size() + groups * (q.fmt.scale_dtype == DType::F16 ? 2 : 4) + (zeros ? groups : 0) + input_scale.size() * 4 + input_perm.size() * 4 +
          outlier_cols.size() * 4 + outlier_w.size() * 2 + (lora_l.size() + lora_r.size()) * 4;
 }
 

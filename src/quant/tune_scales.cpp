@@ -280,6 +280,8 @@ TuneReport tune_quantized(const LlamaSource& teacher, LlamaSource& student, cons
   DenseModel tm(teacher, false), sm(student, true);
   std::vector<TunedLinear> tuned;
   for (auto& [name, cl] : student.quantized) {
+    require(!cl.ggml && cl.input_perm.empty(), "tune: layer '" + name + "' is " + (cl.ggml ? "a GGUF block matrix" : "act-order (input-permuted)") +
+                                                   ": tuning takes tensorzip's own compressed layers");
     tuned.push_back(make_tuned(cl, slot_of(name, c.n_layers), o.codes));
     view_ptr(sm.view, tuned.back().slot) = tuned.back().w.data();
   }

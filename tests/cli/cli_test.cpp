@@ -391,6 +391,37 @@ TEST(Cli, ConvertRetypesForLlamaCppAndEvalChunks) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/d.gguf"));
 }
 
+// A GPTQ act-order checkpoint (a Hugging Face directory): it runs, evaluates, and converts to a
+// .tz file that keeps its codes (the same perplexity to the last digit) or to a GGUF re-typed.
+TEST(Cli, GptqCheckpointRunsConvertsAndEvaluates) {
+  TZ_REQUIRE_MODELS();
+  const std::string dir = test::temp_dir(), txt = test::models_dir() + "/eval-text/tinystories_valid_head.txt";
+  test::write_hf_dir(load_llama2c(test::models_dir() + "/stories260K/stories260K.bin"), dir + "/dense");
+  const auto rw = test::write_hf_quantized_dir(
+      dir + "/dense", dir + "/gptq", dir + "/ref", R"({"quant_method":"gptq","bits":4,"group_size":32,"desc_act":true,"sym":false})", true, 3);
+  ASSERT_EQ(rw.quantized, 20);
+  std::filesystem::copy_file(test::models_dir() + "/stories260K/tok512.bin", dir + "/gptq/tokenizer.bin");
+  auto r = test::run_cli("run -m " + dir + "/gptq -p \"Once upon a time\" -n 8 --temp 0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(json::parse(r.out)["text"].get<std::string>().empty());
+  r = test::run_cli("convert -m " + dir + "/gptq -o " + dir + "/m.tz --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["quantized_layers"]["gptq 4-bit g32 asym act-order"], 20);
+  const auto ppl = [&](const std::string& m) {
+    const auto e = test::run_cli("eval -m " + m + " -f " + txt + " -c 128 --chunks 6 --json");
+    EXPECT_EQ(e.code, 0) << e.err;
+    return e.code == 0 ? json::parse(e.out)["perplexity"].get<double>() : 0.0;
+  };
+  const double p = ppl(dir + "/gptq");
+  EXPECT_EQ(ppl(dir + "/m.tz"), p);  // the same codes, the same kernels
+  r = test::run_cli("convert -m " + dir + "/gptq -o " + dir + "/m.gguf --type q8_0 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NEAR(ppl(dir + "/m.gguf"), p, 0.02 * p);  // re-quantized to 8 bits: close, not equal
+  r = test::run_cli("convert -m " + dir + "/gptq -o " + dir + "/n.gguf");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("needs --type"), std::string::npos) << r.err;
+}
+
 // inspect: a model directory (its config and every safetensors file); --full in text output too.
 TEST(Cli, InspectDirectoriesAndFullText) {
   const std::string dir = test::temp_dir() + "/hf";

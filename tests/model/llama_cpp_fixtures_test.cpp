@@ -70,82 +70,6 @@ ProtocolRun run_protocol(const std::string& gguf, const std::string& weights = "
   return r;
 }
 
-// A NEOX-rotary architecture's model as a Hugging Face directory (config.json + model.safetensors,
-// HF tensor names; q/k rows need no permutation for these architectures).
-void write_hf_dir(const LlamaSource& s, const std::string& dir) {
-  const LlamaConfig& c = s.cfg;
-  fs::create_directories(dir);
-  nlohmann::json cfg = {{"model_type", c.arch}, {"hidden_size", c.dim}, {"intermediate_size", c.hidden_dim},
-                        {"num_hidden_layers", c.n_layers}, {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
-                        {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len}, {"rms_norm_eps", c.norm_eps},
-                        {"rope_theta", c.rope_theta}, {"tie_word_embeddings", s.tied()}};
-  if (c.arch == "phi3") cfg["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json();
-  if (c.arch == "qwen2") cfg["use_sliding_window"] = false;
-  if (c.arch == "gemma2") {
-    cfg["head_dim"] = c.head_size();
-    cfg["query_pre_attn_scalar"] = c.head_size();
-    cfg["sliding_window"] = c.sliding_window;
-    cfg["attn_logit_softcapping"] = c.attn_softcap;
-    cfg["final_logit_softcapping"] = c.final_softcap;
-    cfg["hidden_activation"] = "gelu_pytorch_tanh";
-  }
-  std::ofstream(dir + "/config.json") << cfg.dump(2);
-  std::vector<Tensor> keep;
-  io::SafetensorsWriter w;
-  const auto put = [&](const std::string& hf, const Tensor& t) {
-    keep.push_back(t.clone());
-    if (c.arch == "gemma2" && hf.ends_with("norm.weight"))  // Gemma stores w of (1 + w); GGUF the sum
-      for (float& v : std::span(keep.back().data<float>(), size_t(t.numel()))) v -= 1.f;
-    w.add(hf, keep.back());
-  };
-  const auto cat_rows = [&](std::initializer_list<std::string> names) {
-    int64_t rows = 0, cols = 0;
-    for (const auto& n : names) rows += s.get(n).dim(0), cols = s.get(n).dim(1);
-    Tensor t = Tensor::empty(DType::F32, {rows, cols});
-    int64_t r0 = 0;
-    for (const auto& n : names) {
-      std::memcpy(t.data<float>() + r0 * cols, s.get(n).data<float>(), size_t(s.get(n).numel()) * 4);
-      r0 += s.get(n).dim(0);
-    }
-    return t;
-  };
-  put("model.embed_tokens.weight", s.get("tok_embeddings"));
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "layers." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
-    if (c.arch == "gemma2") {
-      put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
-      put(h + "post_attention_layernorm.weight", s.get(p + "post_attention_norm"));
-      put(h + "pre_feedforward_layernorm.weight", s.get(p + "ffn_norm"));
-      put(h + "post_feedforward_layernorm.weight", s.get(p + "post_ffn_norm"));
-    } else if (c.pre_norms) {
-      put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
-      put(h + "post_attention_layernorm.weight", s.get(p + "ffn_norm"));
-    } else {
-      put(h + "post_attention_layernorm.weight", s.get(p + "post_attention_norm"));
-      put(h + "post_feedforward_layernorm.weight", s.get(p + "post_ffn_norm"));
-    }
-    if (c.arch == "phi3") {
-      put(h + "self_attn.qkv_proj.weight", cat_rows({p + "attention.wq", p + "attention.wk", p + "attention.wv"}));
-      put(h + "mlp.gate_up_proj.weight", cat_rows({p + "feed_forward.w1", p + "feed_forward.w3"}));
-    } else {
-      put(h + "self_attn.q_proj.weight", s.get(p + "attention.wq"));
-      put(h + "self_attn.k_proj.weight", s.get(p + "attention.wk"));
-      put(h + "self_attn.v_proj.weight", s.get(p + "attention.wv"));
-      put(h + "mlp.gate_proj.weight", s.get(p + "feed_forward.w1"));
-      put(h + "mlp.up_proj.weight", s.get(p + "feed_forward.w3"));
-    }
-    put(h + "self_attn.o_proj.weight", s.get(p + "attention.wo"));
-    put(h + "mlp.down_proj.weight", s.get(p + "feed_forward.w2"));
-    if (c.qkv_bias)
-      for (const char* b : {"q", "k", "v"}) put(h + "self_attn." + b + "_proj.bias", s.get(p + "attention.b" + b));
-    if (c.qk_norm)
-      for (const char* b : {"q", "k"}) put(h + "self_attn." + b + "_norm.weight", s.get(p + "attention." + b + "_norm"));
-  }
-  put("model.norm.weight", s.get("norm"));
-  if (!s.tied()) put("lm_head.weight", s.get("output"));
-  w.write(dir + "/model.safetensors");
-}
-
 #define TZ_REQUIRE_FIXTURES(sub)                                                                      \
   do {                                                                                                \
     if (!fs::exists(test::fixtures_dir() + "/" sub)) GTEST_SKIP() << "../shared/fixtures/" sub " not found"; \
@@ -303,7 +227,7 @@ TEST(LlamaCpp, ArchitecturesFromHuggingFaceDirectories) {
     SCOPED_TRACE(arch);
     const std::string gguf = test::fixtures_dir() + "/arch/" + arch + ".gguf", dir = test::temp_dir() + "/hf-" + arch;
     const LlamaSource src = load_llama(gguf);
-    write_hf_dir(src, dir);
+    test::write_hf_dir(src, dir);
     const LlamaSource back = load_llama(dir);
     EXPECT_EQ(back.cfg.to_string(), src.cfg.to_string());
     EXPECT_EQ(back.cfg.arch, src.cfg.arch);
@@ -329,7 +253,7 @@ TEST(LlamaCpp, ArchitecturesFromHuggingFaceDirectories) {
   }
   // Gemma 2 27B's attention scale: query_pre_attn_scalar (dim / heads there, not head_dim).
   const std::string g2 = test::temp_dir() + "/hf-gemma2";
-  write_hf_dir(load_llama(test::fixtures_dir() + "/arch/gemma2.gguf"), g2);
+  test::write_hf_dir(load_llama(test::fixtures_dir() + "/arch/gemma2.gguf"), g2);
   nlohmann::json cfg = nlohmann::json::parse(std::ifstream(g2 + "/config.json"));
   cfg["query_pre_attn_scalar"] = 16;
   std::ofstream(g2 + "/config.json") << cfg.dump();

@@ -262,47 +262,6 @@ TEST(Llama, ActivationHookSeesEveryLinearInput) {
 
 // ---------------------------------------------------------------- other file formats
 
-// Hugging Face layout: q/k rows permuted to rotate-half order, model.* names, config.json.
-void write_hf(const LlamaSource& s, const std::string& dir, bool bf16) {
-  const LlamaConfig& c = s.cfg;
-  nlohmann::json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", c.dim},
-                        {"intermediate_size", c.hidden_dim}, {"num_hidden_layers", c.n_layers},
-                        {"num_attention_heads", c.n_heads}, {"num_key_value_heads", c.n_kv_heads},
-                        {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.seq_len},
-                        {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0}, {"tie_word_embeddings", true}};
-  std::ofstream(dir + "/config.json") << cfg.dump(2);
-  std::vector<Tensor> keep;
-  io::SafetensorsWriter w;
-  const auto put = [&](const std::string& hf, Tensor t, int rotary_heads = 0) {
-    if (rotary_heads > 0) {
-      Tensor p = Tensor::empty(DType::F32, t.shape());
-      const int64_t rows = t.dim(0), cols = t.dim(1), hs = rows / rotary_heads;
-      for (int64_t h = 0; h < rotary_heads; ++h)
-        for (int64_t j = 0; j < hs / 2; ++j)
-          for (int64_t i = 0; i < 2; ++i)
-            std::memcpy(p.data<float>() + (h * hs + i * hs / 2 + j) * cols, t.data<float>() + (h * hs + 2 * j + i) * cols, size_t(cols) * 4);
-      t = p;
-    }
-    keep.push_back(bf16 ? t.to(DType::BF16) : t.clone());
-    w.add(hf, keep.back());
-  };
-  put("model.embed_tokens.weight", s.get("tok_embeddings"));
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "layers." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
-    put(h + "input_layernorm.weight", s.get(p + "attention_norm"));
-    put(h + "self_attn.q_proj.weight", s.get(p + "attention.wq"), c.n_heads);
-    put(h + "self_attn.k_proj.weight", s.get(p + "attention.wk"), c.n_kv_heads);
-    put(h + "self_attn.v_proj.weight", s.get(p + "attention.wv"));
-    put(h + "self_attn.o_proj.weight", s.get(p + "attention.wo"));
-    put(h + "post_attention_layernorm.weight", s.get(p + "ffn_norm"));
-    put(h + "mlp.gate_proj.weight", s.get(p + "feed_forward.w1"));
-    put(h + "mlp.down_proj.weight", s.get(p + "feed_forward.w2"));
-    put(h + "mlp.up_proj.weight", s.get(p + "feed_forward.w3"));
-  }
-  put("model.norm.weight", s.get("norm"));
-  w.write(dir + "/model.safetensors");
-}
-
 std::vector<float> logits_of(const LlamaModel& m, const std::vector<int>& ids) {
   LlamaSession s(m);
   std::vector<float> lg(ids.size() * size_t(m.config().vocab_size));
@@ -344,10 +303,10 @@ TEST(Llama, GgufAndHuggingFaceLoadersAgreeWithLlama2c) {
   EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/m8.gguf"), FormatSpec("native")), ids), want), 3e-2);
 
   std::filesystem::create_directory(dir + "/hf");
-  write_hf(src, dir + "/hf", false);
+  test::write_hf_dir(src, dir + "/hf");
   EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/hf"), FormatSpec("f32")), ids), want), 1e-5);
   std::filesystem::create_directory(dir + "/hf16");
-  write_hf(src, dir + "/hf16", true);
+  test::write_hf_dir(src, dir + "/hf16", true);
   EXPECT_LE(max_rel_diff(logits_of(LlamaModel(load_llama(dir + "/hf16/config.json"), FormatSpec("f32")), ids), want), 2e-2);
 }
 

@@ -159,10 +159,10 @@ void run(const Opts& o) {
   if (bar) bar->done();
   if (gguf_out) {
     require(res.model.cfg.dim > 0 && tok.has_value(), "compress: GGUF export needs a LLaMA model with a tokenizer");
-    // llama.cpp's blocks are their own grid: the compressed weights are dequantized and re-quantized.
+    // Codes on the type's grid (asymmetric 4/5/8-bit, f16 scales, groups of whole blocks) are kept; the rest re-quantized.
     const auto types = gguf_types(o.gguf_type.empty() ? (o.bits <= 4 ? "q4_0" : "q8_0") : o.gguf_type);
     const GgufWriteReport rep = write_gguf_llama(res.model, *tok, o.out, types.first, types.second);
-    if (!o.json) print_gguf_report(rep, o.out, true);
+    if (!o.json) print_gguf_report(rep, o.out);
   } else {
     std::map<std::string, std::string> meta = {{"tensorzip.source", o.in.empty() ? o.synthetic : o.in},
                                                {"tensorzip.method", o.method}, {"tensorzip.calibration", calib_desc}};

@@ -47,7 +47,7 @@ void run_merge(const MergeOpts& o) {
   }
   if (gguf_out) {
     check_gguf_llama_export(src, &tok, types.first);
-    print_gguf_report(write_gguf_llama(src, tok, o.out, types.first, types.second), o.out, false);
+    print_gguf_report(write_gguf_llama(src, tok, o.out, types.first, types.second), o.out);
   } else write_tensorzip(src, &tok, o.out, {{"tensorzip.source", o.model}, {"tensorzip.merged_adapters", [&] {
                                             std::string s;
                                             for (const auto& l : o.lora) s += (s.empty() ? "" : ",") + l;

@@ -45,14 +45,18 @@ inline std::pair<std::function<uint32_t(const std::string&)>, uint32_t> gguf_typ
 
 
 // The per-tensor report of a GGUF write: fallbacks, the largest added error, the file's bits/weight.
-inline void print_gguf_report(const GgufWriteReport& r, const std::string& path, bool requantized) {
+// The bits/weight, the matrices whose codes were written as they are, the largest error a
+// re-quantization added, and every fallback (stderr: stdout may carry --json).
+inline void print_gguf_report(const GgufWriteReport& r, const std::string& path) {
   const GgufTensorWritten* worst = nullptr;
-  for (const auto& t : r.tensors)
-    if (!worst || t.rel_error > worst->rel_error) worst = &t;
+  int kept = 0;
+  for (const auto& t : r.tensors) {
+    kept += t.codes_kept;
+    if (!t.codes_kept && (!worst || t.rel_error > worst->rel_error)) worst = &t;
+  }
   std::string note;
-  if (worst)
-    note = fmt::format("; largest added error {:.3g} ({}, {}){}", worst->rel_error, worst->name, worst->written,
-                       requantized ? ": a re-quantization, the compressed codes are not on the GGUF grid" : "");
+  if (kept > 0) note += fmt::format("; {} matrices keep their codes", kept);
+  if (worst && worst->rel_error > 0) note += fmt::format("; largest added error {:.3g} ({}, {}, re-quantized)", worst->rel_error, worst->name, worst->written);
   fmt::print(stderr, "{}: {:.2f} bits/weight{}\n", path, r.bits_per_weight, note);
   for (const auto& t : r.tensors)
     if (t.requested != t.written)

@@ -29,4 +29,10 @@ void dequantize_ggml(uint32_t type, const uint8_t* blocks, float* out, size_t n)
 bool ggml_quantize_supported(uint32_t type);
 void quantize_ggml(uint32_t type, const float* x, uint8_t* blocks, size_t n);
 
+// Types whose blocks hold plain b-bit codes of 32 values with one scale (and a min):
+//   q4_0 / q5_0: w = d·(q − 8 / 16);  q4_1 / q5_1: w = d·q + m;  q8_0: w = d·(q − 128) (stored as int8).
+// The bit width (0 for every other type), and one block written from codes as they are.
+int ggml_code_block_bits(uint32_t type);
+void encode_ggml_codes(uint32_t type, const uint8_t* codes, float d, float m, uint8_t* block);
+
 }  // namespace tz::io
