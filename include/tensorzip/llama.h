@@ -302,6 +302,37 @@ void merge_lora(LlamaSource& src, const PeftAdapter& adapter, float scale = 1.f)
 // Called with each linear layer's input rows (name as in LlamaSource, n rows of `in` floats).
 using ActivationHook = std::function<void(const std::string& name, const float* x, int64_t n, int64_t in)>;
 
+// One sequence's attention cache: K [layer][pos][kv_dim] and V transposed [layer][kv_dim][pos] for
+// `cap` positions, grown (at least doubling, up to the session's max_seq) as positions are used.
+struct KvCache {
+  int cap = 0;
+  std::vector<float> k, v;
+  size_t bytes() const { return (k.size() + v.size()) * sizeof(float); }
+};
+
+// Many PEFT LoRA adapters on one model, each batch row through its own (S-LoRA): one AdapterBank
+// per adapted linear layer, rows grouped by adapter inside the fused kernel. Module names map as
+// attach_lora's (Hugging Face or Meta; q/k rows permuted for adjacent-pair rotary models).
+class LlamaAdapterSet {
+ public:
+  explicit LlamaAdapterSet(const LlamaModel& model, DType storage = DType::F32);
+  ~LlamaAdapterSet();
+  // The adapter's id (0, 1, …). DoRA, embedding LoRA and saved modules change more than a low-rank
+  // term per row and are refused by name (attach or merge them instead).
+  int32_t add(const PeftAdapter& adapter, float scale = 1.f);
+  int32_t size() const { return count_; }
+  // y[t] += row t's adapter update of linear `which` (0..6: wq wk wv wo w1 w2 w3) of `layer`, or of
+  // the classifier (layer = −1); ids[t] < 0: none.
+  void apply(int layer, int which, const float* x, int64_t n, const int32_t* ids, float* y) const;
+
+ private:
+  struct Bank;
+  const LlamaModel& m_;
+  std::vector<std::unique_ptr<Bank>> banks_;  // [layer · 7 + which], the classifier's last
+  DType storage_;
+  int32_t count_ = 0;
+};
+
 class LlamaSession {
  public:
   // max_seq bounds the positions (0: the model's seq_len); the KV cache is allocated as positions
@@ -310,6 +341,18 @@ class LlamaSession {
   // Runs tokens[0..n) at positions pos..pos+n-1 (the cache must hold 0..pos-1). Writes logits
   // [n, vocab] when all_logits, else only the last token's [vocab].
   void forward(const int* tokens, int n, int pos, float* logits, bool all_logits = false);
+  // One step over many sequences (continuous batching): entry i runs tokens[0..n) at positions
+  // pos..pos+n−1 in its own cache (which must hold 0..pos−1), its rows through adapter `adapter`
+  // of `adapters` (−1: none), and writes its last token's logits [vocab]. Every linear layer is one
+  // call over all entries' rows; attention runs per entry. An entry alone gives forward()'s logits.
+  struct BatchEntry {
+    KvCache* cache = nullptr;
+    const int* tokens = nullptr;
+    int n = 0, pos = 0;
+    int32_t adapter = -1;
+    float* logits = nullptr;
+  };
+  void forward_batch(const std::vector<BatchEntry>& batch, const LlamaAdapterSet* adapters = nullptr);
   // x [n, dim] in place through layer l alone (its KV cache at positions pos..pos+n-1): the
   // compressor streams calibration layer by layer with it.
   void run_layer(int l, float* x, int n, int pos);
@@ -318,17 +361,24 @@ class LlamaSession {
   int max_seq() const { return max_seq_; }
   int vocab_size() const { return m_.config().vocab_size; }
   void set_activation_hook(ActivationHook hook) { hook_ = std::move(hook); }
-  size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  size_t kv_cache_bytes() const { return own_.bytes(); }
 
  private:
   static constexpr int kInitialCapacity = 256;
-  void reserve(int positions);  // KV cache and rotary tables for positions 0..positions-1
+  // A run of rows of x_ (row0 .. row0+n−1) that are one sequence's tokens at pos..pos+n−1.
+  struct Segment {
+    KvCache* kv;
+    int pos, row0, n;
+  };
+  void reserve(KvCache& kv, int positions);  // the cache and the rotary tables for positions 0..positions-1
   void ensure_scratch(int n);
-  void layer(int l, int n, int pos);  // x_ through layer l
+  void layer(int l, const std::vector<Segment>& segs, int n);  // x_'s n rows through layer l
   const LlamaModel& m_;
-  int max_seq_, cap_ = 0;
-  std::vector<float> k_cache_, v_cache_;  // K [layer][pos][kv_dim], V [layer][kv_dim][pos], cap_ positions
+  int max_seq_, rope_cap_ = 0;
+  KvCache own_;  // forward() / run_layer()'s sequence
   std::vector<float> rope_cos_, rope_sin_;  // [pos][head_size / 2]
+  const LlamaAdapterSet* adapters_ = nullptr;  // during forward_batch
+  std::vector<int32_t> row_adapter_;           // per row of x_, during forward_batch
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_;
   int scratch_n_ = 0;
   ActivationHook hook_;

@@ -1,5 +1,6 @@
 // PEFT adapters on a LLaMA-family model: attached unmerged (LlamaModel::attach_lora) or merged
 // into the source weights (merge_lora), with one mapping of module names and one arithmetic.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -202,6 +203,89 @@ void merge_lora(LlamaSource& src, const PeftAdapter& ad, float scale) {
     for (int64_t o = 0; o < int64_t(g.size()); ++o)
       for (int64_t i = 0; i < in; ++i) w.data<float>()[o * in + i] *= g[size_t(o)];
   }
+}
+
+}  // namespace tz
+
+namespace tz {
+
+// One adapted linear layer: its bank and, per adapter of the set, the bank's id (−1: untouched).
+struct LlamaAdapterSet::Bank {
+  AdapterBank bank;
+  std::vector<int32_t> local;
+  Bank(int64_t out, int64_t in, DType storage) : bank(out, in, storage) {}
+};
+
+LlamaAdapterSet::LlamaAdapterSet(const LlamaModel& model, DType storage) : m_(model), storage_(storage) {
+  banks_.resize(size_t(model.config().n_layers) * 7 + 1);
+}
+
+LlamaAdapterSet::~LlamaAdapterSet() = default;
+
+int32_t LlamaAdapterSet::add(const PeftAdapter& ad, float scale) {
+  require(std::isfinite(scale), "LoRA adapter: the scale must be finite");
+  require(ad.saved.empty() && ad.embeddings.empty(),
+          "LoRA adapter: saved modules and embedding LoRA replace weights of the whole model; batched adapters take linear-layer LoRA only "
+          "(merge the adapter, or attach it to a model of its own)");
+  const LlamaConfig& c = m_.config();
+  static const char* kWhich[7] = {"attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                                  "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"};
+  // Every module checked before any bank changes.
+  std::vector<std::pair<size_t, LoraAdapter>> parts;
+  for (const auto& [module, lora] : ad.modules) {
+    const Target tg = target_of(c, module);
+    size_t slot = banks_.size() - 1;  // the classifier
+    const Linear* lin = &m_.classifier;
+    if (tg.name != "output") {
+      int l = -1;
+      char rest[64] = {};
+      std::sscanf(tg.name.c_str(), "layers.%d.%63s", &l, rest);
+      const int which = int(std::find_if(std::begin(kWhich), std::end(kWhich), [&](const char* w) { return std::string(rest) == w; }) - std::begin(kWhich));
+      require(l >= 0 && l < c.n_layers && which < 7, "LoRA adapter: module '" + module + "' is not a linear layer of this model");
+      const LlamaModel::Layer& L = m_.layers[size_t(l)];
+      const Linear* lins[7] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3};
+      lin = lins[which];
+      slot = size_t(l) * 7 + size_t(which);
+    }
+    require(lora.magnitude.empty(), "LoRA adapter: module '" + module + "' is DoRA, whose row scaling is not a low-rank term (merge or attach it)");
+    const Update u = update_of(lora, lin->out(), lin->in(), tg.rotary_heads, scale, module);
+    LoraAdapter la;  // L = s·B already scaled: unit scale
+    la.rank = u.rank;
+    la.alpha = float(u.rank);
+    la.a = *u.r;
+    la.b = u.l;
+    parts.emplace_back(slot, std::move(la));
+  }
+  for (auto& [slot, la] : parts) {
+    auto& b = banks_[slot];
+    if (!b) {
+      const Linear* lin = &m_.classifier;
+      if (slot + 1 < banks_.size()) {
+        const LlamaModel::Layer& L = m_.layers[slot / 7];
+        const Linear* lins[7] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3};
+        lin = lins[slot % 7];
+      }
+      b = std::make_unique<Bank>(lin->out(), lin->in(), storage_);
+    }
+    b->local.resize(size_t(count_), -1);
+    b->local.push_back(b->bank.add(la));
+  }
+  return count_++;
+}
+
+void LlamaAdapterSet::apply(int layer, int which, const float* x, int64_t n, const int32_t* ids, float* y) const {
+  const size_t slot = layer < 0 ? banks_.size() - 1 : size_t(layer) * 7 + size_t(which);
+  const Bank* b = banks_[slot].get();
+  if (b == nullptr) return;
+  thread_local std::vector<int32_t> local;
+  local.resize(size_t(n));
+  bool any = false;
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t id = ids[t];
+    local[size_t(t)] = id >= 0 && size_t(id) < b->local.size() ? b->local[size_t(id)] : -1;
+    any |= local[size_t(t)] >= 0;
+  }
+  if (any) b->bank.apply(x, n, local.data(), y);
 }
 
 }  // namespace tz

@@ -584,6 +584,110 @@ TEST(Llama, LoraAdaptersUnmergedEqualMergedWeights) {
   EXPECT_THROW(LlamaModel(src, FormatSpec("f32")).attach_lora(bad), Error);
 }
 
+// Continuous batching: sequences at different positions, each with its own cache and adapter,
+// joining between steps (prefill rows beside decode rows), give the logits and greedy tokens of
+// each run alone on a model with its adapter attached.
+TEST(Llama, BatchedSequencesWithMixedAdaptersEqualOneByOne) {
+  TZ_REQUIRE_MODELS();
+  const LlamaSource src = load_llama2c(model_path());
+  const auto adapter = [](uint32_t seed) {
+    PeftAdapter ad;
+    ad.r = 2;
+    ad.lora_alpha = 16;
+    const auto make = [&](int64_t out, int64_t in, uint32_t k) {
+      LoraAdapter a;
+      a.rank = 2;
+      a.alpha = 16;
+      a.a = test::random_floats(size_t(2 * in), seed * 100 + k, 0.3f);
+      a.b = test::random_floats(size_t(out * 2), seed * 100 + k + 1, 0.3f);
+      return a;
+    };
+    ad.modules["model.layers.0.self_attn.q_proj"] = make(64, 64, 1);
+    ad.modules["model.layers.1.self_attn.v_proj"] = make(32, 64, 3);
+    ad.modules["model.layers." + std::to_string(2 + seed % 3) + ".mlp.down_proj"] = make(64, 172, 5);
+    ad.modules["lm_head"] = make(512, 64, 7);
+    return ad;
+  };
+  const std::vector<PeftAdapter> ads = {adapter(1), adapter(2), adapter(3)};
+  struct Seq {
+    std::vector<int> prompt;
+    int adapter, join_step;
+  };
+  const std::vector<Seq> seqs = {{{1, 403, 407, 261, 378, 285, 299, 308, 42, 7}, 0, 0},
+                                 {{1, 40, 50}, -1, 0},
+                                 {{1, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310}, 2, 2},
+                                 {{1, 77}, 1, 1},
+                                 {{1, 403, 407, 261}, 0, 3}};
+  const int decode_steps = 5;
+  const int V = 512;
+  // Alone: its own model with the adapter attached, prefill then greedy decode.
+  std::vector<std::vector<std::vector<float>>> want(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    LlamaModel m(src, FormatSpec("f32"));
+    if (seqs[i].adapter >= 0) m.attach_lora(ads[size_t(seqs[i].adapter)]);
+    LlamaSession s(m);
+    std::vector<float> lg(V);
+    s.forward(seqs[i].prompt.data(), int(seqs[i].prompt.size()), 0, lg.data());
+    want[i].push_back(lg);
+    int pos = int(seqs[i].prompt.size());
+    for (int k = 0; k < decode_steps; ++k) {
+      int tok = int(std::max_element(lg.begin(), lg.end()) - lg.begin());
+      s.forward(&tok, 1, pos++, lg.data());
+      want[i].push_back(lg);
+    }
+  }
+  // Together: one model, the adapters in a set, one forward_batch per step.
+  const LlamaModel m(src, FormatSpec("f32"));
+  LlamaAdapterSet set(m);
+  for (const auto& ad : ads) set.add(ad);
+  LlamaSession s(m);
+  std::vector<KvCache> caches(seqs.size());
+  std::vector<std::vector<std::vector<float>>> got(seqs.size());
+  std::vector<int> pos(seqs.size(), 0), next(seqs.size(), 0);
+  std::vector<std::vector<float>> out(seqs.size(), std::vector<float>(V));
+  for (int step = 0;; ++step) {
+    std::vector<LlamaSession::BatchEntry> batch;
+    std::vector<size_t> who;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (step < seqs[i].join_step || int(got[i].size()) > decode_steps) continue;
+      LlamaSession::BatchEntry e;
+      e.cache = &caches[i];
+      e.adapter = seqs[i].adapter;
+      e.logits = out[i].data();
+      if (got[i].empty()) e.tokens = seqs[i].prompt.data(), e.n = int(seqs[i].prompt.size());
+      else e.tokens = &next[i], e.n = 1;
+      e.pos = pos[i];
+      batch.push_back(e);
+      who.push_back(i);
+    }
+    if (batch.empty()) break;
+    s.forward_batch(batch, &set);
+    for (size_t j = 0; j < who.size(); ++j) {
+      const size_t i = who[j];
+      pos[i] += batch[j].n;
+      got[i].push_back(out[i]);
+      next[i] = int(std::max_element(out[i].begin(), out[i].end()) - out[i].begin());
+    }
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(got[i].size(), want[i].size()) << i;
+    for (size_t k = 0; k < want[i].size(); ++k) {
+      EXPECT_LE(max_rel_diff(got[i][k], want[i][k]), 1e-4) << "sequence " << i << " step " << k;
+      EXPECT_EQ(std::max_element(got[i][k].begin(), got[i][k].end()) - got[i][k].begin(),
+                std::max_element(want[i][k].begin(), want[i][k].end()) - want[i][k].begin());
+    }
+  }
+  // What the batch cannot take is refused by name.
+  PeftAdapter dora = ads[0];
+  dora.modules.begin()->second.magnitude.assign(64, 1.f);
+  EXPECT_THROW(set.add(dora), Error);
+  KvCache one;
+  const int tok = 1;
+  std::vector<float> lg(V);
+  EXPECT_THROW(s.forward_batch({{&one, &tok, 1, 0, 7, lg.data()}}, &set), Error);         // adapter 7 unknown
+  EXPECT_THROW(s.forward_batch({{&one, &tok, 1, 0, -1, lg.data()}, {&one, &tok, 1, 0, -1, lg.data()}}), Error);  // one cache twice
+}
+
 // Every PEFT option against weights merged by hand here: rsLoRA (α/√r), DoRA (m / ‖W + ΔW‖ per
 // row), rank_pattern / alpha_pattern, embedding LoRA on a tied model (the classifier keeps the
 // original table), lm_head LoRA, modules_to_save, two adapters at once with a scale; unmerged
