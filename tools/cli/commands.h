@@ -14,6 +14,7 @@ void add_eval(CLI::App& app);
 void add_compress(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_convert(CLI::App& app);
+void add_serve(CLI::App& app);
 void add_bench_model(CLI::App& bench);
 
 }  // namespace tz::cli

@@ -31,12 +31,14 @@ int main(int argc, char** argv) {
   tz::cli::add_compress(app);
   tz::cli::add_merge(app);
   tz::cli::add_convert(app);
+  tz::cli::add_serve(app);
   tz::io::install_signal_cleanup();  // Ctrl-C / SIGTERM during a write leave no temporary behind
-  // llama-cli's -ngl is a many-letter short option, which CLI11 cannot name: spell it long.
-  std::vector<std::string> ngl = {"--n-gpu-layers"};
+  // llama.cpp's -ngl and -np are many-letter short options, which CLI11 cannot name: spell them long.
+  std::vector<std::string> longs = {"--n-gpu-layers", "--parallel"};
   std::vector<char*> args(argv, argv + argc);
   for (char*& a : args)
-    if (std::string_view(a) == "-ngl") a = ngl[0].data();
+    if (std::string_view(a) == "-ngl") a = longs[0].data();
+    else if (std::string_view(a) == "-np") a = longs[1].data();
   try {
     app.parse(int(args.size()), args.data());
   } catch (const CLI::CallForHelp& e) {

@@ -115,17 +115,48 @@ size_t stop_prefix_len(const std::string& text, const std::vector<std::string>& 
 }
 }  // namespace
 
+bool ReplyText::push(int next, std::string& shown) {
+  shown.clear();
+  const std::string& piece = tok_.piece(next);
+  if (next == tok_.eos_id() || (lim_.stop_at_bos && next == tok_.bos_id()) ||
+      std::find(lim_.stop_pieces.begin(), lim_.stop_pieces.end(), piece) != lim_.stop_pieces.end()) {
+    stop_ = "eos";
+    return false;
+  }
+  const std::string text = tok_.decode_piece(prev_, next);
+  prev_ = next;
+  sampled_ += text;
+  pending_ += text;
+  size_t cut = std::string::npos;
+  for (const auto& st : lim_.stop_strings) cut = std::min(cut, pending_.find(st));
+  if (cut != std::string::npos) {
+    shown = pending_.substr(0, cut);
+    pending_.clear();
+    stop_ = "stop";
+    return false;
+  }
+  const size_t n = pending_.size() - stop_prefix_len(pending_, lim_.stop_strings);
+  shown = pending_.substr(0, n);
+  pending_.erase(0, n);
+  return true;
+}
+
+std::string ReplyText::flush() {
+  std::string t;
+  t.swap(pending_);
+  return t;
+}
+
 Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, const SampleOpts& so, std::vector<float>& logits,
                      int& pos, std::vector<int>& history, const ReplyLimits& lim) {
   Reply r;
   const auto t0 = Clock::now();
-  int prev = history.empty() ? tok.bos_id() : history.back();
-  std::string pending;  // sampled, not yet printed
-  const auto emit = [&](size_t n) {
-    if (lim.stream) print_piece(pending.substr(0, n));
-    r.text += pending.substr(0, n);
-    pending.erase(0, n);
+  ReplyText text(tok, history.empty() ? tok.bos_id() : history.back(), lim);
+  const auto emit = [&](const std::string& t) {
+    if (lim.stream) print_piece(t);
+    r.text += t;
   };
+  std::string shown;
   while (true) {
     if (lim.interrupt && *lim.interrupt) {
       r.stop = "interrupt";
@@ -138,31 +169,20 @@ Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, co
         l = l > 0 ? l / so.repeat_penalty : l * so.repeat_penalty;
       }
     const int next = sampler.sample(logits.data());
-    const std::string& piece = tok.piece(next);
-    if (next == tok.eos_id() || (lim.stop_at_bos && next == tok.bos_id()) ||
-        std::find(lim.stop_pieces.begin(), lim.stop_pieces.end(), piece) != lim.stop_pieces.end()) {
-      r.stop = "eos";
+    const bool more = text.push(next, shown);
+    emit(shown);
+    if (!more) {
+      r.stop = text.stop();
+      if (r.stop == "stop") ++r.tokens, history.push_back(next);  // the token that completed the stop string was sampled
       break;
     }
-    const std::string text = tok.decode_piece(prev, next);
-    r.sampled += text;
-    pending += text;
     ++r.tokens;
     history.push_back(next);
-    prev = next;
-    size_t cut = std::string::npos;
-    for (const auto& st : lim.stop_strings) cut = std::min(cut, pending.find(st));
-    if (cut != std::string::npos) {
-      emit(cut);
-      pending.clear();
-      r.stop = "stop";
-      break;
-    }
-    emit(pending.size() - stop_prefix_len(pending, lim.stop_strings));
     require(pos < s.max_seq(), "the context of " + std::to_string(s.max_seq()) + " tokens is full (--ctx-size, or /reset)");
     s.forward(&next, 1, pos++, logits.data());
   }
-  if (r.stop != "stop") emit(pending.size());
+  if (r.stop != "stop") emit(text.flush());
+  r.sampled = text.sampled();
   r.seconds = seconds_since(t0);
   return r;
 }

@@ -70,6 +70,26 @@ struct Reply {
 Reply generate_reply(LlamaSession& s, const Tokenizer& tok, Sampler& sampler, const SampleOpts& so, std::vector<float>& logits,
                      int& pos, std::vector<int>& history, const ReplyLimits& limits);
 
+// A reply's text as tokens arrive: EOS (and BOS when asked) and the stop pieces end it unprinted;
+// a stop string cuts it (the text from it on is dropped); text that may be the start of a stop
+// string is held back until it is not. generate_reply and the server share it.
+class ReplyText {
+ public:
+  ReplyText(const Tokenizer& tok, int prev_token, const ReplyLimits& limits) : tok_(tok), lim_(limits), prev_(prev_token) {}
+  // The sampled token: false when it ends the reply (stop() says how); `shown` gets the text that
+  // may be shown now.
+  bool push(int token, std::string& shown);
+  std::string flush();  // the held-back text, when the reply ends for another reason
+  const std::string& stop() const { return stop_; }  // "eos", "stop", or "" while running
+  const std::string& sampled() const { return sampled_; }
+
+ private:
+  const Tokenizer& tok_;
+  const ReplyLimits& lim_;
+  int prev_;
+  std::string pending_, sampled_, stop_;
+};
+
 // The context a session gets: -c when given (at most the model's), else the model's capped at
 // 4096 (llama-cli's default) so a long-context model does not allocate its whole cache.
 int context_size(int flag, const LlamaConfig& c);
