@@ -1,5 +1,5 @@
 // Writes the fuzz seed corpora: small valid files of each format plus truncated and bit-flipped
-// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip,hf_config,hf_quant}/,
+// variants, into <dir>/{safetensors,gguf,llama2c,llama2c_v1,peft_config,tokenizer,tokenizer_json,tensorzip,hf_config,hf_quant,serve_request}/,
 // plus hostile seeds (deep nesting, floats in integer fields, duplicate keys). Run by ctest before the fuzz targets.
 #include <cstring>
 #include <filesystem>
@@ -105,6 +105,14 @@ int main(int argc, char** argv) {
     const auto awq = layer(R"({"quant_method":"awq","bits":4,"group_size":32,"zero_point":true,"version":"gemm"})", 16, 64, false);
     extra("hf_quant", "awq", std::string(awq.begin(), awq.end()));
   }
+  // tensorzip serve request bodies (completions, chat, tokenize, detokenize).
+  const std::string completion = R"({"model": "base", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "seed": 3, "stop": ["\n", "The end"], "stream": true, "stream_options": {"include_usage": true}})";
+  emit("serve_request", std::vector<uint8_t>(completion.begin(), completion.end()));
+  extra("serve_request", "chat", R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "max_completion_tokens": 8, "n": 1, "frequency_penalty": 0})");
+  extra("serve_request", "tokenize", R"({"content": "Once upon a time", "add_special": true})");
+  extra("serve_request", "detokenize", R"({"tokens": [1, 403, 407]})");
+  extra("serve_request", "nested", "{\"prompt\":" + deep + "}");
+  extra("serve_request", "floats", R"({"prompt": "x", "max_tokens": 1e300, "seed": -1.5, "temperature": 1e999})");
   // A tiny llama2.c tokenizer.bin and a tokenizer.json with merges.
   const std::vector<uint8_t> tok = tz::test::sample_tokenizer_bin();
   emit("tokenizer", tok);

@@ -321,6 +321,9 @@ class LlamaAdapterSet {
   // term per row and are refused by name (attach or merge them instead).
   int32_t add(const PeftAdapter& adapter, float scale = 1.f);
   int32_t size() const { return count_; }
+  // The fused kernel (AdapterBank::apply, default) or its baseline, a loop over the adapters
+  // present (apply_loop): benchmarks compare the two.
+  void set_fused(bool fused) { fused_ = fused; }
   // y[t] += row t's adapter update of linear `which` (0..6: wq wk wv wo w1 w2 w3) of `layer`, or of
   // the classifier (layer = −1); ids[t] < 0: none.
   void apply(int layer, int which, const float* x, int64_t n, const int32_t* ids, float* y) const;
@@ -331,6 +334,7 @@ class LlamaAdapterSet {
   std::vector<std::unique_ptr<Bank>> banks_;  // [layer · 7 + which], the classifier's last
   DType storage_;
   int32_t count_ = 0;
+  bool fused_ = true;
 };
 
 class LlamaSession {

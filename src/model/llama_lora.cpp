@@ -285,7 +285,9 @@ void LlamaAdapterSet::apply(int layer, int which, const float* x, int64_t n, con
     local[size_t(t)] = id >= 0 && size_t(id) < b->local.size() ? b->local[size_t(id)] : -1;
     any |= local[size_t(t)] >= 0;
   }
-  if (any) b->bank.apply(x, n, local.data(), y);
+  if (!any) return;
+  if (fused_) b->bank.apply(x, n, local.data(), y);
+  else b->bank.apply_loop(x, n, local.data(), y);
 }
 
 }  // namespace tz

@@ -193,6 +193,7 @@ void add_bench(CLI::App& app) {
   add_lowrank("adapters", "Fused multi-LoRA batch vs the loop over adapters (lowrank --parts adapters)", lr_adapters);
 
   static bench::ModelBenchOptions mo;
+  add_bench_serve(*cmd);
   auto* mdl = cmd->add_subcommand("model", "LLaMA model prefill/decode tokens/s per weight format, ratio to f32 in the same run");
   add_common(mdl, common);
   mdl->add_option("-m,--model", mo.model, "Model file or directory (default: --synthetic)");

@@ -15,6 +15,6 @@ void add_compress(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_serve(CLI::App& app);
-void add_bench_model(CLI::App& bench);
+void add_bench_serve(CLI::App& bench);
 
 }  // namespace tz::cli

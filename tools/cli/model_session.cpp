@@ -118,8 +118,8 @@ size_t stop_prefix_len(const std::string& text, const std::vector<std::string>& 
 bool ReplyText::push(int next, std::string& shown) {
   shown.clear();
   const std::string& piece = tok_.piece(next);
-  if (next == tok_.eos_id() || (lim_.stop_at_bos && next == tok_.bos_id()) ||
-      std::find(lim_.stop_pieces.begin(), lim_.stop_pieces.end(), piece) != lim_.stop_pieces.end()) {
+  if (!lim_.ignore_eos && (next == tok_.eos_id() || (lim_.stop_at_bos && next == tok_.bos_id()) ||
+                           std::find(lim_.stop_pieces.begin(), lim_.stop_pieces.end(), piece) != lim_.stop_pieces.end())) {
     stop_ = "eos";
     return false;
   }

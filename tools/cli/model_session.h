@@ -56,6 +56,7 @@ struct ReplyLimits {
   int max_tokens = 0;
   std::vector<std::string> stop_pieces, stop_strings;
   bool stop_at_bos = false;  // llama2.c's run: BOS ends the sequence
+  bool ignore_eos = false;   // EOS and the stop pieces are tokens like any other (benchmarks of fixed length)
   bool stream = true;        // print each piece to stdout as it is sampled
   const volatile bool* interrupt = nullptr;
 };
