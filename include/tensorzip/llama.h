@@ -320,7 +320,11 @@ class LlamaAdapterSet {
   // The adapter's id (0, 1, …). DoRA, embedding LoRA and saved modules change more than a low-rank
   // term per row and are refused by name (attach or merge them instead).
   int32_t add(const PeftAdapter& adapter, float scale = 1.f);
-  int32_t size() const { return count_; }
+  // Frees adapter `id` (ids of the others stay); a row naming it is then an error. Not concurrent
+  // with apply(): the caller pauses the batches (tensorzip serve's engine does).
+  void remove(int32_t id);
+  int32_t size() const { return count_; }  // ids handed out, removed ones included
+  bool live(int32_t id) const { return id >= 0 && id < count_ && !removed_[size_t(id)]; }
   // The fused kernel (AdapterBank::apply, default) or its baseline, a loop over the adapters
   // present (apply_loop): benchmarks compare the two.
   void set_fused(bool fused) { fused_ = fused; }
@@ -335,6 +339,7 @@ class LlamaAdapterSet {
   DType storage_;
   int32_t count_ = 0;
   bool fused_ = true;
+  std::vector<bool> removed_;
 };
 
 class LlamaSession {

@@ -134,7 +134,9 @@ class AdapterBank {
  public:
   AdapterBank(int64_t out, int64_t in, DType storage = DType::F32);
   int32_t add(const LoraAdapter& ad);  // returns its id
-  int64_t size() const { return int64_t(adapters_.size()); }
+  // Frees adapter `id`'s weights (the others keep their ids); a row naming it is then an error.
+  void remove(int32_t id);
+  int64_t size() const { return int64_t(adapters_.size()); }  // ids handed out, removed ones included
   // y[t] += s_i·(x[t]·A_iᵀ)·B_iᵀ with i = ids[t] (ids[t] < 0: no adapter).
   void apply(const float* x, int64_t n, const int32_t* ids, float* y) const;
   // y = x·Ŵᵀ (low-bit base through mpGEMM) plus every row's adapter, as one call.
@@ -143,6 +145,11 @@ class AdapterBank {
   const char* kernel() const;
 
  private:
+  std::vector<bool> live() const {
+    std::vector<bool> v(adapters_.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = adapters_[i].rank > 0;
+    return v;
+  }
   struct Entry {
     int64_t rank;
     float scale;

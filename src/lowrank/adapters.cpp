@@ -251,15 +251,33 @@ int32_t AdapterBank::add(const LoraAdapter& ad) {
   return int32_t(adapters_.size() - 1);
 }
 
+void AdapterBank::remove(int32_t id) {
+  require(id >= 0 && id < size() && adapters_[size_t(id)].rank > 0, "adapter bank: no adapter " + std::to_string(id) + " to remove");
+  Entry& e = adapters_[size_t(id)];
+  // Its A and Bᵀ leave the arena (later entries move down), so a server that loads and unloads
+  // adapters for days does not grow; ids stay as they are.
+  const int64_t na = e.rank * in_, nb = e.rank * out_;
+  for (auto [off, len] : {std::pair{e.bt_off, nb}, std::pair{e.a_off, na}}) {  // the later range first
+    if (storage_ == DType::BF16) w16_.erase(w16_.begin() + off, w16_.begin() + off + len);
+    else w32_.erase(w32_.begin() + off, w32_.begin() + off + len);
+    for (Entry& o : adapters_) {
+      if (&o == &e) continue;
+      if (o.a_off > off) o.a_off -= len;
+      if (o.bt_off > off) o.bt_off -= len;
+    }
+  }
+  e = Entry{0, 0.f, 0, 0, {}, {}};
+}
+
 const char* AdapterBank::kernel() const { return detail::lora_bgmv_family().chosen_name(); }
 
 namespace {
 // Rows grouped by adapter (counting sort): rows[off[i] .. off[i+1]) use adapter i.
-void group_rows(const int32_t* ids, int64_t n, int64_t count, std::vector<int32_t>& rows, std::vector<int64_t>& off) {
+void group_rows(const int32_t* ids, int64_t n, int64_t count, const std::vector<bool>& live, std::vector<int32_t>& rows, std::vector<int64_t>& off) {
   off.assign(size_t(count + 1), 0);
   for (int64_t t = 0; t < n; ++t) {
-    require(ids[t] < count, "adapter bank: row " + std::to_string(t) + " names adapter " + std::to_string(ids[t]) +
-                                " of " + std::to_string(count));
+    require(ids[t] < count && (ids[t] < 0 || live[ids[t]]), "adapter bank: row " + std::to_string(t) + " names adapter " +
+                                                                 std::to_string(ids[t]) + (ids[t] < count ? ", which was removed" : " of " + std::to_string(count)));
     if (ids[t] >= 0) ++off[size_t(ids[t]) + 1];
   }
   for (int64_t i = 0; i < count; ++i) off[size_t(i + 1)] += off[size_t(i)];
@@ -276,7 +294,7 @@ void AdapterBank::apply(const float* x, int64_t n, const int32_t* ids, float* y)
   const kernels::lora::Kernels* k = &detail::lora_bgmv_family().config();
   std::vector<int32_t> rows;
   std::vector<int64_t> off;
-  group_rows(ids, n, size(), rows, off);
+  group_rows(ids, n, size(), live(), rows, off);
   std::vector<kernels::lora::Task> tasks;
   std::vector<int64_t> hoff{0};
   for (int64_t i = 0; i < size(); ++i) {
@@ -312,7 +330,7 @@ void AdapterBank::apply_loop(const float* x, int64_t n, const int32_t* ids, floa
   if (n == 0) return;
   std::vector<int32_t> rows;
   std::vector<int64_t> off;
-  group_rows(ids, n, size(), rows, off);
+  group_rows(ids, n, size(), live(), rows, off);
   for (int64_t i = 0; i < size(); ++i) {
     const int64_t nr = off[size_t(i + 1)] - off[size_t(i)];
     if (nr == 0) continue;

@@ -166,7 +166,7 @@ void LlamaSession::forward_batch(const std::vector<BatchEntry>& batch, const Lla
     require(e.pos >= 0 && int64_t(e.pos) + e.n <= max_seq_, "forward_batch: positions " + std::to_string(e.pos) + ".." +
                                                                 std::to_string(e.pos + e.n - 1) + " exceed the context of " +
                                                                 std::to_string(max_seq_) + " tokens");
-    require(e.adapter < 0 || (adapters != nullptr && e.adapter < adapters->size()), "forward_batch: adapter " + std::to_string(e.adapter) + " unknown");
+    require(e.adapter < 0 || (adapters != nullptr && adapters->live(e.adapter)), "forward_batch: adapter " + std::to_string(e.adapter) + " is not loaded");
     for (const auto& s : segs) require(s.kv != e.cache, "forward_batch: one cache in two entries");
     for (int t = 0; t < e.n; ++t)
       require(e.tokens[t] >= 0 && e.tokens[t] < c.vocab_size,

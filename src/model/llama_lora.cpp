@@ -270,7 +270,18 @@ int32_t LlamaAdapterSet::add(const PeftAdapter& ad, float scale) {
     b->local.resize(size_t(count_), -1);
     b->local.push_back(b->bank.add(la));
   }
+  removed_.push_back(false);
   return count_++;
+}
+
+void LlamaAdapterSet::remove(int32_t id) {
+  require(live(id), "LoRA adapters: no adapter " + std::to_string(id) + " to remove");
+  for (auto& b : banks_)
+    if (b && size_t(id) < b->local.size() && b->local[size_t(id)] >= 0) {
+      b->bank.remove(b->local[size_t(id)]);
+      b->local[size_t(id)] = -1;
+    }
+  removed_[size_t(id)] = true;
 }
 
 void LlamaAdapterSet::apply(int layer, int which, const float* x, int64_t n, const int32_t* ids, float* y) const {
@@ -282,6 +293,8 @@ void LlamaAdapterSet::apply(int layer, int which, const float* x, int64_t n, con
   bool any = false;
   for (int64_t t = 0; t < n; ++t) {
     const int32_t id = ids[t];
+    require(id < count_ && (id < 0 || !removed_[size_t(id)]), "LoRA adapters: row " + std::to_string(t) + " names adapter " +
+                                                                   std::to_string(id) + ", which is not loaded");
     local[size_t(t)] = id >= 0 && size_t(id) < b->local.size() ? b->local[size_t(id)] : -1;
     any |= local[size_t(t)] >= 0;
   }

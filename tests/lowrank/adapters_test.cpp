@@ -132,6 +132,40 @@ TEST(Lora, OnLowBitBase) {
   EXPECT_THROW(wrong.apply_with_base(lw, x.data(), n, ids.data(), yb.data()), Error);
 }
 
+// Removing an adapter frees its weights and leaves the others' ids and results as they were, for
+// both storages; a row naming the removed one is an error; new adapters get new ids.
+TEST(Lora, AdapterBankRemoveKeepsTheOthers) {
+  const int64_t out = 40, in = 72, n = 6;
+  const auto x = gauss(size_t(n * in), 41);
+  for (DType storage : {DType::F32, DType::BF16}) {
+    AdapterBank bank(out, in, storage);
+    std::vector<LoraAdapter> ads = {random_lora(out, in, 4, 42), random_lora(out, in, 8, 43), random_lora(out, in, 2, 44)};
+    for (const auto& a : ads) bank.add(a);
+    const std::vector<int32_t> ids{0, 2, -1, 2, 0, 0};
+    std::vector<float> before(size_t(n * out), 0.f), after(size_t(n * out), 0.f), loop(size_t(n * out), 0.f);
+    bank.apply(x.data(), n, ids.data(), before.data());
+    bank.remove(1);
+    bank.apply(x.data(), n, ids.data(), after.data());
+    bank.apply_loop(x.data(), n, ids.data(), loop.data());
+    EXPECT_EQ(after, before);
+    EXPECT_LE(rel(loop, std::vector<double>(before.begin(), before.end())), 1e-5);
+    const std::vector<int32_t> removed{1};
+    EXPECT_THROW(bank.apply(x.data(), 1, removed.data(), after.data()), Error);
+    EXPECT_THROW(bank.remove(1), Error);
+    EXPECT_EQ(bank.add(ads[1]), 3);
+    bank.remove(0);
+    const std::vector<int32_t> ids2{3, 2, -1, 3, 2, 2};
+    std::vector<float> y(size_t(n * out), 0.f), ref(size_t(n * out), 0.f);
+    bank.apply(x.data(), n, ids2.data(), y.data());
+    AdapterBank fresh(out, in, storage);
+    fresh.add(ads[1]);
+    fresh.add(ads[2]);
+    const std::vector<int32_t> ids3{0, 1, -1, 0, 1, 1};
+    fresh.apply(x.data(), n, ids3.data(), ref.data());
+    EXPECT_EQ(y, ref);
+  }
+}
+
 TEST(Lora, DoraBlockFloraCp) {
   const int64_t out = 12, in = 20, r = 3, n = 4;
   const auto w = gauss(size_t(out * in), 11);

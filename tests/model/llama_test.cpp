@@ -685,6 +685,26 @@ TEST(Llama, BatchedSequencesWithMixedAdaptersEqualOneByOne) {
   const int tok = 1;
   std::vector<float> lg(V);
   EXPECT_THROW(s.forward_batch({{&one, &tok, 1, 0, 7, lg.data()}}, &set), Error);         // adapter 7 unknown
+  // Unloading one adapter leaves the others as they were; a new one gets a new id.
+  std::vector<float> a0(V), a2(V), b0(V), b2(V), late(V);
+  KvCache c0, c2, c3;
+  const std::vector<int> p = {1, 403, 407, 261};
+  s.forward_batch({{&c0, p.data(), 4, 0, 0, a0.data()}, {&c2, p.data(), 4, 0, 2, a2.data()}}, &set);
+  set.remove(1);
+  c0 = {}, c2 = {};
+  s.forward_batch({{&c0, p.data(), 4, 0, 0, b0.data()}, {&c2, p.data(), 4, 0, 2, b2.data()}}, &set);
+  EXPECT_EQ(a0, b0);
+  EXPECT_EQ(a2, b2);
+  EXPECT_THROW(s.forward_batch({{&c3, p.data(), 4, 0, 1, late.data()}}, &set), Error);
+  EXPECT_EQ(set.add(ads[1]), 3);
+  c3 = {};
+  s.forward_batch({{&c3, p.data(), 4, 0, 3, late.data()}}, &set);
+  LlamaModel alone(src, FormatSpec("f32"));
+  alone.attach_lora(ads[1]);
+  LlamaSession sa(alone);
+  std::vector<float> want1(V);
+  sa.forward(p.data(), 4, 0, want1.data());
+  EXPECT_LE(max_rel_diff(late, want1), 1e-4);
   EXPECT_THROW(s.forward_batch({{&one, &tok, 1, 0, -1, lg.data()}, {&one, &tok, 1, 0, -1, lg.data()}}), Error);  // one cache twice
 }
 

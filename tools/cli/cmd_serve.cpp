@@ -105,7 +105,8 @@ void run_serve(const ServeOpts& o) {
   const std::string base = o.alias.empty() ? fs::path(o.m.model).filename().string() : o.alias;
   // Adapters: every PEFT directory in --lora-dir, named by its folder.
   LlamaAdapterSet adapters(*L.model);
-  std::map<std::string, int32_t> adapter_ids;
+  std::map<std::string, int32_t> adapter_ids;  // name → id; guarded by names_mu once serving
+  std::mutex names_mu;
   if (!o.lora_dir.empty()) {
     require(fs::is_directory(o.lora_dir), "serve: --lora-dir " + o.lora_dir + " is not a directory");
     std::vector<fs::path> dirs;
@@ -147,6 +148,8 @@ void run_serve(const ServeOpts& o) {
         return counters.add(endpoint, 503);
       }
       const CompletionRequest r = parse_completion_request(req.body, chat);
+      // The adapter is resolved and the request queued under names_mu: DELETE cannot unload it in between.
+      std::unique_lock<std::mutex> names(names_mu);
       int32_t adapter = -1;
       if (!r.model.empty() && r.model != base) {
         const auto it = adapter_ids.find(r.model);
@@ -180,6 +183,7 @@ void run_serve(const ServeOpts& o) {
         send_error(res, 429, "the request queue is full; retry later");
         return counters.add(endpoint, 429);
       }
+      names.unlock();
       const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++);
       const std::string model_name = r.model.empty() ? base : r.model;
       const int64_t t = created();
@@ -267,11 +271,68 @@ void run_serve(const ServeOpts& o) {
   svr.Post("/v1/completions", [&](const httplib::Request& q, httplib::Response& s) { generate(q, s, false); });
   svr.Post("/v1/chat/completions", [&](const httplib::Request& q, httplib::Response& s) { generate(q, s, true); });
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> names(names_mu);
     Json data = Json::array({{{"id", base}, {"object", "model"}, {"created", created()}, {"owned_by", "tensorzip"}}});
     for (const auto& [name, id] : adapter_ids)
       data.push_back({{"id", name}, {"object", "model"}, {"created", created()}, {"owned_by", "tensorzip"}, {"parent", base}});
     send_json(res, 200, {{"object", "list"}, {"data", data}});
     counters.add("/v1/models", 200);
+  });
+  // Adapters at run time: POST {"name", "path"} (a PEFT directory inside --lora-dir) loads one;
+  // DELETE /v1/adapters/NAME unloads it when no request uses it (409 while one does).
+  svr.Post("/v1/adapters", [&](const httplib::Request& req, httplib::Response& res) {
+    try {
+      if (o.lora_dir.empty()) {
+        send_error(res, 403, "loading adapters at run time needs --lora-dir (the directory they are loaded from)");
+        return counters.add("/v1/adapters", 403);
+      }
+      const Json j = json_io::parse(req.body, "request body");
+      if (!j.is_object()) throw RequestError("", "the request body is not a JSON object");
+      for (const auto& [k, v] : j.items())
+        if (k != "name" && k != "path") throw RequestError(k, "unknown field '" + k + "'");
+      if (!j.contains("name") || !j["name"].is_string()) throw RequestError("name", "'name' must be a string");
+      const std::string name = j["name"];
+      if (name.empty() || name.size() > 128 || name == base ||
+          !std::all_of(name.begin(), name.end(), [](char ch) { return std::isalnum((unsigned char)ch) || ch == '-' || ch == '_' || ch == '.'; }))
+        throw RequestError("name", "'name' must be 1–128 characters of letters, digits, '-', '_', '.', and not the base model's");
+      const std::string rel = j.contains("path") ? (j["path"].is_string() ? j["path"].get<std::string>() : throw RequestError("path", "'path' must be a string")) : name;
+      // Only directories inside --lora-dir: a client must not make the server read arbitrary paths.
+      std::error_code ec;
+      const fs::path root = fs::weakly_canonical(o.lora_dir, ec), dir = fs::weakly_canonical(fs::path(o.lora_dir) / rel, ec);
+      const auto [r_end, d_it] = std::mismatch(root.begin(), root.end(), dir.begin(), dir.end());
+      if (ec || r_end != root.end() || dir == root || !fs::is_directory(dir))
+        throw RequestError("path", "'path' must name an adapter directory inside --lora-dir");
+      const PeftAdapter ad = read_peft_adapter(dir.string());  // (outside the locks: file reading)
+      std::lock_guard<std::mutex> names(names_mu);
+      if (adapter_ids.count(name)) {
+        send_error(res, 409, "adapter '" + name + "' is already loaded", "name");
+        return counters.add("/v1/adapters", 409);
+      }
+      int32_t id = -1;
+      engine.between_steps([&] { id = adapters.add(ad); });
+      adapter_ids[name] = id;
+      send_json(res, 200, {{"id", name}, {"object", "model"}, {"created", created()}, {"owned_by", "tensorzip"}, {"parent", base}});
+    } catch (const RequestError& e) {
+      send_error(res, 400, e.what(), e.param());
+    } catch (const Error& e) {
+      send_error(res, 400, e.what());
+    }
+    counters.add("/v1/adapters", res.status);
+  });
+  svr.Delete(R"(/v1/adapters/([A-Za-z0-9._-]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    std::lock_guard<std::mutex> names(names_mu);
+    const auto it = adapter_ids.find(name);
+    if (it == adapter_ids.end()) {
+      send_error(res, 404, "no adapter '" + name + "' is loaded", "name");
+    } else if (engine.adapter_in_use(it->second)) {
+      send_error(res, 409, "adapter '" + name + "' is in use by a running or queued request; retry when it finishes", "name");
+    } else {
+      engine.between_steps([&] { adapters.remove(it->second); });
+      adapter_ids.erase(it);
+      send_json(res, 200, {{"id", name}, {"object", "model"}, {"deleted", true}});
+    }
+    counters.add("/v1/adapters", res.status);
   });
   svr.Get("/health", [&](const httplib::Request&, httplib::Response& res) {
     if (engine.accepting()) send_json(res, 200, {{"status", "ok"}});
@@ -279,7 +340,12 @@ void run_serve(const ServeOpts& o) {
     counters.add("/health", res.status);
   });
   svr.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-    res.set_content(prometheus(engine.metrics(), counters, adapter_ids.size()), "text/plain; version=0.0.4");
+    size_t n = 0;
+    {
+      std::lock_guard<std::mutex> names(names_mu);
+      n = adapter_ids.size();
+    }
+    res.set_content(prometheus(engine.metrics(), counters, n), "text/plain; version=0.0.4");
   });
   svr.Post("/tokenize", [&](const httplib::Request& req, httplib::Response& res) {
     try {

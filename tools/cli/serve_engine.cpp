@@ -92,6 +92,20 @@ void Engine::shutdown(std::chrono::milliseconds drain) {
   if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) thread_.join();
 }
 
+void Engine::between_steps(const std::function<void()>& fn) {
+  std::lock_guard<std::mutex> lock(step_mu_);
+  fn();
+}
+
+bool Engine::adapter_in_use(int32_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& j : active_)
+    if (j->adapter_ == id) return true;
+  for (const auto& j : waiting_)
+    if (j->adapter_ == id) return true;
+  return false;
+}
+
 EngineMetrics Engine::metrics() const {
   std::lock_guard<std::mutex> lock(mu_);
   return m_;
@@ -149,6 +163,7 @@ void Engine::loop() {
     for (auto& j : dropped) finish(*j, "cancelled");
     if (quit_) return;
     if (batch_jobs.empty()) continue;
+    std::lock_guard<std::mutex> step(step_mu_);
     logits.resize(batch_jobs.size());
     int rows = 0;
     for (size_t i = 0; i < batch_jobs.size(); ++i) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -101,6 +102,9 @@ class Engine {
   // Stops taking requests, lets active and queued ones finish for up to `drain`, cancels the rest.
   void shutdown(std::chrono::milliseconds drain);
   EngineMetrics metrics() const;
+  // Runs fn while no forward pass runs (between two steps): for changing the adapter set.
+  void between_steps(const std::function<void()>& fn);
+  bool adapter_in_use(int32_t id) const;  // an active or queued request names it
   const Options& options() const { return opt_; }
   bool accepting() const { return !stopping_; }
 
@@ -114,6 +118,7 @@ class Engine {
   Options opt_;
   LlamaSession session_;
   mutable std::mutex mu_;
+  std::mutex step_mu_;  // held by the scheduler through each forward pass and its sampling
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> waiting_;
   std::vector<std::shared_ptr<Job>> active_;
