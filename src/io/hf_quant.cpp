@@ -8,10 +8,12 @@
 #include <cmath>
 #include <numeric>
 #include <set>
+#include <cstring>
 
 #include "core/json.h"
 #include "tensorzip/convert.h"
 #include "tensorzip/error.h"
+#include "tensorzip/runtime.h"
 
 namespace tz::io {
 namespace {
@@ -215,15 +217,46 @@ HfQuantLinear unpack_hf_quant(const HfQuantConfig& cfg, const HfQuantTensors& t,
       q.zeros[size_t(o * ng + g)] = float(z + offset);
     }
   const size_t row_bytes = q.packed_row_bytes();
-  q.codes.assign(size_t(out) * row_bytes, 0);
-  std::vector<uint8_t> codes(static_cast<size_t>(in));
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t j = 0; j < in; ++j) {
-      const int64_t i = perm[size_t(j)];
-      codes[size_t(j)] = uint8_t(awq ? (qw[i * wcols + o / 8] >> (4 * kAwqNibble[o % 8])) & 15u : stream_field(qw + o, wcols, i, bits));
-    }
-    pack_codes_ref(codes.data(), in, bits, q.codes.data() + size_t(o) * row_bytes);
+  if (!awq && !permuted) {
+    // GPTQ's column of words for output o is the little-endian bit stream tensorzip packs row o in
+    // (input i at bit i·bits): the rows are the words transposed, byte for byte.
+    const int64_t nw = t.qweight.dim(0);
+    require(row_bytes == size_t(nw) * 4, label + ": internal: GPTQ rows of " + std::to_string(in) + " inputs do not fill whole words");
+    q.codes.resize(size_t(out) * row_bytes);
+    constexpr int64_t kTile = 64;
+    parallel_for((out + kTile - 1) / kTile, [&](int64_t tile, int) {
+      const int64_t o0 = tile * kTile, o1 = std::min(out, o0 + kTile);
+      for (int64_t w = 0; w < nw; ++w) {
+        const uint32_t* src = qw + w * wcols;
+        for (int64_t o = o0; o < o1; ++o) std::memcpy(q.codes.data() + size_t(o) * row_bytes + size_t(w) * 4, src + o, 4);
+      }
+    });
+    return r;
   }
+  q.codes.assign(size_t(out) * row_bytes, 0);
+  // The codes as Wᵀ [in, out], decoded in the words' memory order (rows of qweight), then gathered
+  // into W's rows in tiles of outputs: both passes read memory in order whatever the permutation
+  // (a column walk through qweight per output cost a cache miss per code on act-order layers).
+  std::vector<uint8_t> ct(size_t(in) * size_t(out));
+  parallel_for(in, [&](int64_t i, int) {
+    uint8_t* dst = ct.data() + size_t(i) * size_t(out);
+    if (awq) {
+      const uint32_t* w = qw + i * wcols;
+      for (int64_t o = 0; o < out; ++o) dst[o] = uint8_t((w[o / 8] >> (4 * kAwqNibble[o % 8])) & 15u);
+    } else {
+      for (int64_t o = 0; o < out; ++o) dst[o] = uint8_t(stream_field(qw + o, wcols, i, bits));
+    }
+  });
+  constexpr int64_t kTile = 64;
+  parallel_for((out + kTile - 1) / kTile, [&](int64_t tile, int) {
+    const int64_t o0 = tile * kTile, no = std::min(kTile, out - o0);
+    std::vector<uint8_t> rows(size_t(no) * size_t(in));
+    for (int64_t j = 0; j < in; ++j) {
+      const uint8_t* src = ct.data() + size_t(perm[size_t(j)]) * size_t(out) + size_t(o0);
+      for (int64_t k = 0; k < no; ++k) rows[size_t(k) * size_t(in) + size_t(j)] = src[k];
+    }
+    for (int64_t k = 0; k < no; ++k) pack_codes_ref(rows.data() + size_t(k) * size_t(in), in, bits, q.codes.data() + size_t(o0 + k) * row_bytes);
+  });
   if (permuted) r.input_perm = std::move(perm);
   return r;
 }
