@@ -184,7 +184,8 @@ TEST(HfQuant, ConfigsOutsideTheLayoutsAreRefusedByName) {
       {R"({"quant_method":"gptq","bits":4,"group_size":128,"weight_block_size":[128,128]})", "field 'weight_block_size'"},
       {R"([1,2])", "not an object"},
   };
-  for (const auto& [text, want] : bad) {
+  for (const auto& [config, want] : bad) {
+    const std::string text = config;  // (clang cannot capture a structured binding)
     const std::string e = error_of([&] { parse_hf_quant_config(text, "model/config.json"); });
     EXPECT_NE(e.find("model/config.json: quantization_config"), std::string::npos) << text << " -> " << e;
     EXPECT_NE(e.find(want), std::string::npos) << text << " -> " << e;
