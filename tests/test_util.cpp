@@ -42,6 +42,15 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float stddev) {
   return v;
 }
 
+LoraAdapter random_lora(int64_t out, int64_t in, int64_t rank, float alpha, uint32_t seed, float stddev) {
+  LoraAdapter a;
+  a.rank = rank;
+  a.alpha = alpha;
+  a.a = random_floats(size_t(rank * in), seed, stddev);
+  a.b = random_floats(size_t(out * rank), seed + 1, stddev);
+  return a;
+}
+
 std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   std::vector<uint16_t> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = f32_to_bf16_scalar(v[i]);

@@ -10,10 +10,13 @@
 
 #include "tensorzip/cpu.h"
 #include "tensorzip/format.h"
+#include "tensorzip/lowrank_ops.h"
 
 namespace tz::test {
 
 std::vector<float> random_floats(size_t n, uint32_t seed, float stddev = 1.f);
+// A LoRA adapter for an [out, in] layer with Gaussian A [rank, in] (seed) and B [out, rank] (seed + 1).
+LoraAdapter random_lora(int64_t out, int64_t in, int64_t rank, float alpha, uint32_t seed, float stddev);
 // ‖y − ref‖₂ / ‖ref‖₂ (a non-finite y counts as infinite error).
 double rel_l2(const std::vector<float>& y, const std::vector<float>& ref);
 // max |y − ref| / max |ref| (a non-finite y counts as infinite error).

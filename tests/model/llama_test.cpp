@@ -538,14 +538,7 @@ TEST(Llama, LoraAdaptersUnmergedEqualMergedWeights) {
   PeftAdapter ad;
   ad.r = 4;
   ad.lora_alpha = 8;
-  const auto make = [&](int64_t out, int64_t in, uint32_t seed) {
-    LoraAdapter a;
-    a.rank = 4;
-    a.alpha = 8;
-    a.a = test::random_floats(size_t(4 * in), seed, 0.1f);
-    a.b = test::random_floats(size_t(out * 4), seed + 1, 0.1f);
-    return a;
-  };
+  const auto make = [](int64_t out, int64_t in, uint32_t seed) { return test::random_lora(out, in, 4, 8, seed, 0.1f); };
   ad.modules["model.layers.1.self_attn.q_proj"] = make(64, 64, 10);
   ad.modules["model.layers.2.self_attn.v_proj"] = make(32, 64, 20);
   ad.modules["model.layers.4.mlp.down_proj"] = make(64, 172, 30);
@@ -594,14 +587,7 @@ TEST(Llama, BatchedSequencesWithMixedAdaptersEqualOneByOne) {
     PeftAdapter ad;
     ad.r = 2;
     ad.lora_alpha = 16;
-    const auto make = [&](int64_t out, int64_t in, uint32_t k) {
-      LoraAdapter a;
-      a.rank = 2;
-      a.alpha = 16;
-      a.a = test::random_floats(size_t(2 * in), seed * 100 + k, 0.3f);
-      a.b = test::random_floats(size_t(out * 2), seed * 100 + k + 1, 0.3f);
-      return a;
-    };
+    const auto make = [&](int64_t out, int64_t in, uint32_t k) { return test::random_lora(out, in, 2, 16, seed * 100 + k, 0.3f); };
     ad.modules["model.layers.0.self_attn.q_proj"] = make(64, 64, 1);
     ad.modules["model.layers.1.self_attn.v_proj"] = make(32, 64, 3);
     ad.modules["model.layers." + std::to_string(2 + seed % 3) + ".mlp.down_proj"] = make(64, 172, 5);

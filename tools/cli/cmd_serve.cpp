@@ -148,14 +148,6 @@ void run_serve(const ServeOpts& o) {
         return counters.add(endpoint, 503);
       }
       const CompletionRequest r = parse_completion_request(req.body, chat);
-      // The adapter is resolved and the request queued under names_mu: DELETE cannot unload it in between.
-      std::unique_lock<std::mutex> names(names_mu);
-      int32_t adapter = -1;
-      if (!r.model.empty() && r.model != base) {
-        const auto it = adapter_ids.find(r.model);
-        if (it == adapter_ids.end()) throw RequestError("model", "model '" + r.model + "' is neither the base model '" + base + "' nor a loaded adapter");
-        adapter = it->second;
-      }
       GenerationParams p;
       p.temperature = r.temperature;
       p.top_p = r.top_p;
@@ -176,6 +168,15 @@ void run_serve(const ServeOpts& o) {
         throw RequestError(chat ? "messages" : "prompt", "the prompt is " + std::to_string(prompt.size()) + " tokens; the context holds " +
                                                              std::to_string(eo.ctx));
       p.max_tokens = r.max_tokens > 0 ? r.max_tokens : chat ? eo.ctx : 16;
+      // The adapter is resolved and the request queued under names_mu (DELETE cannot unload it in
+      // between); the prompt was tokenized before, outside the lock.
+      std::unique_lock<std::mutex> names(names_mu);
+      int32_t adapter = -1;
+      if (!r.model.empty() && r.model != base) {
+        const auto it = adapter_ids.find(r.model);
+        if (it == adapter_ids.end()) throw RequestError("model", "model '" + r.model + "' is neither the base model '" + base + "' nor a loaded adapter");
+        adapter = it->second;
+      }
       std::shared_ptr<Job> job;
       try {
         job = engine.submit(prompt, adapter, p);

@@ -39,7 +39,9 @@ struct HfQuantConfig {
   bool desc_act = false;     // GPTQ act-order: g_idx may permute the groups
   bool zeros_minus_one = true;  // GPTQ v1 ("gptq"): stored zero = zero − 1; v2 and AWQ store the zero
   bool lm_head = false;      // GPTQModel's lm_head: true (the classifier quantized too)
-  std::vector<std::string> modules_to_not_convert;  // AWQ: modules kept dense
+  // AWQ: modules kept dense. Informational: the loader takes whichever of BASE.qweight and
+  // BASE.weight each module has, so a listed module is read as the dense weight it is stored as.
+  std::vector<std::string> modules_to_not_convert;
   std::string name() const;  // "awq 4-bit g128", "gptq 3-bit g64 sym act-order"
 };
 

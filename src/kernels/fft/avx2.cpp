@@ -110,4 +110,8 @@ void conv_stage__avx2(const PlanCore& pc, int stage, int64_t group, const RowPtr
   conv_stage<Vec8>(pc, Stage(stage), group, io, reinterpret_cast<Cx<Vec8>*>(ws), r0, r1, corr);
 }
 
+void spectrum_group__avx2(const PlanCore& pc, const float* const* rows, int nrows, float* dst, float* ws) {
+  filter_spectrum<Vec8>(pc, rows, nrows, dst, reinterpret_cast<Cx<Vec8>*>(ws));
+}
+
 }  // namespace tz::kernels::fft

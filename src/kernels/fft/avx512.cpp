@@ -90,4 +90,8 @@ void conv_stage__avx512(const PlanCore& pc, int stage, int64_t group, const RowP
   conv_stage<Vec16>(pc, Stage(stage), group, io, reinterpret_cast<Cx<Vec16>*>(ws), r0, r1, corr);
 }
 
+void spectrum_group__avx512(const PlanCore& pc, const float* const* rows, int nrows, float* dst, float* ws) {
+  filter_spectrum<Vec16>(pc, rows, nrows, dst, reinterpret_cast<Cx<Vec16>*>(ws));
+}
+
 }  // namespace tz::kernels::fft

@@ -23,10 +23,10 @@ using namespace kernels::fft;
 KernelFamily<FftConvConfig>& fftconv_family() {
   static KernelFamily<FftConvConfig> f("fftconv", {
       {"fftconv_r32_radix4_16rows__avx512", Isa::Avx512, 0,
-       {fftconv_r32_radix4_16rows__avx512, corr_group__avx512, dk_group__avx512, conv_stage__avx512, 16}},
+       {fftconv_r32_radix4_16rows__avx512, corr_group__avx512, dk_group__avx512, conv_stage__avx512, spectrum_group__avx512, 16}},
       {"fftconv_r32_radix4_8rows__avx2", Isa::Avx2, 0,
-       {fftconv_r32_radix4_8rows__avx2, corr_group__avx2, dk_group__avx2, conv_stage__avx2, 8}},
-      {"fftconv_r32_radix4__ref", Isa::Scalar, 0, {fftconv_r32_radix4__ref, corr_group__ref, dk_group__ref, conv_stage__ref, 1}},
+       {fftconv_r32_radix4_8rows__avx2, corr_group__avx2, dk_group__avx2, conv_stage__avx2, spectrum_group__avx2, 8}},
+      {"fftconv_r32_radix4__ref", Isa::Scalar, 0, {fftconv_r32_radix4__ref, corr_group__ref, dk_group__ref, conv_stage__ref, spectrum_group__ref, 1}},
   });
   return f;
 }
@@ -236,13 +236,31 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   const int64_t L = pc.lanes;
   pc.flat_rows = h < L;
   pc.patterns = pc.flat_rows ? h / std::gcd(h, L) : (h + L - 1) / L;
-  pc.spec.assign(size_t(pc.patterns) * size_t(bins) * 2 * size_t(L), 0.f);
-  std::vector<std::vector<std::complex<double>>> spectra(static_cast<size_t>(h));
-  parallel_for(h, [&](int64_t c, int) {
-    std::vector<double> x(size_t(2 * pc.m), 0.0);
-    for (int64_t j = 0; j < nk; ++j) x[size_t(j)] = k[c * nk + j];
-    spectra[size_t(c)] = real_dft(x);
-  });
+  pc.spec.resize(size_t(pc.patterns) * size_t(bins) * 2 * size_t(L));  // every lane of every bin is written below
+  {
+    // Filter spectra by the kernels' own forward transform, a group of lanes at a time, on the
+    // filters zero-padded to n.
+    std::vector<float> padded;
+    const float* kr = k;
+    if (nk < n) {
+      padded.assign(size_t(h * n), 0.f);
+      for (int64_t c = 0; c < h; ++c) std::copy(k + c * nk, k + (c + 1) * nk, padded.begin() + c * n);
+      kr = padded.data();
+    }
+    std::vector<LargeVector<float>> ws(static_cast<size_t>(num_threads()));
+    parallel_for(pc.patterns, [&](int64_t g, int thread) {
+      auto& w = ws[size_t(thread)];
+      if (w.empty()) w.resize(spectrum_workspace_floats(pc));
+      const float* rows[16] = {};
+      int nrows = 0;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t slot = g * L + l, c = pc.flat_rows ? slot % h : slot;
+        if (c >= h) break;
+        rows[nrows++] = kr + c * n;
+      }
+      impl->fp32.spectrum(pc, rows, nrows, pc.spec.data() + size_t(g) * size_t(bins) * 2 * size_t(L), w.data());
+    });
+  }
   impl->kernel_bf16 = impl->kernel;
   if (opt.dtype == ConvDtype::Bf16 && opt.freq_mask.empty() && direct_supported(n) &&
       (opt.bf16_path == ConvBf16Path::Direct || opt.bf16_path == ConvBf16Path::Auto)) {
@@ -261,22 +279,17 @@ FftConvPlan FftConvPlan::create(int64_t n, int64_t h, const float* k, int64_t nk
   if (opt.dtype == ConvDtype::Bf16 && !impl->direct && want_monarch && monarch_supported(pc.m)) {
     const MonarchConfig& mc = detail::fftconv_bf16_family().config();
     if (mc.rows != nullptr) {
+      // The Monarch tables are built from float64 spectra (rounded to bf16 once, there).
+      std::vector<std::vector<std::complex<double>>> spectra(static_cast<size_t>(h));
+      parallel_for(h, [&](int64_t c, int) {
+        std::vector<double> x(size_t(2 * pc.m), 0.0);
+        for (int64_t j = 0; j < nk; ++j) x[size_t(j)] = k[c * nk + j];
+        spectra[size_t(c)] = real_dft(x);
+      });
       impl->monarch = std::make_unique<MonarchPlan>(
           mc.plan(n, pc.m, h, spectra, pc.skip.empty() ? nullptr : pc.skip.data(), kFreqMaskBlock));
       impl->monarch_fn = mc.rows;
       impl->kernel_bf16 = detail::fftconv_bf16_family().chosen_name();
-    }
-  }
-  for (int64_t slot = 0; slot < pc.patterns * L; ++slot) {  // (pattern or channel group) x lane
-    const int64_t c = pc.flat_rows ? slot % h : slot;
-    if (c >= h) continue;
-    float* dst = pc.spec.data() + size_t(slot / L) * size_t(bins) * 2 * size_t(L);
-    for (int64_t b = 0; b < bins; ++b) {
-      const bool off = !pc.skip.empty() && pc.skip[size_t(b / kFreqMaskBlock)];
-      const auto& K = spectra[size_t(c)][size_t(b)];
-      const int64_t i = pc.iperm.empty() || b == pc.m ? b : pc.perm[size_t(b)];
-      dst[(2 * i) * L + slot % L] = off ? 0.f : float(K.real() / double(pc.m));
-      dst[(2 * i + 1) * L + slot % L] = off ? 0.f : float(K.imag() / double(pc.m));
     }
   }
   FftConvPlan p;

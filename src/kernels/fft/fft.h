@@ -37,6 +37,13 @@ void dk_group__ref(const PlanCore&, int64_t, int, int64_t, const float*, const f
 void dk_group__avx2(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);
 void dk_group__avx512(const PlanCore&, int64_t, int, int64_t, const float*, const float*, const float*, const float*, int64_t, float*, float*);
 
+// The filters' spectra of one group (see fftconv_impl.h filter_spectrum); ws: spectrum_workspace_floats.
+using SpectrumGroupFn = void (*)(const PlanCore& pc, const float* const* rows, int nrows, float* dst, float* workspace);
+inline size_t spectrum_workspace_floats(const PlanCore& pc) { return size_t(2 * pc.m + 1) * 2 * size_t(pc.lanes); }
+void spectrum_group__ref(const PlanCore&, const float* const*, int, float*, float*);
+void spectrum_group__avx2(const PlanCore&, const float* const*, int, float*, float*);
+void spectrum_group__avx512(const PlanCore&, const float* const*, int, float*, float*);
+
 // Family "fftconv": the fp32 kernels of one lane width together (the plan's spectra are laid out
 // for `lanes` rows per group, so all four must share it).
 struct FftConvConfig {
@@ -44,6 +51,7 @@ struct FftConvConfig {
   CorrGroupFn corr;
   DkGroupFn dk;
   ConvStageFn stage;
+  SpectrumGroupFn spectrum;
   int lanes;
 };
 

@@ -353,6 +353,28 @@ void real_spectrum(const PlanCore& pc, const float* const* rows, const float* co
   x[m / 2] = conj(z[P[m / 2]]);
 }
 
+// The filter spectra of one group's lanes, in the plan's layout: rows are the filters zero-padded
+// to n; dst = the group's block of pc.spec, bins scaled by 1/m, masked bins zero, positions by
+// pc.iperm when the plan keeps them. Computed in f32 by the same transform the rows go through
+// (the float64 scalar DFT it replaces took 3–5x the time of a B = 8 convolution). ws: m + (m + 1)
+// complex vectors.
+template <class V>
+void filter_spectrum(const PlanCore& pc, const float* const* rows, int nrows, float* dst, Cx<V>* ws) {
+  const int64_t m = pc.m;
+  constexpr int L = V::L;
+  Cx<V>* z = ws;
+  Cx<V>* x = ws + m;
+  const float* nog[16] = {};
+  real_spectrum<V>(pc, rows, nog, nrows, z, x);
+  const V s = V::set1(1.0f / float(m)), zero = V::zero();
+  for (int64_t k = 0; k <= m; ++k) {
+    const bool off = !pc.skip.empty() && pc.skip[size_t(k / kFreqMaskBlock)];
+    const int64_t i = pc.iperm.empty() || k == m ? k : pc.perm[size_t(k)];
+    (off ? zero : x[k].re * s).store(dst + (2 * i) * L);
+    (off ? zero : x[k].im * s).store(dst + (2 * i + 1) * L);
+  }
+}
+
 // dk for one channel group: Σ_b corr(dy_b ⊙ v_b, u_b ⊙ w_b), the first nk lags, into dk rows.
 // Spectra are summed over the batch, then one inverse. ws: m + 3·(m+1) complex vectors.
 template <class V>

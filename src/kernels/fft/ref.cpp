@@ -62,6 +62,10 @@ void conv_stage__ref(const PlanCore& pc, int stage, int64_t group, const RowPtrs
   conv_stage<Vec1>(pc, Stage(stage), group, io, reinterpret_cast<Cx<Vec1>*>(ws), r0, r1, corr);
 }
 
+void spectrum_group__ref(const PlanCore& pc, const float* const* rows, int nrows, float* dst, float* ws) {
+  filter_spectrum<Vec1>(pc, rows, nrows, dst, reinterpret_cast<Cx<Vec1>*>(ws));
+}
+
 }  // namespace kernels::fft
 
 void fftconv_direct_ref(const float* u, int64_t n, const float* k, int64_t nk, ConvMode mode, double* y) {
@@ -81,3 +85,4 @@ void fftconv_direct_ref(const float* u, int64_t n, const float* k, int64_t nk, C
 }
 
 }  // namespace tz
+
