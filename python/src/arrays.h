@@ -44,6 +44,11 @@ void expect_dim(const ArrayView& v, const char* name, int d, int64_t size, const
 
 // A new, zero-filled C-contiguous array.
 py::array_t<float> new_f32(const std::vector<int64_t>& shape);
+// A new C-contiguous array left uninitialized: for outputs a kernel writes whole.
+template <class T>
+py::array_t<T> new_output(const std::vector<int64_t>& shape) {
+  return py::array_t<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
 template <class T>
 py::array_t<T> new_array(const std::vector<int64_t>& shape) {
   std::vector<py::ssize_t> s(shape.begin(), shape.end());

@@ -58,7 +58,7 @@ std::pair<py::object, py::object> gates_of(const py::object& gate) {
 py::object plan_conv(const Plan& p, py::handle u_obj, const py::object& pregate, const py::object& postgate) {
   const ArrayView u = view(u_obj, "u");
   const int64_t b = batch_of(u, "u", p);
-  py::array_t<float> y = new_array<float>(u.shape);
+  py::array_t<float> y = new_output<float>(u.shape);  // every sample written
   float* yp = y.mutable_data();
   if (pregate.is_none() != postgate.is_none()) value_error("fftconv: give both pregate and postgate, or neither");
   if (!pregate.is_none()) {
@@ -87,14 +87,14 @@ py::tuple plan_backward(const Plan& p, py::handle u_obj, py::handle dy_obj, cons
   std::vector<float> su, sdy;
   const float* up = f32_operand(u, u, "u", su);
   const float* dyp = f32_operand(view(dy_obj, "dy"), u, "dy", sdy);
-  py::array_t<float> dk = new_array<float>({p.plan.h(), p.plan.filter_length()});
+  py::array_t<float> dk = new_output<float>({p.plan.h(), p.plan.filter_length()});  // overwritten
   float* dkp = dk.mutable_data();
   if (pregate.is_none() != postgate.is_none()) value_error("fftconv_backward: give both pregate and postgate, or neither");
   if (!pregate.is_none()) {
     std::vector<float> sw, sv;
     const float* wp = f32_operand(view(pregate, "pregate"), u, "pregate", sw);
     const float* vp = f32_operand(view(postgate, "postgate"), u, "postgate", sv);
-    py::array_t<float> du = new_array<float>(u.shape), dw = new_array<float>(u.shape), dv = new_array<float>(u.shape);
+    py::array_t<float> du = new_output<float>(u.shape), dw = new_output<float>(u.shape), dv = new_output<float>(u.shape);
     float *dup = du.mutable_data(), *dwp = dw.mutable_data(), *dvp = dv.mutable_data();
     {
       py::gil_scoped_release nogil;
@@ -105,7 +105,7 @@ py::tuple plan_backward(const Plan& p, py::handle u_obj, py::handle dy_obj, cons
   py::object du_obj = py::none();
   float* dup = nullptr;
   if (need_du) {
-    py::array_t<float> du = new_array<float>(u.shape);
+    py::array_t<float> du = new_output<float>(u.shape);
     dup = du.mutable_data();
     du_obj = du;
   }

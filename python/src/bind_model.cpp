@@ -2,11 +2,13 @@
 // LLaMA-family runner and compressor (llama.h, compress.h) from Python.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
 #include "arrays.h"
 #include "bindings.h"
+#include "tensorzip/chat.h"
 #include "tensorzip/compress.h"
 #include "tensorzip/error.h"
 #include "tensorzip/llama.h"
@@ -81,38 +83,127 @@ py::array_t<float> logits(const Model& m, const std::vector<int>& ids_in) {
   return out;
 }
 
-std::string generate(const Model& m, const std::string& prompt, int max_tokens, float temperature, float top_p, int top_k, float min_p,
-                     const py::object& seed, const std::vector<std::string>& stop) {
-  if (max_tokens < 0) value_error("max_tokens: must be >= 0");
-  const uint64_t sd = seed.is_none() ? uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) : seed.cast<uint64_t>();
+// One reply being generated: sampled token by token after the prompt, ending at EOS (and BOS, as
+// llama2.c's run), an end-of-turn piece, a stop string (the text from it on is dropped; text that
+// may begin one is held back until it cannot), max_tokens or the context — as `tensorzip run`.
+struct Generator {
+  std::shared_ptr<const Model> m;
+  std::unique_ptr<tz::LlamaSession> s;
+  std::unique_ptr<tz::Sampler> sampler;
+  std::vector<float> logits;
+  int pos = 0, prev = 0, left = 0;
+  bool stop_at_bos = true;
+  std::vector<std::string> stop_pieces, stop_strings;
+  std::string pending;
+  bool done = false;
+
+  // The text that may be shown after one more token ("" is possible); `done` when the reply ended.
+  std::string step() {
+    if (done) return "";
+    const tz::LlamaConfig& c = m->model->config();
+    if (left <= 0 || pos >= c.seq_len) return finish(pending);
+    const int next = sampler->sample(logits.data());
+    const std::string& piece = m->tok.piece(next);
+    if (next == m->tok.eos_id() || (stop_at_bos && next == m->tok.bos_id()) ||
+        std::find(stop_pieces.begin(), stop_pieces.end(), piece) != stop_pieces.end())
+      return finish(pending);
+    pending += m->tok.decode_piece(prev, next);
+    size_t cut = std::string::npos;
+    for (const auto& st : stop_strings) cut = std::min(cut, pending.find(st));
+    if (cut != std::string::npos) return finish(pending.substr(0, cut));
+    size_t keep = 0;  // the longest tail of pending that begins a stop string
+    for (const auto& st : stop_strings)
+      for (size_t k = std::min(st.size() - 1, pending.size()); k > keep; --k)
+        if (pending.compare(pending.size() - k, k, st, 0, k) == 0) {
+          keep = k;
+          break;
+        }
+    std::string shown = pending.substr(0, pending.size() - keep);
+    pending.erase(0, pending.size() - keep);
+    prev = next;
+    --left;
+    if (left > 0 && pos < c.seq_len) s->forward(&next, 1, pos++, logits.data());
+    return shown;
+  }
+  std::string finish(std::string text) {
+    done = true;
+    pending.clear();
+    return text;
+  }
+};
+
+struct SampleArgs {
+  int max_tokens;
+  float temperature, top_p, min_p;
+  int top_k;
+  py::object seed;
+  std::vector<std::string> stop;
+};
+
+std::unique_ptr<Generator> start(const std::shared_ptr<Model>& m, const std::string& text, const SampleArgs& a,
+                                 std::vector<std::string> stop_pieces, bool stop_at_bos) {
+  if (a.max_tokens < 0) value_error("max_tokens: must be >= 0");
+  for (const auto& st : a.stop)
+    if (st.empty()) value_error("stop: empty stop string");
+  const uint64_t sd = a.seed.is_none() ? uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) : a.seed.cast<uint64_t>();
   py::gil_scoped_release nogil;
-  const tz::LlamaConfig& c = m.model->config();
-  std::vector<int> ids = m.tok.encode(prompt, true);
-  if (ids.empty()) ids.push_back(m.tok.bos_id());
+  const tz::LlamaConfig& c = m->model->config();
+  auto g = std::make_unique<Generator>();
+  g->m = m;
+  std::vector<int> ids = m->tok.encode(text, true, false, /*parse_special=*/true);  // as llama-cli and `tensorzip run`
+  if (ids.empty()) ids.push_back(m->tok.bos_id());
   if (int(ids.size()) >= c.seq_len)
     throw tz::Error("generate: the prompt's " + std::to_string(ids.size()) + " tokens fill the context (" + std::to_string(c.seq_len) + ")");
-  tz::LlamaSession s(*m.model, c.seq_len);
-  std::vector<float> lg(size_t(c.vocab_size));
-  s.forward(ids.data(), int(ids.size()), 0, lg.data());
-  tz::Sampler sampler(c.vocab_size, temperature, top_p, sd);
-  sampler.set_top_k(top_k);
-  sampler.set_min_p(min_p);
+  g->s = std::make_unique<tz::LlamaSession>(*m->model, c.seq_len);
+  g->logits.resize(size_t(c.vocab_size));
+  g->s->forward(ids.data(), int(ids.size()), 0, g->logits.data());
+  g->sampler = std::make_unique<tz::Sampler>(c.vocab_size, a.temperature, a.top_p, sd);
+  g->sampler->set_top_k(a.top_k);
+  g->sampler->set_min_p(a.min_p);
+  g->pos = int(ids.size());
+  g->prev = ids.back();
+  g->left = a.max_tokens;
+  g->stop_at_bos = stop_at_bos;
+  g->stop_pieces = std::move(stop_pieces);
+  g->stop_strings = a.stop;
+  return g;
+}
+
+// The whole reply, or (stream) an iterator over its pieces of text.
+py::object reply(std::unique_ptr<Generator> g, bool stream) {
+  if (stream) return py::cast(std::move(g));
   std::string text;
-  int pos = int(ids.size()), prev = ids.back();
-  for (int i = 0; i < max_tokens && pos < c.seq_len; ++i) {
-    const int next = sampler.sample(lg.data());
-    if (next == m.tok.eos_id()) break;
-    text += m.tok.decode_piece(prev, next);
-    size_t cut = std::string::npos;
-    for (const auto& st : stop) cut = std::min(cut, text.find(st));
-    if (cut != std::string::npos) {
-      text.resize(cut);
-      break;
-    }
-    s.forward(&next, 1, pos++, lg.data());
-    prev = next;
+  {
+    py::gil_scoped_release nogil;
+    while (!g->done) text += g->step();
   }
-  return text;
+  return py::str(text);
+}
+
+std::string chat_format(const Model& m, const std::string& tmpl) {
+  if (!tmpl.empty()) {
+    const std::string name = tz::detect_chat_template(tmpl);
+    if (name.empty()) value_error("template: '" + tmpl + "' is not a built-in format (chatml, llama2, llama3, gemma, phi3, mistral-v7, ...)");
+    return name;
+  }
+  if (m.src.chat_template.empty()) value_error(m.path + ": the model has no chat template; pass template='chatml' (or llama3, gemma, ...)");
+  const std::string name = tz::detect_chat_template(m.src.chat_template);
+  if (name.empty()) value_error(m.path + ": its chat template matches no built-in format; pass template=NAME");
+  return name;
+}
+
+std::vector<tz::ChatMessage> messages_of(const py::list& msgs) {
+  std::vector<tz::ChatMessage> out;
+  for (auto item : msgs) {
+    if (!py::isinstance<py::dict>(item)) type_error("messages: each message is a dict {'role': ..., 'content': ...}");
+    auto d = item.cast<py::dict>();
+    if (!d.contains("role") || !d.contains("content")) value_error("messages: each message needs 'role' and 'content'");
+    const std::string role = py::str(d["role"]);
+    if (role != "system" && role != "user" && role != "assistant") value_error("messages: role '" + role + "' is not system, user or assistant");
+    out.push_back({role, py::str(d["content"])});
+  }
+  if (out.empty()) value_error("messages: empty");
+  return out;
 }
 
 py::dict perplexity(Model& m, const std::string& text, int ctx, int stride) {
@@ -221,13 +312,47 @@ directories / (directory, scale) pairs, applied unmerged.)")
       .def(
           "detokenize", [](const Model& x, const std::vector<int>& ids) { return x.tok.decode(checked_tokens(x, ids)); }, py::arg("ids"))
       .def("logits", &logits, py::arg("tokens"), "Logits (n, vocab) float32 of every position of `tokens` (a fresh sequence).")
-      .def("generate", &generate, py::arg("prompt"), py::arg("max_tokens") = 128, py::arg("temperature") = 0.8f, py::arg("top_p") = 0.95f,
-           py::arg("top_k") = 40, py::arg("min_p") = 0.05f, py::arg("seed") = py::none(), py::arg("stop") = std::vector<std::string>{},
-           R"(Text continuing `prompt` (BOS first): up to max_tokens, ending at EOS or before a stop string. temperature 0: greedy.)")
+      .def(
+          "generate",
+          [](const std::shared_ptr<Model>& x, const std::string& prompt, int max_tokens, float temperature, float top_p, int top_k, float min_p,
+             const py::object& seed, const std::vector<std::string>& stop, bool stream) {
+            return reply(start(x, prompt, {max_tokens, temperature, top_p, min_p, top_k, seed, stop}, tz::end_of_turn_pieces(x->tok), true),
+                         stream);
+          },
+          py::arg("prompt"), py::arg("max_tokens") = 128, py::arg("temperature") = 0.8f, py::arg("top_p") = 0.95f, py::arg("top_k") = 40,
+          py::arg("min_p") = 0.05f, py::arg("seed") = py::none(), py::arg("stop") = std::vector<std::string>{}, py::arg("stream") = false,
+          R"(Text continuing `prompt` (BOS first; special tokens in it are tokens), as `tensorzip run` writes it: up to
+max_tokens, ending at EOS, an end-of-turn token or before a stop string. temperature 0: greedy.
+stream=True: an iterator over the pieces of text as they are sampled.)")
+      .def(
+          "chat",
+          [](const std::shared_ptr<Model>& x, const py::list& messages, int max_tokens, float temperature, float top_p, int top_k, float min_p,
+             const py::object& seed, const std::vector<std::string>& stop, const std::string& tmpl, bool stream) {
+            const std::string fmt = chat_format(*x, tmpl);
+            const std::string text = tz::apply_chat_template(fmt, messages_of(messages), true);
+            return reply(start(x, text, {max_tokens, temperature, top_p, min_p, top_k, seed, stop}, tz::chat_stop_strings(fmt), false), stream);
+          },
+          py::arg("messages"), py::arg("max_tokens") = 512, py::arg("temperature") = 0.8f, py::arg("top_p") = 0.95f, py::arg("top_k") = 40,
+          py::arg("min_p") = 0.05f, py::arg("seed") = py::none(), py::arg("stop") = std::vector<std::string>{}, py::arg("template") = "",
+          py::arg("stream") = false,
+          R"(The assistant's reply to `messages` ([{'role': 'system'|'user'|'assistant', 'content': ...}]) in the model's
+chat format (its template, or template='chatml', 'llama3', ...), as `tensorzip run --chat` writes it.)")
       .def("perplexity", &perplexity, py::arg("text"), py::arg("ctx") = 0, py::arg("stride") = 0,
            R"(Perplexity of `text` (one token stream, BOS first) with a sliding window of ctx tokens (default: the model's
 context) advancing by stride (default ctx / 2). Returns {'perplexity', 'error', 'mean_nll', 'tokens', 'seconds'}.)")
       .def("__repr__", [](const Model& x) { return "<tensorzip.Model " + x.path + " " + x.model->config().to_string() + ">"; });
+
+  py::class_<Generator, std::unique_ptr<Generator>>(m, "TextStream", "Pieces of generated text as they are sampled (Model.generate / chat with stream=True).")
+      .def("__iter__", [](Generator& g) -> Generator& { return g; }, py::return_value_policy::reference_internal)
+      .def("__next__", [](Generator& g) {
+        std::string piece;
+        {
+          py::gil_scoped_release nogil;
+          while (!g.done && piece.empty()) piece = g.step();
+        }
+        if (piece.empty() && g.done) throw py::stop_iteration();
+        return piece;
+      });
 
   m.def("compress", &compress, py::arg("model"), py::arg("output"), py::arg("method") = "rtn", py::arg("bits") = 4, py::arg("group") = 128,
         py::arg("symmetric") = true, py::arg("calib") = "", py::arg("calib_docs") = 128, py::arg("calib_len") = 256, py::arg("act_order") = false,

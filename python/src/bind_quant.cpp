@@ -88,7 +88,7 @@ py::object mpgemm(py::handle x_obj, const LutW& w, const std::string& mode, cons
   if (path != "auto" && path != "lut" && path != "int8") value_error("path: 'auto', 'lut' or 'int8', got '" + path + "'");
   const tz::LutMode lm = mode == "fast" ? tz::LutMode::Fast : tz::LutMode::Exact;
   const tz::MpGemmPath mp = path == "auto" ? tz::MpGemmPath::Auto : path == "lut" ? tz::MpGemmPath::Lut : tz::MpGemmPath::Int8;
-  py::array_t<float> y = new_f32(x.ndim() == 2 ? std::vector<int64_t>{n, m} : std::vector<int64_t>{m});
+  py::array_t<float> y = new_output<float>(x.ndim() == 2 ? std::vector<int64_t>{n, m} : std::vector<int64_t>{m});  // written whole
   float* yp = y.mutable_data();
   std::vector<float> xs;
   if (w.linear) {

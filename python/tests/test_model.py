@@ -69,3 +69,66 @@ def test_bad_inputs(models, tmp_path):
         tz.Model.load(model, weights="q9", tokenizer=tok)
     with pytest.raises(ValueError, match=r"\.tz"):
         tz.compress(model, str(tmp_path / "out.gguf"))
+
+
+def test_same_results_as_the_cli(models, tmp_path):
+    """Model.perplexity / generate against `tensorzip eval` / `tensorzip run` on the same files."""
+    import json
+    import subprocess
+
+    cli = os.environ.get("TENSORZIP_CLI")
+    if not cli or not os.path.exists(cli):
+        pytest.skip("TENSORZIP_CLI (the tensorzip binary) not set")
+    model, tok, _ = paths(models)
+    with open(os.path.join(models, "eval-text", "tinystories_valid_head.txt")) as f:
+        text = f.read()[:4000]
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(text)
+    m = tz.Model.load(model, weights="q4", tokenizer=tok)
+    ev = json.loads(subprocess.run([cli, "eval", "-m", model, "-z", tok, "-f", str(text_file), "--weights", "q4", "--json"],
+                                   check=True, capture_output=True, text=True).stdout)
+    ours = m.perplexity(text)
+    assert ours["tokens"] == ev["tokens_scored"]
+    assert abs(ours["perplexity"] - ev["perplexity"]) < 1e-9 * ev["perplexity"]
+    run = json.loads(subprocess.run([cli, "run", "-m", model, "-z", tok, "-p", "The cat", "-n", "30", "--temp", "0", "--weights", "q4", "--json"],
+                                    check=True, capture_output=True, text=True).stdout)
+    assert m.generate("The cat", max_tokens=30, temperature=0) == run["text"]
+
+
+def test_streaming_and_chat(models):
+    model, tok, _ = paths(models)
+    m = tz.Model.load(model, tokenizer=tok)
+    whole = m.generate("Lily and Ben", max_tokens=60, temperature=0)
+    pieces = list(m.generate("Lily and Ben", max_tokens=60, temperature=0, stream=True))
+    assert len(pieces) > 10 and "".join(pieces) == whole
+    stop = whole[20:24]
+    cut = m.generate("Lily and Ben", max_tokens=60, temperature=0, stop=[stop])
+    assert cut == whole[: whole.index(stop)]
+    assert "".join(m.generate("Lily and Ben", max_tokens=60, temperature=0, stop=[stop], stream=True)) == cut
+    seeded = [m.generate("Once", max_tokens=30, temperature=1.0, seed=7) for _ in range(2)]
+    assert seeded[0] == seeded[1]
+    with pytest.raises(ValueError, match="no chat template"):
+        m.chat([{"role": "user", "content": "Hi"}])
+    with pytest.raises(ValueError, match="role"):
+        m.chat([{"role": "robot", "content": "Hi"}], template="chatml")
+    reply = m.chat([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Tell a story."}], template="chatml",
+                   max_tokens=40, temperature=0)
+    assert isinstance(reply, str) and reply == "".join(
+        m.chat([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Tell a story."}], template="chatml",
+               max_tokens=40, temperature=0, stream=True))
+
+
+def test_chat_matches_the_cli(models):
+    import json
+    import subprocess
+
+    cli = os.environ.get("TENSORZIP_CLI")
+    if not cli or not os.path.exists(cli):
+        pytest.skip("TENSORZIP_CLI (the tensorzip binary) not set")
+    model, tok, _ = paths(models)
+    m = tz.Model.load(model, tokenizer=tok)
+    run = json.loads(subprocess.run([cli, "run", "-m", model, "-z", tok, "--chat", "--chat-template", "llama2", "--system", "Be kind.",
+                                     "-p", "Tell a story.", "-n", "40", "--temp", "0", "--json"], check=True, capture_output=True, text=True).stdout)
+    ours = m.chat([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Tell a story."}], template="llama2",
+                  max_tokens=40, temperature=0)
+    assert ours == run["text"]
