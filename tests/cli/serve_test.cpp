@@ -289,12 +289,18 @@ TEST(Serve, OpenAiEndpointsMatchRunAndBatchAcrossAdapters) {
             text_of("ad2", "The cat"));  // the others are untouched
   // An adapter a running request uses cannot be unloaded; once the request is gone it can.
   {
+    // The premise: this greedy request runs its whole 230 tokens (no EOS), so it is still running
+    // when the DELETE arrives.
+    ASSERT_EQ(post(c, "/v1/completions", {{"model", "ad0"}, {"prompt", "Once"}, {"max_tokens", 230}, {"temperature", 0}})["choices"][0]["finish_reason"],
+              "length");
     std::atomic<bool> started{false}, checked{false};
     std::thread busy([&] {
       httplib::Request req;
       req.method = "POST";
       req.path = "/v1/completions";
-      req.body = json{{"model", "ad0"}, {"prompt", "Once"}, {"max_tokens", 230}, {"stream", true}}.dump();
+      // Greedy, so the request's length is fixed (230 tokens, no EOS): a sampled one could end early,
+      // before the DELETE below arrives (seen once under ASan).
+      req.body = json{{"model", "ad0"}, {"prompt", "Once"}, {"max_tokens", 230}, {"temperature", 0}, {"stream", true}}.dump();
       req.set_header("Content-Type", "application/json");
       req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
         started = true;
