@@ -23,7 +23,8 @@ bool has_extras(const tz::CompressedLinear& c) {
 Quantized quantize(py::handle w_obj, int bits, int group, const std::string& method, bool symmetric, const py::object& x_obj,
                    const std::string& scale_dtype, bool clip, bool act_order, int outliers, int lowrank, const std::string& lowrank_method) {
   const ArrayView w = view(w_obj, "w", 2);
-  std::vector<float> wf = to_f32(w);
+  std::vector<float> wf;
+  const float* wp = w.elem == Elem::F32 ? w.ptr<float>() : (wf = to_f32(w)).data();
   tz::QuantizeOptions o;
   o.method = tz::parse_quant_method(method);
   o.fmt.bits = bits;
@@ -41,14 +42,15 @@ Quantized quantize(py::handle w_obj, int bits, int group, const std::string& met
   if (!x_obj.is_none()) {
     const ArrayView x = view(x_obj, "x", 2);
     expect_dim(x, "x", 1, cols, "the weight's input width");
-    std::vector<float> xf = to_f32(x);
+    std::vector<float> xf;
+    const float* xp = x.elem == Elem::F32 ? x.ptr<float>() : (xf = to_f32(x)).data();
     const bool hessian = o.method == tz::QuantMethod::Gptq || (lowrank > 0 && o.lowrank_method != tz::LowRankMethod::Svd);
     py::gil_scoped_release nogil;
     stats.emplace(cols, hessian);
-    stats->add(xf.data(), x.shape[0]);
+    stats->add(xp, x.shape[0]);
   }
   py::gil_scoped_release nogil;
-  return Quantized{std::make_shared<tz::CompressedLinear>(tz::compress_linear(wf.data(), rows, cols, stats ? &*stats : nullptr, o))};
+  return Quantized{std::make_shared<tz::CompressedLinear>(tz::compress_linear(wp, rows, cols, stats ? &*stats : nullptr, o))};
 }
 
 py::array_t<uint8_t> codes_of(const tz::QuantMatrix& q) {
